@@ -1,0 +1,144 @@
+"""Emoncms buffer: posts readings to emoncms' input API (local or remote).
+
+A reading is posted on its own (``input/post``) as soon as it arrives when nothing is
+queued; readings that piled up (an outage, a burst) go out together through ``input/bulk``,
+so a day of backlog drains in seconds. Every reading carries the time it was received.
+The API key travels in the ``Authorization: Bearer`` header, never in a URL.
+"""
+
+import json
+import re
+from typing import List, Optional
+
+import requests
+
+from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
+from gateway.frame import Frame
+
+EMONCMS_FLOAT_MAX = 3.4e38  # emoncms stores values in a MySQL FLOAT; larger ones crash it
+_API_KEY = re.compile(r"[0-9a-fA-F]{32}")
+
+
+class EmoncmsBuffer(Buffer):
+    SPEC = """
+    url = string(default='http://localhost/emoncms')
+    apikey = string(default='')
+    protocol = string(default=None)
+    domain = string(default=None)
+    path = string(default=None)
+    timeout = float(min=0.1, default=10)
+    verify_tls = boolean(default=True)
+    ca_file = path(default='')
+    """
+    SECRETS = ("apikey",)
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> List[str]:
+        problems = []
+        if not cls.base_url(settings).startswith(("http://", "https://")):
+            problems.append(f"url = {cls.base_url(settings)!r}: expected an http:// or https:// URL")
+        key = settings["apikey"]
+        if key and not _API_KEY.fullmatch(key):
+            problems.append("apikey: expected emoncms' 32 hexadecimal characters "
+                            "(Setup > My Account > Write API Key)")
+        return problems
+
+    @staticmethod
+    def base_url(settings: dict) -> str:
+        """The emoncms URL; the original ``protocol``/``domain``/``path`` keys still work."""
+        if settings.get("domain"):
+            url = (settings.get("protocol") or "http://") + settings["domain"] + (settings.get("path") or "")
+        else:
+            url = settings["url"]
+        return url.rstrip("/")
+
+    # -- plugin hooks -------------------------------------------------------------------
+    def configure(self) -> None:
+        self.url = self.base_url(self.settings)
+        session = getattr(self, "session", None)
+        if session is None:
+            session = self.session = requests.Session()
+        session.headers["Authorization"] = "Bearer " + self.settings["apikey"]
+        session.verify = self.settings["ca_file"] or self.settings["verify_tls"]
+
+    def inactive_reason(self) -> Optional[str]:
+        if not self.settings["apikey"]:
+            return "no apikey set (fill in your emoncms write API key to start sending)"
+        return None
+
+    def check(self, frame: Frame) -> Optional[str]:
+        for value in frame.values:
+            if abs(value) > EMONCMS_FLOAT_MAX:
+                return f"value {value} is beyond what emoncms can store"
+        return None
+
+    def send(self, batch: List[Frame]) -> None:
+        if len(batch) == 1:
+            frame = batch[0]
+            form = {"node": str(frame.node), "time": str(int(frame.time)),
+                    "fulljson": json.dumps(frame.named_values(), separators=(",", ":"))}
+            self._post("input/post", form, expected='{"success": true}')
+        else:
+            rows = [[int(f.time), f.node, f.named_values()] for f in batch]
+            # time=0: each row's time is absolute (reference 0 + row time).
+            form = {"data": json.dumps(rows, separators=(",", ":")), "time": "0"}
+            self._post("input/bulk", form, expected="ok")
+
+    def close_transport(self) -> None:
+        self.session.close()
+
+    # -- the wire -----------------------------------------------------------------------
+    def _post(self, endpoint: str, form: dict, expected: str) -> None:
+        timeout = self.settings["timeout"]
+        try:
+            reply = self.session.post(f"{self.url}/{endpoint}", data=form, timeout=(timeout, timeout))
+        except requests.exceptions.SSLError as exc:
+            raise AuthError(f"TLS certificate of {self.url} not trusted: {_short(exc)} "
+                            f"(set ca_file to trust a private CA)") from None
+        except requests.exceptions.Timeout:
+            raise TransientError(f"no answer from {self.url} within {timeout:g} s") from None
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(f"cannot reach {self.url}: {_short(exc)}") from None
+        self._judge(reply, expected)
+
+    def _judge(self, reply: requests.Response, expected: str) -> None:
+        """Raise unless emoncms' own success reply came back (see research on its input API)."""
+        body = reply.text.strip()
+        status = reply.status_code
+        if status == 200:
+            if body == expected:
+                return
+            if not body:
+                raise AuthError("emoncms answered with an empty body and stored nothing: "
+                                "is the apikey a read-only key?")
+            message = _failure_message(body)
+            if message is not None:
+                raise RejectedError(f"emoncms refused: {message}")
+            raise TransientError(f"unexpected answer from emoncms: {body[:120]!r}")
+        if status == 401:
+            raise AuthError("emoncms refused the API key (401 Invalid API key)")
+        if status in (413, 414):
+            raise TooLargeError(f"emoncms answered {status}: request too large")
+        if status in (403, 404):
+            raise AuthError(f"emoncms answered {status} for {reply.url.split('?')[0]}: check the url")
+        retry_after = reply.headers.get("Retry-After", "")
+        raise TransientError(f"emoncms answered {status} {reply.reason}",
+                             float(retry_after) if retry_after.isdigit() else None)
+
+
+def _failure_message(body: str) -> Optional[str]:
+    """emoncms' ``{"success": false, "message": ...}`` message, or None for any other body."""
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(reply, dict) and reply.get("success") is False:
+        return str(reply.get("message", "no reason given"))
+    return None
+
+
+def _short(exc: Exception) -> str:
+    """The last, most specific part of a requests/urllib3 error chain."""
+    text = str(exc)
+    match = re.search(r"\(Caused by \w+\((?:<[^>]*>, )?'?(.*?)'?\)\)", text)
+    return (match.group(1) if match else text)[:200]

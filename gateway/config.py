@@ -1,0 +1,239 @@
+"""Reading and validating ``oemgateway.conf`` with configobj's own validation.
+
+The file has a ``[gateway]`` section and ``[listeners]`` / ``[buffers]`` sections holding one
+sub-section per plugin, each with a ``type``. Settings of a plugin may sit directly in its
+section or, as in the original oem_gateway, in ``[[[init_settings]]]`` and
+``[[[runtime_settings]]]``; both are read the same way. Every problem is reported with the
+file, the section path and the key.
+"""
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from configobj import ConfigObj, ConfigObjError, Section, flatten_errors, get_extra_values
+from validate import ValidateError, Validator, VdtValueError
+
+from gateway.registry import Registry
+
+GATEWAY_SPEC = """
+loglevel = loglevel(default='INFO')
+config_check_interval = float(min=0, default=2)
+shutdown_timeout = float(min=0, default=5)
+"""
+
+LEGACY_SUBSECTIONS = ("init_settings", "runtime_settings")
+PLUGIN_KINDS = ("listeners", "buffers")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(Exception):
+    """The config cannot be used. ``problems`` lists every problem found, one line each."""
+
+    def __init__(self, path: str, problems: List[str]):
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class PluginConfig:
+    """One listener or buffer as configured: its section name, class and validated settings."""
+
+    name: str
+    type_name: str
+    cls: type
+    settings: dict
+
+    def secrets(self) -> List[str]:
+        return [str(self.settings[key]) for key in getattr(self.cls, "SECRETS", ())
+                if self.settings.get(key)]
+
+
+@dataclass
+class GatewayConfig:
+    path: str
+    gateway: dict
+    listeners: Dict[str, PluginConfig]
+    buffers: Dict[str, PluginConfig]
+    warnings: List[str] = field(default_factory=list)
+
+    def secrets(self) -> List[str]:
+        found = []
+        for plugin in list(self.listeners.values()) + list(self.buffers.values()):
+            found.extend(plugin.secrets())
+        return found
+
+    def masked(self) -> dict:
+        """The effective settings, secrets replaced by ``***``: safe to print or log."""
+        def plugins(group):
+            return {name: dict({"type": p.type_name}, **{
+                k: ("***" if k in getattr(p.cls, "SECRETS", ()) and v else v)
+                for k, v in p.settings.items()}) for name, p in group.items()}
+        return {"gateway": dict(self.gateway), "listeners": plugins(self.listeners),
+                "buffers": plugins(self.buffers)}
+
+
+def section_label(path: Tuple[str, ...]) -> str:
+    """``('listeners', 'Socket')`` -> ``[listeners] [[Socket]]``."""
+    return " ".join("[" * depth + name + "]" * depth for depth, name in enumerate(path, 1))
+
+
+def _describe_check(check: str) -> str:
+    return re.sub(r",?\s*default=(?:'[^']*'|\"[^\"]*\"|[^,)]*)", "", check).replace("()", "")
+
+
+class ConfigLoader:
+    """Reads a config file into a GatewayConfig, or raises ConfigError listing every problem."""
+
+    def __init__(self, listeners: Registry, buffers: Registry):
+        self.registries = {"listeners": listeners, "buffers": buffers}
+
+    def load(self, path: str) -> GatewayConfig:
+        path = os.path.abspath(path)
+        raw = self._parse(path)
+        problems: List[str] = []
+        origins: Dict[Tuple[Tuple[str, ...], str], Tuple[str, ...]] = {}
+        classes: Dict[Tuple[str, str], Tuple[str, type]] = {}
+        spec_lines = ["[gateway]"] + GATEWAY_SPEC.splitlines()
+
+        for kind in PLUGIN_KINDS:
+            spec_lines.append(f"[{kind}]")
+            section = raw.get(kind)
+            if section is None:
+                continue
+            if not isinstance(section, Section):
+                problems.append(f"{path}: {kind} must be a section [{kind}], not a key")
+                continue
+            for name in section.sections:
+                plugin = section[name]
+                problems += self._hoist_legacy(path, (kind, name), plugin, origins)
+                type_name = plugin.get("type")
+                if not type_name or isinstance(type_name, (list, Section)):
+                    problems.append(f"{path}: {section_label((kind, name))}: key 'type' is missing "
+                                    f"(one of: {', '.join(self.registries[kind].names())})")
+                    continue
+                try:
+                    cls = self.registries[kind].resolve(type_name)
+                except LookupError as exc:
+                    problems.append(f"{path}: {section_label((kind, name))} type = {type_name}: {exc}")
+                    continue
+                classes[(kind, name)] = (self.registries[kind].canonical(type_name), cls)
+                spec_lines.append(f"[[{name}]]")
+                spec_lines.append("type = string")
+                spec_lines += cls.settings_spec().splitlines()
+
+        config = ConfigObj(raw.dict(), configspec=spec_lines, interpolation=False)
+        result = config.validate(self._validator(path), preserve_errors=True)
+        problems += self._validation_problems(path, config, result, spec_lines, origins)
+        warnings = self._extra_value_warnings(path, config, classes, origins)
+        if problems:
+            raise ConfigError(path, problems)
+
+        plugins = {kind: {} for kind in PLUGIN_KINDS}
+        for (kind, name), (type_name, cls) in classes.items():
+            settings = {k: v for k, v in config[kind][name].items() if k != "type"
+                        and not isinstance(v, Section)}
+            plugins[kind][name] = PluginConfig(name, type_name, cls, settings)
+            for message in cls.check_settings(settings):
+                problems.append(f"{path}: {section_label((kind, name))}: {message}")
+        if problems:
+            raise ConfigError(path, problems)
+        return GatewayConfig(path, dict(config["gateway"]), plugins["listeners"], plugins["buffers"],
+                             warnings)
+
+    # -- steps --------------------------------------------------------------------------
+    @staticmethod
+    def _parse(path: str) -> ConfigObj:
+        if not os.path.exists(path):
+            raise ConfigError(path, [f"{path}: no such file"])
+        try:
+            return ConfigObj(path, file_error=True, interpolation=False, encoding="utf-8")
+        except ConfigObjError as exc:
+            errors = getattr(exc, "errors", None) or [exc]
+            raise ConfigError(path, [f"{path}:{getattr(e, 'line_number', '?')}: {e}" for e in errors]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(path, [f"{path}: cannot read: {exc}"]) from None
+
+    @staticmethod
+    def _hoist_legacy(path, section_path, plugin: Section, origins) -> List[str]:
+        """Move keys of ``init_settings``/``runtime_settings`` up into the plugin's section."""
+        problems = []
+        for sub in LEGACY_SUBSECTIONS:
+            if sub not in plugin:
+                continue
+            if not isinstance(plugin[sub], Section):
+                problems.append(f"{path}: {section_label(section_path)} {sub} must be a section "
+                                f"[[[{sub}]]]")
+                continue
+            for key, value in list(plugin[sub].items()):
+                if key in plugin:
+                    problems.append(f"{path}: {section_label(section_path)}: key '{key}' is set both "
+                                    f"in the section and in [[[{sub}]]]")
+                    continue
+                plugin[key] = value
+                origins[(section_path, key)] = section_path + (sub,)
+            del plugin[sub]
+        return problems
+
+    @staticmethod
+    def _validator(path: str) -> Validator:
+        base = os.path.dirname(path)
+
+        def path_check(value, *args, **kwargs):
+            """A file path; relative paths are relative to the config file's folder."""
+            if not isinstance(value, str):
+                raise VdtValueError(value)
+            return os.path.join(base, os.path.expanduser(value)) if value else value
+
+        def loglevel_check(value, *args, **kwargs):
+            if not isinstance(value, str) or value.upper() not in LOG_LEVELS:
+                raise VdtValueError(value)
+            return value.upper()
+
+        return Validator({"path": path_check, "loglevel": loglevel_check})
+
+    @staticmethod
+    def _validation_problems(path, config, result, spec_lines, origins) -> List[str]:
+        problems = []
+        for section_path, key, error in flatten_errors(config, result):
+            section_path = tuple(section_path)
+            shown = origins.get((section_path, key), section_path)
+            check = config
+            for name in section_path:
+                check = check[name]
+            expected = _describe_check(str(check.configspec.get(key, ""))) if key else ""
+            where = f"{path}: {section_label(shown)}"
+            if key is None:
+                problems.append(f"{where}: section is missing")
+            elif error is False:
+                problems.append(f"{where}: key '{key}' is required (expected {expected})")
+            else:
+                value = config
+                for name in section_path:
+                    value = value[name]
+                reason = str(error) if isinstance(error, ValidateError) and str(error) else "invalid value"
+                problems.append(f"{where} {key} = {value.get(key)!r}: {reason.rstrip('.')} "
+                                f"(expected {expected})")
+        return problems
+
+    @staticmethod
+    def _extra_value_warnings(path, config, classes, origins) -> List[str]:
+        warnings = []
+        for section_path, name in get_extra_values(config):
+            section_path = tuple(section_path)
+            if len(section_path) == 0 and name in ("listeners", "buffers", "gateway"):
+                continue
+            if len(section_path) == 2 and section_path not in [(k, n) for (k, n) in classes]:
+                continue  # a plugin whose type is unknown: its error is reported already
+            shown = origins.get((section_path, name), section_path)
+            where = f"{path}: {section_label(shown)}" if shown else f"{path}:"
+            warnings.append(f"{where}: '{name}' is not a known setting and is ignored (a typo?)")
+        return warnings
+
+
+def log_warnings(config: GatewayConfig, logger: Optional[logging.Logger] = None) -> None:
+    for warning in config.warnings:
+        (logger or logging.getLogger(__name__)).warning("%s", warning)

@@ -1,0 +1,81 @@
+"""A frame is one reading from one node: the unit that travels from listeners to buffers."""
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+Number = Union[int, float]
+Node = Union[int, str]
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_INT_LIMIT = 2 ** 53  # integers beyond this lose precision as floats downstream
+
+
+class FrameError(ValueError):
+    """A line that is not a valid ``NodeID val1 val2 ...`` frame. The message says why."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One reading: a node's values and the wall-clock time it was received.
+
+    ``names`` are the input names (``None`` means positional: 1, 2, 3 ...), ``rssi`` the radio
+    signal strength when the listener knows it, ``source`` the name of the listener.
+    """
+
+    __slots__ = ("node", "values", "time", "names", "rssi", "source")
+
+    node: Node
+    values: Tuple[Number, ...]
+    time: float
+    names: Optional[Tuple[str, ...]]
+    rssi: Optional[int]
+    source: str
+
+    def named_values(self) -> dict:
+        """The values keyed by input name, positional values named "1", "2", ..."""
+        names = self.names or [str(i) for i in range(1, len(self.values) + 1)]
+        return dict(zip(names, self.values))
+
+
+def parse_node(text: str) -> Node:
+    """A node id: an integer 0-255, or a name of letters, digits, ``_`` and ``-``."""
+    if text.isdigit() and text.isascii():
+        node = int(text)
+        if node > 255:
+            raise FrameError(f"node id {text} is out of range 0-255")
+        return node
+    if not _NODE_NAME.fullmatch(text):
+        raise FrameError(f"node {text[:40]!r} is neither a number 0-255 nor a name of A-Z a-z 0-9 _ -")
+    return text
+
+
+def parse_number(text: str) -> Number:
+    """An integer or decimal number; NaN, infinities and anything else raise FrameError."""
+    if not _NUMBER.fullmatch(text):
+        raise FrameError(f"value {text[:40]!r} is not a number")
+    if text.lstrip("+-").isdigit():
+        value = int(text)
+        if abs(value) <= _INT_LIMIT:
+            return value
+    try:
+        value = float(text)
+    except OverflowError:  # pragma: no cover - float() returns inf rather than raising
+        value = math.inf
+    if not math.isfinite(value):
+        raise FrameError(f"value {text[:40]!r} is out of range")
+    return value
+
+
+def parse_values_line(line: str):
+    """Split ``NodeID val1 val2 ...`` into ``(node, values)``.
+
+    Fields are separated by spaces or tabs. Raises FrameError (and nothing else) when the
+    line is not such a frame.
+    """
+    fields = line.split()
+    if len(fields) < 2:
+        raise FrameError("a frame needs a node id and at least one value")
+    return parse_node(fields[0]), tuple(parse_number(field) for field in fields[1:])

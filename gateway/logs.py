@@ -1,0 +1,116 @@
+"""Logging for a daemon that runs for years: secrets redacted, repeated warnings throttled."""
+
+import logging
+import logging.handlers
+import threading
+import time
+from typing import Callable, Iterable, Optional
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MASK = "***"
+
+
+class Redactor:
+    """Knows the secrets of the current config and masks them in any text."""
+
+    def __init__(self):
+        self._secrets: tuple = ()
+        self._lock = threading.Lock()
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        cleaned = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        with self._lock:
+            self._secrets = tuple(cleaned)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats a record, traceback included, then masks every known secret in the result."""
+
+    def __init__(self, redactor: Redactor, fmt: str = LOG_FORMAT):
+        super().__init__(fmt)
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redactor.redact(super().format(record))
+
+
+def setup_logging(redactor: Redactor, logfile: Optional[str] = None, max_bytes: int = 5_000_000,
+                  backups: int = 1) -> logging.Handler:
+    """Send the root logger to stderr, or to a rotating ``logfile``; returns the handler."""
+    if logfile:
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            logfile, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter(redactor))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # Library chatter (connection pools) is noise at INFO; DEBUG on the gateway shows it.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    return handler
+
+
+class LogThrottle:
+    """Logs the first occurrence of a kind of problem, then at most one summary per interval.
+
+    A flood of bad frames or a day-long outage gives a handful of log lines, each saying how
+    many occurrences it stands for, never one line per frame. ``schedule(delay, fn)``, when
+    given, is used to emit a pending summary even if no further occurrence comes.
+    """
+
+    def __init__(self, logger: logging.Logger, level: int = logging.WARNING,
+                 interval: float = 60.0,
+                 schedule: Optional[Callable[[float, Callable[[], None]], object]] = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.logger = logger
+        self.level = level
+        self.interval = interval
+        self._schedule = schedule
+        self._clock = clock
+        self._window_end = float("-inf")
+        self._suppressed = 0
+        self._latest = ""
+        self._summary_pending = False
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: str, *args) -> None:
+        with self._lock:
+            now = self._clock()
+            if now < self._window_end:
+                self._suppressed += 1
+                self._latest = msg % args if args else msg
+                if self._schedule and not self._summary_pending:
+                    self._summary_pending = True
+                    self._schedule(self._window_end - now, self._scheduled_flush)
+                return
+            self._emit_summary()
+            self._window_end = now + self.interval
+        self.logger.log(self.level, msg, *args)
+
+    def flush(self) -> None:
+        """Log the summary of what was suppressed, if anything was."""
+        with self._lock:
+            self._emit_summary()
+
+    def _scheduled_flush(self) -> None:
+        with self._lock:
+            self._summary_pending = False
+            if self._suppressed:
+                self._emit_summary()
+                self._window_end = self._clock() + self.interval
+
+    def _emit_summary(self) -> None:
+        if self._suppressed:
+            self.logger.log(self.level, "... %d more like that in the last %d s (latest: %s)",
+                            self._suppressed, self.interval, self._latest)
+            self._suppressed = 0

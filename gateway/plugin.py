@@ -1,0 +1,39 @@
+"""What listeners and buffers have in common: a name, settings declared as a configspec."""
+
+import logging
+from typing import Iterable, List
+
+
+class Plugin:
+    """A configured listener or buffer.
+
+    A subclass declares its settings once, as configspec lines in ``SPEC`` (with defaults);
+    ``SECRETS`` names the settings that must never be shown or logged.
+    """
+
+    KIND = "plugin"
+    SPEC = ""
+    SECRETS: Iterable[str] = ()
+
+    def __init__(self, name: str, settings: dict):
+        self.name = name
+        self.settings = dict(settings)
+        self.log = logging.getLogger(f"oemgateway.{self.KIND}.{name}")
+
+    @classmethod
+    def settings_spec(cls) -> str:
+        """The configspec lines for this plugin's section, base classes' lines included."""
+        specs = []
+        for klass in reversed(cls.__mro__):
+            spec = klass.__dict__.get("SPEC")
+            if spec:
+                specs.append(spec)
+        return "\n".join(specs)
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> List[str]:
+        """Problems configspec cannot express (one message per problem, naming the key)."""
+        return []
+
+    def __str__(self) -> str:
+        return f"{self.KIND} '{self.name}'"

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""OEM Gateway: reads energy-monitor frames from listeners and forwards them through buffers.
+
+Run ``oemgateway --help`` for the command line. The daemon is one event loop (this module)
+that reads every listener, plus one sender thread per buffer; the config file says which
+listeners and buffers exist, and is re-read live on SIGHUP or when it changes.
+"""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Dict, Optional
+
+from buffers import BUFFERS
+from buffers.base import Buffer
+from gateway import __version__
+from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
+from gateway.eventloop import EventLoop
+from gateway.frame import Frame
+from gateway.logs import Redactor, setup_logging
+from listeners import LISTENERS
+from listeners.base import Listener
+
+SYSTEM_CONFIG = "/etc/oemgateway/oemgateway.conf"
+EXIT_OK, EXIT_CONFIG, EXIT_RUNTIME = 0, 1, 2
+
+log = logging.getLogger("oemgateway")
+
+
+class Gateway:
+    """Owns the running listeners and buffers and applies configs to them by difference."""
+
+    def __init__(self, loop: EventLoop, loader: ConfigLoader, redactor: Redactor):
+        self.loop = loop
+        self.loader = loader
+        self.redactor = redactor
+        self.config: Optional[GatewayConfig] = None
+        self.listeners: Dict[str, Listener] = {}
+        self.buffers: Dict[str, Buffer] = {}
+        self._retired: list = []
+        self._config_stamp = None
+        self._watch_timer = None
+
+    # -- frames -------------------------------------------------------------------------
+    def dispatch(self, frame: Frame) -> None:
+        """Hand a frame from a listener to every buffer (each queues it; none blocks)."""
+        for buffer in self.buffers.values():
+            buffer.put(frame)
+
+    # -- config -------------------------------------------------------------------------
+    def start(self, config: GatewayConfig) -> None:
+        self._config_stamp = _file_stamp(config.path)
+        self.apply(config)
+        self._schedule_watch()
+
+    def apply(self, config: GatewayConfig) -> None:
+        """Make the running set of listeners and buffers match ``config``; queues are kept."""
+        old = self.config
+        self.config = config
+        self.redactor.set_secrets(config.secrets())
+        logging.getLogger().setLevel(config.gateway["loglevel"])
+        if old is not None:
+            for name in list(self.listeners):
+                if name not in config.listeners:
+                    self._close_listener(name, "removed from the config")
+            for name in list(self.buffers):
+                if name not in config.buffers or config.buffers[name].cls is not type(self.buffers[name]):
+                    self._retire_buffer(name)
+        for name, plugin in config.buffers.items():
+            self._apply_buffer(plugin)
+        for name, plugin in config.listeners.items():
+            self._apply_listener(plugin)
+
+    def _apply_buffer(self, plugin: PluginConfig) -> None:
+        buffer = self.buffers.get(plugin.name)
+        if buffer is None:
+            buffer = plugin.cls(plugin.name, plugin.settings)
+            buffer.start()
+            self.buffers[plugin.name] = buffer
+            log.info("%s (%s) started", buffer, plugin.type_name)
+        elif plugin.settings != buffer.settings:
+            buffer.update(plugin.settings)
+            log.info("%s: new settings applied (%d readings queued, kept)", buffer, len(buffer.queue))
+
+    def _apply_listener(self, plugin: PluginConfig) -> None:
+        listener = self.listeners.get(plugin.name)
+        if listener is not None:
+            if type(listener) is plugin.cls and listener.update(plugin.settings):
+                return
+            self._close_listener(plugin.name, "re-created with new settings")
+        listener = plugin.cls(plugin.name, plugin.settings, self.loop, self.dispatch)
+        try:
+            listener.open()
+        except OSError as exc:
+            log.error("%s", exc)
+            listener.close()
+            return
+        self.listeners[plugin.name] = listener
+
+    def _close_listener(self, name: str, why: str) -> None:
+        listener = self.listeners.pop(name)
+        listener.close()
+        log.info("%s closed (%s)", listener, why)
+
+    def _retire_buffer(self, name: str) -> None:
+        """A buffer removed from the config delivers what it holds, within the shutdown time."""
+        buffer = self.buffers.pop(name)
+        buffer.stop(time.monotonic() + self.config.gateway["shutdown_timeout"])
+        self._retired.append(buffer)
+        log.info("%s removed from the config: delivering its %d queued readings, then closing",
+                 buffer, len(buffer.queue))
+
+    def reload(self, why: str) -> None:
+        """Re-read the config; a config that no longer validates is reported and ignored."""
+        path = self.config.path
+        self._config_stamp = _file_stamp(path)
+        try:
+            config = self.loader.load(path)
+        except ConfigError as exc:
+            log.error("config %s not applied (%s); the running setup stays:\n  %s",
+                      path, why, "\n  ".join(exc.problems))
+            return
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        log.info("config %s re-read (%s)", path, why)
+        self.apply(config)
+
+    def _schedule_watch(self) -> None:
+        interval = self.config.gateway["config_check_interval"]
+        if interval > 0:
+            self._watch_timer = self.loop.call_later(interval, self._check_config_file)
+
+    def _check_config_file(self) -> None:
+        if _file_stamp(self.config.path) != self._config_stamp:
+            self.reload("the file changed")
+        self._schedule_watch()
+
+    # -- stopping -----------------------------------------------------------------------
+    def shutdown(self) -> int:
+        """Stop reading, give buffers the shutdown time to deliver; returns readings left undelivered."""
+        if self._watch_timer is not None:
+            self._watch_timer.cancel()
+        for name in list(self.listeners):
+            self._close_listener(name, "stopping")
+        deadline = time.monotonic() + self.config.gateway["shutdown_timeout"]
+        buffers = list(self.buffers.values()) + self._retired
+        for buffer in self.buffers.values():
+            buffer.stop(deadline)
+        lost = 0
+        for buffer in buffers:
+            left = buffer.join(deadline - time.monotonic())
+            if left:
+                log.warning("%s: %d readings could not be delivered before stopping", buffer, left)
+            lost += left
+        return lost
+
+
+def _file_stamp(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+# -- command line -----------------------------------------------------------------------
+def default_config_path() -> str:
+    return SYSTEM_CONFIG if os.path.exists(SYSTEM_CONFIG) else "oemgateway.conf"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oemgateway",
+        description="Forward readings from energy-monitoring hardware (RFM2Pi boards, serial "
+                    "ports, a TCP socket) to emoncms and other servers, queueing them while a "
+                    "server is unreachable.",
+        epilog="Signals: SIGHUP re-reads the config (as does saving the file); SIGTERM/SIGINT "
+               "stop after giving buffers [gateway] shutdown_timeout seconds to deliver.\n"
+               "Exit codes: 0 ok, 1 config error, 2 runtime error.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", metavar="PATH",
+                        help=f"the config file (default: {SYSTEM_CONFIG} if it exists, "
+                             "else oemgateway.conf in the current folder)")
+    parser.add_argument("--config-emoncms", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--logfile", metavar="PATH",
+                        help="log to this file, rotated at 5 MB with one backup (default: stderr)")
+    parser.add_argument("--show-settings", action="store_true",
+                        help="print the effective settings (secrets masked) and exit")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the config, print every problem, exit 0 if it is usable, 1 if not")
+    parser.add_argument("--version", action="version", version=f"OEM Gateway {__version__}")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.config_emoncms:
+        print("oemgateway: --config-emoncms is no longer supported (emoncms' raspberrypi module "
+              "that served the settings is gone); use --config-file", file=sys.stderr)
+        return EXIT_CONFIG
+    path = args.config_file or default_config_path()
+    loader = ConfigLoader(LISTENERS, BUFFERS)
+    try:
+        config = loader.load(path)
+    except ConfigError as exc:
+        print(f"oemgateway: config {exc.path} has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check:
+        for warning in config.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"oemgateway: config {config.path} is valid "
+              f"({len(config.listeners)} listeners, {len(config.buffers)} buffers)")
+        return EXIT_OK
+    if args.show_settings:
+        print(json.dumps(config.masked(), indent=2, default=str))
+        return EXIT_OK
+    return run(config, loader, args.logfile)
+
+
+def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> int:
+    redactor = Redactor()
+    redactor.set_secrets(config.secrets())
+    try:
+        setup_logging(redactor, logfile)
+    except OSError as exc:
+        print(f"oemgateway: cannot open log file: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    log.info("OEM Gateway %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    log.info("effective settings: %s", json.dumps(config.masked(), default=str))
+    loop = EventLoop()
+    gateway = Gateway(loop, loader, redactor)
+
+    def stop(signame):
+        log.info("%s received: stopping", signame)
+        loop.stop()
+
+    loop.add_signal_handler(signal.SIGTERM, lambda: stop("SIGTERM"))
+    loop.add_signal_handler(signal.SIGINT, lambda: stop("SIGINT"))
+    loop.add_signal_handler(signal.SIGHUP, lambda: gateway.reload("SIGHUP"))
+    gateway.start(config)
+    if not gateway.listeners:
+        log.warning("no listener is running: nothing will be received")
+    log.info("ready")
+    try:
+        loop.run()
+    finally:
+        lost = gateway.shutdown()
+        loop.close()
+    log.info("stopped%s", f" ({lost} readings undelivered)" if lost else "")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
