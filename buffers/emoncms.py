@@ -37,11 +37,15 @@ class EmoncmsBuffer(Buffer):
         problems = []
         if not cls.base_url(settings).startswith(("http://", "https://")):
             problems.append(f"url = {cls.base_url(settings)!r}: expected an http:// or https:// URL")
+        return problems
+
+    @classmethod
+    def warn_settings(cls, settings: dict) -> List[str]:
         key = settings["apikey"]
         if key and not _API_KEY.fullmatch(key):
-            problems.append("apikey: expected emoncms' 32 hexadecimal characters "
-                            "(Setup > My Account > Write API Key)")
-        return problems
+            return ["apikey: not 32 hexadecimal characters, emoncms will refuse it "
+                    "(copy the Write API Key from emoncms: Setup > My Account)"]
+        return []
 
     @staticmethod
     def base_url(settings: dict) -> str:

@@ -81,7 +81,17 @@ def section_label(path: Tuple[str, ...]) -> str:
     return " ".join("[" * depth + name + "]" * depth for depth, name in enumerate(path, 1))
 
 
+_CUSTOM_CHECKS = {
+    "loglevel": "one of " + ", ".join(LOG_LEVELS),
+    "path": "a file path",
+}
+
+
 def _describe_check(check: str) -> str:
+    """``integer(min=1, default=5)`` -> ``integer(min=1)``, custom checks in words."""
+    name = check.split("(", 1)[0]
+    if name in _CUSTOM_CHECKS:
+        return _CUSTOM_CHECKS[name]
     return re.sub(r",?\s*default=(?:'[^']*'|\"[^\"]*\"|[^,)]*)", "", check).replace("()", "")
 
 
@@ -129,16 +139,18 @@ class ConfigLoader:
         result = config.validate(self._validator(path), preserve_errors=True)
         problems += self._validation_problems(path, config, result, spec_lines, origins)
         warnings = self._extra_value_warnings(path, config, classes, origins)
-        if problems:
-            raise ConfigError(path, problems)
-
+        invalid = {tuple(p[:2]) for p, _, _ in flatten_errors(config, result)}
         plugins = {kind: {} for kind in PLUGIN_KINDS}
         for (kind, name), (type_name, cls) in classes.items():
+            if (kind, name) in invalid:
+                continue
             settings = {k: v for k, v in config[kind][name].items() if k != "type"
                         and not isinstance(v, Section)}
             plugins[kind][name] = PluginConfig(name, type_name, cls, settings)
             for message in cls.check_settings(settings):
                 problems.append(f"{path}: {section_label((kind, name))}: {message}")
+            for message in cls.warn_settings(settings):
+                warnings.append(f"{path}: {section_label((kind, name))}: {message}")
         if problems:
             raise ConfigError(path, problems)
         return GatewayConfig(path, dict(config["gateway"]), plugins["listeners"], plugins["buffers"],
@@ -234,6 +246,3 @@ class ConfigLoader:
         return warnings
 
 
-def log_warnings(config: GatewayConfig, logger: Optional[logging.Logger] = None) -> None:
-    for warning in config.warnings:
-        (logger or logging.getLogger(__name__)).warning("%s", warning)

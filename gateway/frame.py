@@ -8,8 +8,8 @@ from typing import Optional, Tuple, Union
 Number = Union[int, float]
 Node = Union[int, str]
 
-_NODE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NODE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 _INT_LIMIT = 2 ** 53  # integers beyond this lose precision as floats downstream
 
 
@@ -47,6 +47,8 @@ def parse_node(text: str) -> Node:
         if node > 255:
             raise FrameError(f"node id {text} is out of range 0-255")
         return node
+    if _NUMBER.fullmatch(text):
+        raise FrameError(f"node id {text[:40]} is out of range 0-255")
     if not _NODE_NAME.fullmatch(text):
         raise FrameError(f"node {text[:40]!r} is neither a number 0-255 nor a name of A-Z a-z 0-9 _ -")
     return text

@@ -35,5 +35,10 @@ class Plugin:
         """Problems configspec cannot express (one message per problem, naming the key)."""
         return []
 
+    @classmethod
+    def warn_settings(cls, settings: dict) -> List[str]:
+        """Settings that work but are probably not what the user meant (one message each)."""
+        return []
+
     def __str__(self) -> str:
         return f"{self.KIND} '{self.name}'"

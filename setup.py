@@ -1,0 +1,37 @@
+"""Installs the ``oemgateway`` command: ``pip install .`` (add ``[test]`` for the test suite)."""
+
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "gateway" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="oemgateway",
+    version=VERSION,
+    description="Forwards energy-monitor readings (RFM2Pi, serial, TCP) to emoncms and other "
+                "servers without losing any",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="GPL-3.0-or-later",
+    python_requires=">=3.9",
+    py_modules=["oemgateway"],
+    packages=["gateway", "listeners", "buffers"],
+    install_requires=[
+        "configobj>=5.0.6",   # the config format users know; validation with configspecs
+        "requests>=2.25",     # HTTP with connection reuse, timeouts and TLS verification
+        "pyserial>=3.5",      # serial ports and RFM2Pi boards
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8"],
+    },
+    entry_points={"console_scripts": ["oemgateway = oemgateway:main"]},
+    data_files=[("share/oemgateway", ["oemgateway.conf"])],
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+        "Topic :: Home Automation",
+    ],
+)

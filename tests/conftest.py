@@ -1,0 +1,137 @@
+"""Shared fixtures: the daemon as a subprocess, a test emoncms server, TCP helpers."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DAEMON = ROOT / "oemgateway.py"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+WAIT = 30  # seconds: generous upper bound for any awaited event; passing tests never wait it out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def send_lines(port: int, data: bytes, host: str = "127.0.0.1") -> None:
+    """Connect, send ``data``, close: what ``printf ... | nc host port`` does."""
+    with socket.create_connection((host, port), timeout=WAIT) as s:
+        s.sendall(data)
+
+
+class GatewayProcess:
+    """``oemgateway.py`` running as a subprocess, the way the service runs it.
+
+    Its log (stderr) is read by a thread into a list guarded by a Condition, so tests wait
+    for a log line instead of sleeping.
+    """
+
+    def __init__(self, config_path: Path, extra_args=()):
+        self.config_path = Path(config_path)
+        self.lines = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(DAEMON), "--config-file", str(self.config_path), *extra_args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(self.config_path.parent),
+            text=True, encoding="utf-8", errors="replace")
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = WAIT) -> str:
+        """Block until ``count`` log lines match the regex ``pattern``; return the last match."""
+        regex = re.compile(pattern)
+
+        def matches():
+            return [line for line in self.lines if regex.search(line)]
+
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: len(matches()) >= count or self.proc.poll() is not None and not self._reader.is_alive(),
+                timeout)
+            found = matches()
+            if len(found) < count:
+                raise AssertionError(f"log never showed {count} x {pattern!r} (ok={ok}); log:\n" + self.log)
+            return found[count - 1]
+
+    def wait_ready(self) -> "GatewayProcess":
+        self.wait_for_log(r"INFO oemgateway: ready")
+        return self
+
+    def signal(self, signum) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = WAIT) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._reader.join(WAIT)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(WAIT)
+
+
+@pytest.fixture
+def emoncms():
+    from tests.emoncms_server import FakeEmoncms
+    server = FakeEmoncms().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway_factory(tmp_path):
+    """``start(config_text)`` writes the config to a temp folder and runs the daemon on it."""
+    started = []
+
+    def start(config_text: str, name: str = "oemgateway.conf", wait_ready=True, extra_args=()):
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(config_text))
+        gateway = GatewayProcess(path, extra_args)
+        started.append(gateway)
+        if wait_ready:
+            gateway.wait_ready()
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.kill()
+
+
+def rewrite_config(path: Path, text: str) -> None:
+    """Replace a config file atomically, as editors do, with a new mtime."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(textwrap.dedent(text))
+    os.replace(tmp, path)
