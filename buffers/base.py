@@ -221,7 +221,7 @@ class Buffer(Plugin):
             if not self._suspects:
                 self._split_limit = None
         if self._failures or self._auth_failing:
-            self._failure_log.flush()
+            self._failure_log.reset()
             self.log.info("%s: delivering again after %.0f s of failures; %d readings queued",
                           self, time.monotonic() - self._failing_since, len(self.queue))
         self._failures = 0
@@ -258,7 +258,7 @@ class Buffer(Plugin):
         cap = self.settings["retry_max"]
         if auth:
             if not self._auth_failing:
-                self.log.error("%s: %s; keeping every reading and retrying every %.0f s",
+                self.log.error("%s: %s; keeping every reading and retrying every %g s",
                                self, exc, cap)
             self._auth_failing = True
             delay = cap

@@ -102,6 +102,12 @@ class LogThrottle:
         with self._lock:
             self._emit_summary()
 
+    def reset(self) -> None:
+        """The problem is over: log the summary, and log the next occurrence at once."""
+        with self._lock:
+            self._emit_summary()
+            self._window_end = float("-inf")
+
     def _scheduled_flush(self) -> None:
         with self._lock:
             self._summary_pending = False

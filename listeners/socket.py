@@ -89,7 +89,7 @@ class SocketListener(Listener):
         client.setblocking(False)
         self._clients[client] = LineSplitter(self.settings["max_line"])
         self.loop.add_reader(client, lambda: self._read(client))
-        self.log.debug("%s: connection from %s", self, peer)
+        self.log.debug("%s: connection from %s", self, _peer_text(peer))
 
     def _read(self, client: socket.socket) -> None:
         splitter = self._clients.get(client)
@@ -111,9 +111,14 @@ class SocketListener(Listener):
         if rest:
             for line in splitter.feed(rest + b"\n"):
                 self.handle_line(line)
+        self.log.debug("%s: connection closed by the client", self)
         self._drop_client(client)
 
     def _drop_client(self, client: socket.socket) -> None:
         self.loop.remove_reader(client)
         self._clients.pop(client, None)
         client.close()
+
+
+def _peer_text(peer) -> str:
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)

@@ -1,0 +1,202 @@
+"""What every buffer gets from the base class: queueing, batching, splitting, retries, counts."""
+
+import logging
+import threading
+import time
+
+import pytest
+
+from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
+from buffers.queue import MemoryQueue
+from gateway.frame import Frame
+
+SETTINGS = {"active": True, "max_items": 1000, "batch_size": 100, "retry_max": 0.05}
+
+
+def frame(node, *values, t=1700000000.0):
+    return Frame(node, values or (1,), t, None, None, "test")
+
+
+class Recorder(Buffer):
+    """A destination in memory: ``fail`` decides per batch what goes wrong."""
+
+    def __init__(self, name="rec", settings=None, fail=None):
+        self.fail = fail or (lambda batch: None)
+        self.delivered = []
+        self.batches = []
+        self.cond = threading.Condition()
+        super().__init__(name, dict(SETTINGS, **(settings or {})))
+
+    def send(self, batch):
+        with self.cond:
+            self.batches.append([f.node for f in batch])
+        error = self.fail(batch)
+        if error:
+            raise error
+        with self.cond:
+            self.delivered.extend(batch)
+            self.cond.notify_all()
+
+    def wait_delivered(self, n, timeout=30):
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.delivered) >= n, timeout), self.delivered
+        return [f.node for f in self.delivered]
+
+
+@pytest.fixture
+def started():
+    buffers = []
+
+    def start(buffer):
+        buffer.start()
+        buffers.append(buffer)
+        return buffer
+
+    yield start
+    for buffer in buffers:
+        buffer.stop(time.monotonic())
+        buffer.join(5)
+
+
+def assert_accounting(buffer):
+    stats = buffer.stats
+    assert stats.accepted == stats.delivered + len(buffer.queue) + sum(stats.dropped.values())
+
+
+def test_queue_drops_oldest_but_never_what_is_in_flight():
+    queue = MemoryQueue(3)
+    for i in range(3):
+        assert queue.put(i) == 0
+    assert queue.take(2) == [0, 1]
+    assert queue.put(3) == 1          # 2 goes: 0 and 1 are being delivered
+    queue.ack(2)
+    assert queue.take(10) == [3]
+
+
+def test_queue_full_of_in_flight_readings_drops_the_new_one():
+    queue = MemoryQueue(2)
+    queue.put("a")
+    queue.put("b")
+    assert queue.take(5) == ["a", "b"]
+    assert queue.put("c") == 1
+    queue.release()
+    assert queue.take(5) == ["a", "b"]
+
+
+def test_delivers_in_order_in_batches(started):
+    buffer = Recorder(settings={"batch_size": 7})
+    for i in range(20):
+        buffer.put(frame(i))
+    started(buffer)
+    assert buffer.wait_delivered(20) == list(range(20))
+    assert max(len(b) for b in buffer.batches) == 7
+    assert_accounting(buffer)
+
+
+def test_a_refused_reading_is_found_and_dropped_without_blocking_the_rest(started, caplog):
+    def refuse_bad(batch):
+        if any(f.node == "bad" for f in batch):
+            return RejectedError("Format error")
+
+    buffer = Recorder(fail=refuse_bad)
+    nodes = [1, 2, 3, 4, 5, "bad", 7, 8, 9, 10, 11]
+    for node in nodes:
+        buffer.put(frame(node))
+    with caplog.at_level(logging.WARNING):
+        started(buffer)
+        assert buffer.wait_delivered(10) == [n for n in nodes if n != "bad"]
+    assert buffer.stats.dropped["rejected"] == 1
+    assert buffer.stats.delivered == 10
+    assert "refuses (node bad" in caplog.text and "Format error" in caplog.text
+    # after the search, batches are whole again
+    buffer.put(frame(12))
+    buffer.put(frame(13))
+    buffer.wait_delivered(12)
+    assert_accounting(buffer)
+
+
+def test_transient_failures_are_retried_until_delivered(started):
+    failures = iter([TransientError("down")] * 4)
+    buffer = Recorder(fail=lambda batch: next(failures, None))
+    buffer.put(frame(1))
+    buffer.put(frame(2))
+    started(buffer)
+    assert buffer.wait_delivered(2) == [1, 2]
+    assert buffer.stats.retries == 4
+    assert buffer.stats.last_error == "down"
+    assert buffer.state == "ok"
+
+
+def test_auth_failure_keeps_everything_and_logs_once(started, caplog):
+    failures = iter([AuthError("bad key")] * 3)
+    buffer = Recorder(fail=lambda batch: next(failures, None))
+    buffer.put(frame(1))
+    with caplog.at_level(logging.INFO):
+        started(buffer)
+        assert buffer.wait_delivered(1) == [1]
+    assert caplog.text.count("bad key") == 1
+    assert "delivering again" in caplog.text
+
+
+def test_too_large_halves_the_batch(started):
+    buffer = Recorder(fail=lambda batch: TooLargeError("414") if len(batch) > 3 else None)
+    for i in range(10):
+        buffer.put(frame(i))
+    started(buffer)
+    assert buffer.wait_delivered(10) == list(range(10))
+
+
+def test_check_drops_readings_the_plugin_knows_are_unsendable(started):
+    class Picky(Recorder):
+        def check(self, f):
+            return "too big" if f.values[0] > 100 else None
+
+    buffer = Picky()
+    for value in (1, 1000, 2):
+        buffer.put(frame(value, value))
+    started(buffer)
+    assert buffer.wait_delivered(2) == [1, 2]
+    assert buffer.stats.dropped["rejected"] == 1
+    assert_accounting(buffer)
+
+
+def test_overflow_drops_oldest_and_counts(caplog):
+    buffer = Recorder(settings={"max_items": 5})
+    with caplog.at_level(logging.WARNING):
+        for i in range(12):
+            buffer.put(frame(i))
+    assert [f.node for f in buffer.queue.take(10)] == [7, 8, 9, 10, 11]
+    assert buffer.stats.dropped["overflow"] == 7
+    assert caplog.text.count("queue full") == 1
+    assert_accounting(buffer)
+
+
+def test_inactive_buffer_records_nothing_and_keeps_what_it_holds(started):
+    buffer = Recorder(fail=lambda batch: TransientError("down"))
+    buffer.put(frame(1))
+    started(buffer)
+    buffer.update(dict(SETTINGS, active=False))
+    buffer.put(frame(2))
+    assert buffer.stats.accepted == 1
+    assert len(buffer.queue) == 1
+    buffer.fail = lambda batch: None
+    buffer.update(dict(SETTINGS, active=True))
+    assert buffer.wait_delivered(1) == [1]
+
+
+def test_stop_delivers_what_is_queued_before_the_deadline(started):
+    buffer = Recorder()
+    for i in range(50):
+        buffer.put(frame(i))
+    started(buffer)
+    buffer.stop(time.monotonic() + 30)
+    assert buffer.join(30) == 0
+    assert [f.node for f in buffer.delivered] == list(range(50))
+
+
+def test_stop_gives_up_at_the_deadline_when_the_destination_is_down(started):
+    buffer = Recorder(settings={"retry_max": 30}, fail=lambda batch: TransientError("down"))
+    buffer.put(frame(1))
+    started(buffer)
+    buffer.stop(time.monotonic() + 0.2)
+    assert buffer.join(30) == 1
