@@ -17,6 +17,7 @@ from typing import Dict, Optional
 
 from buffers import BUFFERS
 from buffers.base import Buffer
+from buffers.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
 from gateway import __version__
 from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
 from gateway.eventloop import EventLoop
@@ -34,8 +35,10 @@ log = logging.getLogger("oemgateway")
 class Gateway:
     """Owns the running listeners and buffers and applies configs to them by difference."""
 
-    def __init__(self, loop: EventLoop, loader: ConfigLoader, redactor: Redactor):
+    def __init__(self, loop: EventLoop, loader: ConfigLoader, redactor: Redactor, spool: Spool):
         self.loop = loop
+        self.spool = spool
+        self._flush_scheduled = False
         self.loader = loader
         self.redactor = redactor
         self.config: Optional[GatewayConfig] = None
@@ -47,9 +50,16 @@ class Gateway:
 
     # -- frames -------------------------------------------------------------------------
     def dispatch(self, frame: Frame) -> None:
-        """Hand a frame from a listener to every buffer (each queues it; none blocks)."""
-        for buffer in self.buffers.values():
-            buffer.put(frame)
+        """Accept a frame from a listener for every buffer: it goes into the shared spool
+        (never blocks); what arrived in one loop iteration is written out at its end."""
+        self.spool.append(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self.spool.flush()
 
     # -- config -------------------------------------------------------------------------
     def start(self, config: GatewayConfig) -> None:
@@ -61,6 +71,7 @@ class Gateway:
         """Make the running set of listeners and buffers match ``config``; queues are kept."""
         old = self.config
         self.config = config
+        self._apply_spool_settings(old, config)
         self.redactor.set_secrets(config.secrets())
         logging.getLogger().setLevel(config.gateway["loglevel"])
         if old is not None:
@@ -75,10 +86,19 @@ class Gateway:
         for name, plugin in config.listeners.items():
             self._apply_listener(plugin)
 
+    def _apply_spool_settings(self, old: Optional[GatewayConfig], new: GatewayConfig) -> None:
+        if old is None:
+            return
+        self.spool.settings = spool_settings(new.gateway)
+        for key in ("durability", "runtime_dir", "state_dir"):
+            if old.gateway[key] != new.gateway[key]:
+                log.warning("[gateway] %s changed: takes effect at the next start", key)
+
     def _apply_buffer(self, plugin: PluginConfig) -> None:
         buffer = self.buffers.get(plugin.name)
         if buffer is None:
-            buffer = plugin.cls(plugin.name, plugin.settings)
+            cursor = self.spool.register(plugin.name, BufferStats())
+            buffer = plugin.cls(plugin.name, plugin.settings, cursor)
             buffer.start()
             self.buffers[plugin.name] = buffer
             log.info("%s (%s) started", buffer, plugin.type_name)
@@ -109,7 +129,7 @@ class Gateway:
     def _retire_buffer(self, name: str) -> None:
         """A buffer removed from the config delivers what it holds, within the shutdown time."""
         buffer = self.buffers.pop(name)
-        buffer.stop(time.monotonic() + self.config.gateway["shutdown_timeout"])
+        buffer.stop(time.monotonic() + self.config.gateway["shutdown_timeout"], forget=True)
         self._retired.append(buffer)
         log.info("%s removed from the config: delivering its %d queued readings, then closing",
                  buffer, len(buffer.queue))
@@ -141,7 +161,8 @@ class Gateway:
 
     # -- stopping -----------------------------------------------------------------------
     def shutdown(self) -> int:
-        """Stop reading, give buffers the shutdown time to deliver; returns readings left undelivered."""
+        """Stop reading, give buffers the shutdown time to deliver, save what is left in the spool;
+        returns how many readings are left for the next start."""
         if self._watch_timer is not None:
             self._watch_timer.cancel()
         for name in list(self.listeners):
@@ -150,13 +171,16 @@ class Gateway:
         buffers = list(self.buffers.values()) + self._retired
         for buffer in self.buffers.values():
             buffer.stop(deadline)
-        lost = 0
+        self.spool.flush()
+        left_total = 0
         for buffer in buffers:
             left = buffer.join(deadline - time.monotonic())
             if left:
-                log.warning("%s: %d readings could not be delivered before stopping", buffer, left)
-            lost += left
-        return lost
+                log.info("%s: %d readings not delivered yet: kept in the spool for the next start",
+                         buffer, left)
+            left_total += left
+        self.spool.close()
+        return left_total
 
 
 def _file_stamp(path: str):
@@ -203,7 +227,7 @@ def main(argv=None) -> int:
               "that served the settings is gone); use --config-file", file=sys.stderr)
         return EXIT_CONFIG
     path = args.config_file or default_config_path()
-    loader = ConfigLoader(LISTENERS, BUFFERS)
+    loader = ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC)
     try:
         config = loader.load(path)
     except ConfigError as exc:
@@ -235,8 +259,14 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     for warning in config.warnings:
         log.warning("%s", warning)
     log.info("effective settings: %s", json.dumps(config.masked(), default=str))
+    try:
+        spool = build_spool(config.gateway)
+        spool.open()
+    except (OSError, SpoolLockedError) as exc:
+        log.error("cannot open the spool: %s", exc)
+        return EXIT_RUNTIME
     loop = EventLoop()
-    gateway = Gateway(loop, loader, redactor)
+    gateway = Gateway(loop, loader, redactor, spool)
 
     def stop(signame):
         log.info("%s received: stopping", signame)
@@ -254,7 +284,7 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     finally:
         lost = gateway.shutdown()
         loop.close()
-    log.info("stopped%s", f" ({lost} readings undelivered)" if lost else "")
+    log.info("stopped%s", f" ({lost} readings kept for the next start)" if lost else "")
     return EXIT_OK
 
 

@@ -11,13 +11,12 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from gateway.frame import Frame
 from gateway.logs import LogThrottle
 from gateway.plugin import Plugin
-from buffers.queue import MemoryQueue
+from buffers.spool import Cursor
 
 
 class DeliveryError(Exception):
@@ -44,32 +43,23 @@ class TooLargeError(DeliveryError):
     """The batch is too large for the destination: send smaller ones."""
 
 
-@dataclass
-class BufferStats:
-    accepted: int = 0
-    delivered: int = 0
-    dropped: Dict[str, int] = field(default_factory=lambda: {"overflow": 0, "rejected": 0})
-    retries: int = 0
-    last_success: Optional[float] = None
-    last_error: Optional[str] = None
-
-
 class Buffer(Plugin):
     """Queues frames and delivers them on its own thread; subclasses implement ``send()``."""
 
     KIND = "buffer"
     SPEC = """
     active = boolean(default=True)
-    max_items = integer(min=1, default=86400)
+    max_items = integer(min=0, default=0)
     batch_size = integer(min=1, max=100000, default=500)
     retry_max = float(min=0.01, default=30)
     """
     RETRY_BASE = 1.0  # seconds; the first retry waits up to this, doubling up to retry_max
 
-    def __init__(self, name: str, settings: dict):
+    def __init__(self, name: str, settings: dict, queue: Cursor):
         super().__init__(name, settings)
-        self.queue = MemoryQueue(self.settings["max_items"])
-        self.stats = BufferStats()
+        self.queue = queue
+        self.queue.max_items = self.settings["max_items"]
+        self.stats = queue.stats
         self._pending_settings: Optional[dict] = None
         self._draining_until: Optional[float] = None
         self._thread: Optional[threading.Thread] = None
@@ -78,11 +68,12 @@ class Buffer(Plugin):
         self._auth_failing = False
         self._split_limit: Optional[int] = None  # while searching a refused batch for its bad reading
         self._suspects = 0                       # readings at the head that belong to that batch
-        self._overflow_log = LogThrottle(self.log, logging.WARNING, 60.0)
         self._failure_log = LogThrottle(self.log, logging.WARNING, 300.0)
         self._reject_log = LogThrottle(self.log, logging.WARNING, 60.0)
+        self._forget_at_exit = False
         self.configure()
         self.recording = self._should_record()
+        self.queue.spool.set_recording(self.queue, self.recording)
 
     # -- what a plugin implements -------------------------------------------------------
     def configure(self) -> None:
@@ -114,29 +105,23 @@ class Buffer(Plugin):
         self._thread = threading.Thread(target=self._run, name=f"buffer-{self.name}", daemon=True)
         self._thread.start()
 
-    def put(self, frame: Frame) -> None:
-        """Queue a frame for delivery; never blocks. Does nothing while the buffer is inactive."""
-        if not self.recording:
-            return
-        self.stats.accepted += 1
-        dropped = self.queue.put(frame)
-        if dropped:
-            self.stats.dropped["overflow"] += dropped
-            self._overflow_log("%s: queue full (%d readings): dropping the oldest",
-                               self, self.queue.max_items)
-
     def update(self, settings: dict) -> bool:
         """Apply new settings live, keeping the queue; the sender thread picks them up."""
         self._pending_settings = dict(settings)
         self.queue.max_items = settings["max_items"]
         self.settings = dict(settings)
         self.recording = self._should_record()
+        self.queue.spool.set_recording(self.queue, self.recording)
         self.queue.interrupt()
         return True
 
-    def stop(self, deadline: float) -> None:
-        """Stop the sender once the queue is empty or at ``deadline`` (monotonic), whichever first."""
+    def stop(self, deadline: float, forget: bool = False) -> None:
+        """Stop the sender once the queue is empty or at ``deadline`` (monotonic), whichever first.
+
+        ``forget``: the buffer was removed from the config; its cursor goes when it ends.
+        """
         self._draining_until = deadline
+        self._forget_at_exit = forget
         self.recording = False
         self.queue.interrupt()
 
@@ -176,7 +161,12 @@ class Buffer(Plugin):
                 if batch:
                     self._deliver(batch)
         finally:
-            self._overflow_log.flush()
+            if self._forget_at_exit:
+                left = len(self.queue)
+                if left:
+                    self.log.warning("%s: removed from the config with %d readings undelivered; "
+                                     "they are dropped", self, left)
+                self.queue.spool.unregister(self.queue)
             self._failure_log.flush()
             self._reject_log.flush()
             self.close_transport()

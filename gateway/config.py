@@ -98,8 +98,9 @@ def _describe_check(check: str) -> str:
 class ConfigLoader:
     """Reads a config file into a GatewayConfig, or raises ConfigError listing every problem."""
 
-    def __init__(self, listeners: Registry, buffers: Registry):
+    def __init__(self, listeners: Registry, buffers: Registry, gateway_spec: str = ""):
         self.registries = {"listeners": listeners, "buffers": buffers}
+        self.gateway_spec = GATEWAY_SPEC + gateway_spec
 
     def load(self, path: str) -> GatewayConfig:
         path = os.path.abspath(path)
@@ -107,7 +108,7 @@ class ConfigLoader:
         problems: List[str] = []
         origins: Dict[Tuple[Tuple[str, ...], str], Tuple[str, ...]] = {}
         classes: Dict[Tuple[str, str], Tuple[str, type]] = {}
-        spec_lines = ["[gateway]"] + GATEWAY_SPEC.splitlines()
+        spec_lines = ["[gateway]"] + self.gateway_spec.splitlines()
 
         for kind in PLUGIN_KINDS:
             spec_lines.append(f"[{kind}]")

@@ -12,7 +12,6 @@ import logging
 import selectors
 import signal
 import socket
-import threading
 import time
 from collections import deque
 from typing import Callable, Dict, List, Optional
@@ -68,6 +67,10 @@ class EventLoop:
         timer = Timer(time.monotonic() + max(0.0, delay), callback)
         heapq.heappush(self._timers, (timer.when, next(self._order), timer))
         return timer
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback()`` at the end of this loop iteration (from the loop thread only)."""
+        self._calls.append(callback)
 
     def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
         """Run ``callback()`` on the loop thread; safe to call from any thread."""

@@ -1,6 +1,9 @@
 """Shared fixtures: the daemon as a subprocess, a test emoncms server, TCP helpers."""
 
+import hashlib
 import os
+import shutil
+import tempfile
 import re
 import signal
 import socket
@@ -16,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DAEMON = ROOT / "oemgateway.py"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 WAIT = 30  # seconds: generous upper bound for any awaited event; passing tests never wait it out
 
 
@@ -31,6 +35,11 @@ def send_lines(port: int, data: bytes, host: str = "127.0.0.1") -> None:
         s.sendall(data)
 
 
+def runtime_dir_for(folder: Path) -> str:
+    """A tmpfs folder belonging to a test folder (removed by the ``gateway_factory`` fixture)."""
+    return os.path.join(TMPFS, "oemgateway-test-" + hashlib.sha1(str(folder).encode()).hexdigest()[:16])
+
+
 class GatewayProcess:
     """``oemgateway.py`` running as a subprocess, the way the service runs it.
 
@@ -38,13 +47,18 @@ class GatewayProcess:
     for a log line instead of sleeping.
     """
 
-    def __init__(self, config_path: Path, extra_args=()):
+    def __init__(self, config_path: Path, extra_args=(), env=None):
         self.config_path = Path(config_path)
         self.lines = []
         self._cond = threading.Condition()
+        folder = self.config_path.parent
+        # The spool's folders, as systemd's RuntimeDirectory=/StateDirectory= would give them:
+        # the hot tier on a tmpfs, one per test folder (a restarted daemon finds its own again).
+        self.env = dict(os.environ, RUNTIME_DIRECTORY=runtime_dir_for(folder),
+                        STATE_DIRECTORY=str(folder / "state"), **(env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, str(DAEMON), "--config-file", str(self.config_path), *extra_args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(self.config_path.parent),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(folder), env=self.env,
             text=True, encoding="utf-8", errors="replace")
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -128,6 +142,7 @@ def gateway_factory(tmp_path):
     yield start
     for gateway in started:
         gateway.kill()
+    shutil.rmtree(runtime_dir_for(tmp_path), ignore_errors=True)
 
 
 def rewrite_config(path: Path, text: str) -> None:

@@ -7,10 +7,11 @@ import time
 import pytest
 
 from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
-from buffers.queue import MemoryQueue
+from buffers.spool import BufferStats, Spool, SpoolSettings
+from buffers.storage import MemoryFiles
 from gateway.frame import Frame
 
-SETTINGS = {"active": True, "max_items": 1000, "batch_size": 100, "retry_max": 0.05}
+SETTINGS = {"active": True, "max_items": 0, "batch_size": 100, "retry_max": 0.05}
 
 
 def frame(node, *values, t=1700000000.0):
@@ -25,7 +26,13 @@ class Recorder(Buffer):
         self.delivered = []
         self.batches = []
         self.cond = threading.Condition()
-        super().__init__(name, dict(SETTINGS, **(settings or {})))
+        spool = Spool(MemoryFiles(), None, SpoolSettings())
+        spool.open()
+        super().__init__(name, dict(SETTINGS, **(settings or {})), spool.register(name, BufferStats()))
+
+    def put(self, f):
+        """What the gateway does with a frame from a listener."""
+        self.queue.spool.append(f)
 
     def send(self, batch):
         with self.cond:
@@ -58,29 +65,15 @@ def started():
         buffer.join(5)
 
 
+def finish(buffer):
+    """Stop the sender and wait for it, so everything it does after a send has happened."""
+    buffer.stop(time.monotonic() + 30)
+    assert buffer.join(30) == 0
+
+
 def assert_accounting(buffer):
     stats = buffer.stats
     assert stats.accepted == stats.delivered + len(buffer.queue) + sum(stats.dropped.values())
-
-
-def test_queue_drops_oldest_but_never_what_is_in_flight():
-    queue = MemoryQueue(3)
-    for i in range(3):
-        assert queue.put(i) == 0
-    assert queue.take(2) == [0, 1]
-    assert queue.put(3) == 1          # 2 goes: 0 and 1 are being delivered
-    queue.ack(2)
-    assert queue.take(10) == [3]
-
-
-def test_queue_full_of_in_flight_readings_drops_the_new_one():
-    queue = MemoryQueue(2)
-    queue.put("a")
-    queue.put("b")
-    assert queue.take(5) == ["a", "b"]
-    assert queue.put("c") == 1
-    queue.release()
-    assert queue.take(5) == ["a", "b"]
 
 
 def test_delivers_in_order_in_batches(started):
@@ -122,6 +115,7 @@ def test_transient_failures_are_retried_until_delivered(started):
     buffer.put(frame(2))
     started(buffer)
     assert buffer.wait_delivered(2) == [1, 2]
+    finish(buffer)
     assert buffer.stats.retries == 4
     assert buffer.stats.last_error == "down"
     assert buffer.state == "ok"
@@ -134,6 +128,7 @@ def test_auth_failure_keeps_everything_and_logs_once(started, caplog):
     with caplog.at_level(logging.INFO):
         started(buffer)
         assert buffer.wait_delivered(1) == [1]
+        finish(buffer)
     assert caplog.text.count("bad key") == 1
     assert "delivering again" in caplog.text
 
@@ -167,7 +162,7 @@ def test_overflow_drops_oldest_and_counts(caplog):
             buffer.put(frame(i))
     assert [f.node for f in buffer.queue.take(10)] == [7, 8, 9, 10, 11]
     assert buffer.stats.dropped["overflow"] == 7
-    assert caplog.text.count("queue full") == 1
+    assert caplog.text.count("readings dropped") == 1
     assert_accounting(buffer)
 
 
@@ -181,7 +176,9 @@ def test_inactive_buffer_records_nothing_and_keeps_what_it_holds(started):
     assert len(buffer.queue) == 1
     buffer.fail = lambda batch: None
     buffer.update(dict(SETTINGS, active=True))
-    assert buffer.wait_delivered(1) == [1]
+    buffer.put(frame(3))
+    assert buffer.wait_delivered(2) == [1, 3]
+    assert_accounting(buffer)
 
 
 def test_stop_delivers_what_is_queued_before_the_deadline(started):

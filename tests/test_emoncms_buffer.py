@@ -191,7 +191,7 @@ def test_sigterm_with_a_dead_server_stops_within_the_shutdown_time(gateway_facto
     send_numbered(port, 10)
     accepted(gw, 1)
     assert gw.stop() == 0
-    assert "10 readings could not be delivered before stopping" in gw.log
+    assert "10 readings not delivered yet: kept in the spool for the next start" in gw.log
 
 
 def test_legacy_config_runs_unchanged(gateway_factory, emoncms):

@@ -1,0 +1,138 @@
+"""The spool's file format: segment files of checksummed frames of readings.
+
+A *segment* is a file named after the sequence number of its first reading
+(``00000000000000000042.seg``) holding *frames* back to back. A frame holds one or more
+consecutive readings::
+
+    magic "OGF1" | payload length u32 | CRC-32 u32 | first seq u64 | count u16 | flags u8 | payload
+
+The CRC covers everything after it. The payload is one JSON array per reading, newline
+separated, zlib-compressed when ``flags`` bit 0 is set. Every frame starts with the magic, so
+a reader that meets a damaged frame can find the next good one.
+"""
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Tuple
+
+from gateway.frame import Frame
+
+MAGIC = b"OGF1"
+HEADER = struct.Struct("<4sIIQHB")
+CHECKED = struct.Struct("<QHB")   # the header fields the CRC covers, before the payload
+FLAG_ZLIB = 1
+MAX_PAYLOAD = 16 * 1024 * 1024
+SUFFIX = ".seg"
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{SUFFIX}"
+
+
+def segment_seq(name: str) -> Optional[int]:
+    """The first sequence number a segment name stands for, or None for other files."""
+    stem = name[:-len(SUFFIX)]
+    if name.endswith(SUFFIX) and len(stem) == 20 and stem.isdigit():
+        return int(stem)
+    return None
+
+
+# -- readings <-> bytes -------------------------------------------------------------------
+def encode_reading(frame: Frame) -> bytes:
+    return json.dumps([frame.time, frame.node, frame.values, frame.names, frame.rssi, frame.source],
+                      separators=(",", ":")).encode()
+
+
+def decode_reading(line: bytes) -> Frame:
+    time, node, values, names, rssi, source = json.loads(line)
+    return Frame(node, tuple(values), time, tuple(names) if names else None, rssi, source)
+
+
+def encode_frame(first_seq: int, readings: List[bytes], compress: bool) -> bytes:
+    payload = b"\n".join(readings)
+    flags = 0
+    if compress:
+        payload = zlib.compress(payload, 6)
+        flags |= FLAG_ZLIB
+    checked = CHECKED.pack(first_seq, len(readings), flags)
+    crc = zlib.crc32(payload, zlib.crc32(checked))
+    return HEADER.pack(MAGIC, len(payload), crc, first_seq, len(readings), flags) + payload
+
+
+def decode_payload(flags: int, payload: bytes) -> List[bytes]:
+    if flags & FLAG_ZLIB:
+        payload = zlib.decompress(payload)
+    return payload.split(b"\n")
+
+
+@dataclass
+class Entry:
+    """Where one frame sits in its segment."""
+    first_seq: int
+    count: int
+    offset: int
+    length: int
+
+
+@dataclass
+class ScanResult:
+    entries: List[Entry] = field(default_factory=list)
+    good_end: int = 0          # offset just past the last good frame
+    damaged_bytes: int = 0     # bytes skipped between good frames, or after the last one
+
+
+def parse_header(data: bytes) -> Optional[Tuple[int, int, int, int, int]]:
+    """``(payload_len, crc, first_seq, count, flags)`` of a plausible header, else None."""
+    if len(data) < HEADER.size:
+        return None
+    magic, length, crc, first_seq, count, flags = HEADER.unpack_from(data)
+    if magic != MAGIC or length > MAX_PAYLOAD or count == 0 or flags & ~FLAG_ZLIB:
+        return None
+    return length, crc, first_seq, count, flags
+
+
+def frame_ok(header, payload: bytes) -> bool:
+    length, crc, first_seq, count, flags = header
+    if len(payload) != length:
+        return False
+    return zlib.crc32(payload, zlib.crc32(CHECKED.pack(first_seq, count, flags))) == crc
+
+
+def scan(data: bytes) -> ScanResult:
+    """Find every intact frame in a segment's bytes, skipping damage.
+
+    Frames carry increasing sequence numbers, with gaps where readings were delivered before
+    they needed saving; readings lost to damage are noticed by the reader, as sequence numbers
+    it expected and found nowhere.
+    """
+    result = ScanResult()
+    offset = 0
+    expected: Optional[int] = None
+    while offset < len(data):
+        header = parse_header(data[offset:offset + HEADER.size])
+        if header is not None:
+            end = offset + HEADER.size + header[0]
+            payload = data[offset + HEADER.size:end]
+            if frame_ok(header, payload) and (expected is None or header[2] >= expected):
+                first_seq, count = header[2], header[3]
+                result.entries.append(Entry(first_seq, count, offset, end - offset))
+                result.good_end = end
+                expected = first_seq + count
+                offset = end
+                continue
+        # Damage: look for the next frame start.
+        found = data.find(MAGIC, offset + 1)
+        skip_to = found if found >= 0 else len(data)
+        result.damaged_bytes += skip_to - offset
+        offset = skip_to
+    return result
+
+
+def iter_readings(data: bytes, entry: Entry) -> Iterator[Tuple[int, bytes]]:
+    """``(seq, encoded reading)`` for each reading of the frame at ``entry`` in ``data``."""
+    header = parse_header(data)
+    payload = data[HEADER.size:HEADER.size + header[0]]
+    for index, line in enumerate(decode_payload(header[4], payload)):
+        yield entry.first_seq + index, line

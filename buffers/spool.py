@@ -1,0 +1,821 @@
+"""The spool: one log of every accepted reading, shared by all buffers, each with a cursor.
+
+Readings live in two tiers of segment files (see ``journal.py``):
+
+* **hot** — on a tmpfs (``/run/oemgateway``): every reading is appended within one event-loop
+  iteration of being accepted, never synced. It survives ``kill -9`` and service restarts and
+  costs the SD card nothing.
+* **cold** — on the SD card (``/var/lib/oemgateway/spool``): written only for readings some
+  buffer has failed to deliver for ``spill_after`` seconds, once every ``spill_interval``,
+  as one compressed, checksummed frame and one ``fdatasync``; and on a clean stop, everything
+  still unsent. While every destination is healthy nothing is written to it.
+
+Each buffer reads after its own cursor and advances it once the destination has the
+readings; a segment is deleted when every cursor has passed it. Bounds (``hot_max_bytes``,
+``cold_max_bytes``, ``max_age``) drop the oldest readings first, counted per buffer.
+Recovery never needs a person: a torn tail is truncated, damaged frames are skipped (and the
+readings in them counted as lost), files with nothing readable are set aside.
+"""
+
+import fcntl
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+from buffers import journal
+from buffers.storage import Files, MemoryFiles, OsFiles
+from gateway.frame import Frame
+from gateway.logs import LogThrottle
+
+log = logging.getLogger("oemgateway.spool")
+
+CURSOR_FILE = "cursors"
+CURSOR_SLOT = 32768
+CURSOR_HEADER = struct.Struct("<4sQII")  # magic, generation, length, crc
+CURSOR_MAGIC = b"OGC1"
+DROP_REASONS = ("overflow", "rejected", "lost", "disk_error")
+DROP_TEXT = {
+    "overflow": "a size or age bound was reached (the oldest go first)",
+    "lost": "damaged on disk, or not yet saved when the power went",
+    "disk_error": "they could not be saved and memory was full",
+}
+
+
+@dataclass
+class SpoolSettings:
+    hot_max_bytes: int = 16 * 1024 * 1024
+    cold_max_bytes: int = 64 * 1024 * 1024
+    max_age: float = 30 * 86400
+    spill_after: float = 60.0
+    spill_interval: float = 60.0
+    hot_segment_bytes: int = 256 * 1024
+    cold_segment_bytes: int = 1024 * 1024
+    tail_items: int = 8192
+    cold_cursor_interval: float = 5.0
+
+
+@dataclass
+class BufferStats:
+    """A buffer's counters. Always: accepted = delivered + queued + sum(dropped)."""
+    accepted: int = 0
+    delivered: int = 0
+    dropped: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    retries: int = 0
+    last_success: Optional[float] = None
+    last_error: Optional[str] = None
+
+
+class Segment:
+    """One segment file; its frames are indexed the first time they are needed."""
+
+    def __init__(self, name: str, first_seq: int):
+        self.name = name
+        self.first_seq = first_seq
+        self.entries: Optional[List[journal.Entry]] = None
+        self.size = 0
+
+    @property
+    def last_seq(self) -> int:
+        if not self.entries:
+            return self.first_seq - 1
+        last = self.entries[-1]
+        return last.first_seq + last.count - 1
+
+
+class Tier:
+    """A folder of segments (the hot or the cold one)."""
+
+    def __init__(self, name: str, files: Files, segment_bytes: int):
+        self.name = name
+        self.files = files
+        self.segment_bytes = segment_bytes
+        self.segments: List[Segment] = []
+        self.bytes = 0
+        self.damaged_frames = 0
+
+    # -- recovery -----------------------------------------------------------------------
+    def recover(self) -> None:
+        """List segments; fully check only the newest (the one that may have a torn tail)."""
+        names = sorted(n for n in self.files.listdir() if journal.segment_seq(n) is not None)
+        for name in names:
+            segment = Segment(name, journal.segment_seq(name))
+            segment.size = self.files.size(name)
+            self.segments.append(segment)
+            self.bytes += segment.size
+        while self.segments:
+            last = self.segments[-1]
+            self.index(last, truncate_tail=True)
+            if last.entries:
+                break
+
+    def index(self, segment: Segment, truncate_tail: bool = False) -> None:
+        """Read a segment's frames; set aside a file with nothing readable in it."""
+        if segment.entries is not None:
+            return
+        data = self.files.read(segment.name, 0, segment.size)
+        result = journal.scan(data)
+        segment.entries = result.entries
+        if result.damaged_bytes:
+            self.damaged_frames += 1
+            log.warning("spool %s: %s has %d damaged bytes; the intact frames around them are kept",
+                        self.files.describe(), segment.name, result.damaged_bytes)
+        if not result.entries:
+            self._remove(segment, set_aside=segment.size > 0)
+        elif truncate_tail and result.good_end < segment.size:
+            self.files.truncate(segment.name, result.good_end)
+            self.bytes -= segment.size - result.good_end
+            segment.size = result.good_end
+
+    def _remove(self, segment: Segment, set_aside: bool = False) -> None:
+        if set_aside:
+            log.warning("spool %s: %s has nothing readable: set aside", self.files.describe(), segment.name)
+            self.files.set_aside(segment.name)
+        else:
+            self.files.unlink(segment.name)
+        self.segments.remove(segment)
+        self.bytes -= segment.size
+
+    # -- writing ------------------------------------------------------------------------
+    def append(self, first_seq: int, readings: List[bytes], compress: bool, sync: bool) -> int:
+        """Write readings as one frame and record it; returns the frame's size in bytes."""
+        written = self.write(first_seq, readings, compress, sync)
+        self.commit(*written)
+        return written[1].length
+
+    def write(self, first_seq: int, readings: List[bytes], compress: bool, sync: bool):
+        """The file I/O half of ``append`` (no index changes): safe to run without the spool's
+        lock by the one thread that writes this tier. Pass the result to ``commit``."""
+        data = journal.encode_frame(first_seq, readings, compress)
+        last = self.segments[-1] if self.segments else None
+        new = last is None or last.size + len(data) > self.segment_bytes
+        segment = Segment(journal.segment_name(first_seq), first_seq) if new else last
+        offset = 0 if new else segment.size
+        if new:
+            segment.entries = []
+        self.files.append(segment.name, data)
+        if sync:
+            self.files.sync(segment.name)
+            if new:
+                self.files.sync_dir()
+        return segment, journal.Entry(first_seq, len(readings), offset, len(data)), new
+
+    def commit(self, segment: Segment, entry: journal.Entry, new: bool) -> None:
+        if new:
+            self.segments.append(segment)
+        segment.entries.append(entry)
+        segment.size += entry.length
+        self.bytes += entry.length
+
+    def delete_through(self, seq: int) -> None:
+        """Delete every segment whose readings all have sequence numbers <= ``seq``."""
+        while self.segments:
+            first = self.segments[0]
+            if len(self.segments) > 1:
+                end = self.segments[1].first_seq - 1
+            else:
+                self.index(first)
+                if first not in self.segments:
+                    continue
+                end = first.last_seq
+            if end > seq:
+                return
+            self._remove(first)
+
+
+    # -- reading ------------------------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        for segment in reversed(self.segments):
+            self.index(segment)
+            if segment.entries:
+                return segment.last_seq
+        return 0
+
+    def read(self, after: int, limit: int) -> List[Tuple[int, bytes]]:
+        """Up to ``limit`` encoded readings with sequence numbers > ``after``, in order, from
+        the first frame holding such readings (the result may start later than after + 1)."""
+        out: List[Tuple[int, bytes]] = []
+        for segment in list(self.segments):
+            if segment is not self.segments[-1] and self._next_start(segment) <= after + 1:
+                continue
+            self.index(segment)
+            if segment not in self.segments:  # set aside while indexing
+                continue
+            for entry in segment.entries:
+                if entry.first_seq + entry.count - 1 <= after:
+                    continue
+                if out and entry.first_seq != out[-1][0] + 1:
+                    return out  # a gap: let the caller decide what it means
+                data = self.files.read(segment.name, entry.offset, entry.length)
+                for seq, line in journal.iter_readings(data, entry):
+                    if seq > after:
+                        out.append((seq, line))
+                if len(out) >= limit:
+                    return out[:limit]
+        return out
+
+    def _next_start(self, segment: Segment) -> int:
+        index = self.segments.index(segment)
+        return self.segments[index + 1].first_seq
+
+
+class CursorStore:
+    """Per-buffer cursors in one small file: two slots written alternately in place, each
+    with a generation and a CRC, so a torn write always leaves the previous state readable."""
+
+    def __init__(self, files: Files):
+        self.files = files
+        self.generation = 0
+
+    def load(self) -> Dict[str, dict]:
+        best: Tuple[int, Dict[str, dict]] = (-1, {})
+        try:
+            size = self.files.size(CURSOR_FILE)
+        except (OSError, KeyError):
+            return {}
+        for slot in range(2):
+            if size < (slot + 1) * CURSOR_HEADER.size:
+                continue
+            raw = self.files.read(CURSOR_FILE, slot * CURSOR_SLOT, CURSOR_SLOT)
+            try:
+                magic, generation, length, crc = CURSOR_HEADER.unpack_from(raw)
+                body = raw[CURSOR_HEADER.size:CURSOR_HEADER.size + length]
+                if magic != CURSOR_MAGIC or zlib.crc32(body) != crc or len(body) != length:
+                    continue
+                state = json.loads(body)
+            except (struct.error, ValueError):
+                continue
+            if generation > best[0]:
+                best = (generation, state)
+        self.generation = max(best[0], 0)
+        return best[1]
+
+    def save(self, state: Dict[str, dict], sync: bool = False) -> None:
+        body = json.dumps(state, separators=(",", ":")).encode()
+        if len(body) + CURSOR_HEADER.size > CURSOR_SLOT:
+            raise OSError(27, "too many buffers for the cursor file")
+        self.generation += 1
+        data = CURSOR_HEADER.pack(CURSOR_MAGIC, self.generation, len(body), zlib.crc32(body)) + body
+        self.files.pwrite(CURSOR_FILE, (self.generation % 2) * CURSOR_SLOT, data)
+        if sync:
+            self.files.sync(CURSOR_FILE)
+
+
+class Cursor:
+    """One buffer's position in the spool: everything up to ``acked`` is done with.
+
+    ``skips`` are ranges of readings accepted while the buffer was inactive (not for it).
+    """
+
+    def __init__(self, spool: "Spool", name: str, acked: int, skips: List[List[int]], stats: BufferStats):
+        self.spool = spool
+        self.name = name
+        self.acked = acked
+        self.skips = skips
+        self.stats = stats
+        self.recording = True
+        self.max_items = 0
+        self.inactive_since: Optional[int] = None
+        self._in_flight: List[int] = []
+        self._interrupted = False
+        self.drop_log = LogThrottle(log, logging.WARNING, 60.0)
+
+    # -- the queue interface the buffer base uses ----------------------------------------
+    def take(self, limit: int, block: bool = True) -> Optional[List[Frame]]:
+        """Up to ``limit`` readings after the cursor; waits for some if ``block``.
+        None when interrupted or when there is nothing to take."""
+        batch = self.spool.read(self, limit, block)
+        if not batch:
+            return None
+        self._in_flight = [seq for seq, _ in batch]
+        return [frame for _, frame in batch]
+
+    def ack(self, count: int) -> None:
+        """The first ``count`` readings of the batch in flight are done with."""
+        if count and self._in_flight:
+            self.spool.advance(self, self._in_flight[min(count, len(self._in_flight)) - 1])
+        self._in_flight = []
+
+    def release(self) -> None:
+        self._in_flight = []
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        return self.spool.wait_interrupt(self, timeout)
+
+    def interrupt(self) -> None:
+        self.spool.interrupt(self)
+
+    def __len__(self) -> int:
+        return self.spool.queued(self)
+
+    def oldest_time(self) -> Optional[float]:
+        return self.spool.oldest_time(self)
+
+
+class Spool:
+    """The shared log. ``append``/``flush`` run on the event loop; cursors are read and
+    advanced by the buffers' sender threads; spilling and cleanup run on the spool's thread."""
+
+    def __init__(self, hot: Files, cold: Optional[Files], settings: SpoolSettings,
+                 clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.hot = Tier("hot", hot, settings.hot_segment_bytes)
+        self.cold = Tier("cold", cold, settings.cold_segment_bytes) if cold is not None else None
+        self.clock = clock
+        self.hot_cursors = CursorStore(hot)
+        self.cold_cursors = CursorStore(cold) if cold is not None else None
+        self.cursors: Dict[str, Cursor] = {}
+        self.head = 0             # last sequence number accepted
+        self.flushed = 0          # last sequence number written to the hot tier
+        self.cold_high = 0        # last sequence number spilled to the cold tier
+        self._pending: List[bytes] = []
+        self._tail: deque = deque(maxlen=settings.tail_items)
+        self._saved_state: Dict[str, dict] = {}
+        self._lock = threading.RLock()
+        self._data = threading.Condition(self._lock)
+        self._spill_due = threading.Event()
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+        self._cold_failures = 0
+        self._cold_retry_at = 0.0
+        self._cold_cursor_saved_at = 0.0
+        self.stats = {"spill_writes": 0, "spill_bytes": 0, "spill_errors": 0, "recovered": 0}
+        self._cold_log = LogThrottle(log, logging.ERROR, 300.0)
+
+    # -- start and stop -----------------------------------------------------------------
+    def open(self) -> None:
+        """Recover both tiers and the cursors; cheap enough to accept readings right after."""
+        started = time.monotonic()
+        self.hot.recover()
+        state = self.hot_cursors.load()
+        if self.cold is not None:
+            self.cold.recover()
+            self.cold_high = self.cold.last_seq
+            for name, saved in self.cold_cursors.load().items():
+                if name not in state or saved["acked"] > state[name]["acked"]:
+                    state[name] = saved
+        self.head = self.flushed = max([self.hot.last_seq, self.cold_high] +
+                                       [s["acked"] for s in state.values()])
+        self._saved_state = state
+        pending = sum(max(0, self.head - s["acked"]) for s in state.values())
+        self.stats["recovered"] = pending
+        if self.head:
+            log.info("spool: recovered in %.3f s: readings up to #%d, %d pending for %d buffers",
+                     time.monotonic() - started, self.head, pending, len(state))
+        self._thread = threading.Thread(target=self._run, name="spool", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Clean stop: write everything unsent to the cold tier (synced) and every cursor."""
+        with self._lock:
+            self._flush_locked()
+            self._stopping = True
+        self._spill_due.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        self.maintain(stopping=True)
+        with self._lock:
+            self._save_cursors()
+            self.hot.files.close()
+            if self.cold is not None:
+                self.cold.files.close()
+
+    # -- cursors ------------------------------------------------------------------------
+    def register(self, name: str, stats: BufferStats) -> Cursor:
+        """The cursor of buffer ``name``: where it was before a restart, else at the head."""
+        with self._lock:
+            saved = self._saved_state.get(name)
+            acked, skips = (saved["acked"], saved.get("skips", [])) if saved else (self.head, [])
+            cursor = Cursor(self, name, min(acked, self.head), skips, stats)
+            stats.accepted += self.head - cursor.acked - self._skipped(cursor, cursor.acked, self.head)
+            self.cursors[name] = cursor
+            return cursor
+
+    def unregister(self, cursor: Cursor) -> None:
+        with self._lock:
+            self.cursors.pop(cursor.name, None)
+            self._saved_state.pop(cursor.name, None)
+            self._save_cursors()
+
+    def set_recording(self, cursor: Cursor, recording: bool) -> None:
+        """An inactive buffer keeps what it holds but takes nothing accepted meanwhile."""
+        with self._lock:
+            if recording == cursor.recording:
+                return
+            cursor.recording = recording
+            if not recording:
+                cursor.inactive_since = self.head
+            elif cursor.inactive_since is not None and self.head > cursor.inactive_since:
+                cursor.skips.append([cursor.inactive_since + 1, self.head])
+                cursor.inactive_since = None
+
+    # -- the loop thread ----------------------------------------------------------------
+    def append(self, frame: Frame) -> int:
+        """Accept a reading for every recording buffer; returns its sequence number."""
+        line = journal.encode_reading(frame)
+        with self._lock:
+            self.head += 1
+            seq = self.head
+            self._pending.append(line)
+            self._tail.append((seq, frame))
+            for cursor in self.cursors.values():
+                if cursor.recording:
+                    cursor.stats.accepted += 1
+                    if cursor.max_items and seq - cursor.acked > cursor.max_items:
+                        self._drop(cursor, seq - cursor.max_items, "overflow")
+            self._data.notify_all()
+        return seq
+
+    def flush(self) -> None:
+        """Write what was appended since the last flush to the hot tier, as one frame."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._pending:
+            return
+        first = self.flushed + 1
+        try:
+            self.hot.append(first, self._pending, compress=False, sync=False)
+        except OSError as exc:
+            log.error("spool: cannot write to %s: %s (readings stay in memory)", self.hot.files.describe(), exc)
+            return
+        self.flushed += len(self._pending)
+        self._pending = []
+        if self.hot.bytes > 0.75 * self.settings.hot_max_bytes:
+            self._spill_due.set()
+
+    # -- the sender threads -------------------------------------------------------------
+    def read(self, cursor: Cursor, limit: int, block: bool) -> List[Tuple[int, Frame]]:
+        with self._lock:
+            while True:
+                if cursor._interrupted:
+                    cursor._interrupted = False
+                    return []
+                self._skip_forward(cursor)
+                if cursor.acked < self.head:
+                    return self._read_after(cursor, limit)
+                if not block:
+                    return []
+                self._data.wait()
+
+    def _read_after(self, cursor: Cursor, limit: int) -> List[Tuple[int, Frame]]:
+        after = cursor.acked
+        stop = self._next_skip_start(cursor)
+        limit = min(limit, stop - after - 1) if stop else limit
+        if self._tail and self._tail[0][0] <= after + 1:
+            start = after + 1 - self._tail[0][0]
+            return [self._tail[i] for i in range(start, min(start + limit, len(self._tail)))]
+        batch = self._read_files(after, limit)
+        if not batch or batch[0][0] != after + 1:
+            # Readings we should have and cannot find anywhere: lost to damage or a power cut.
+            found = batch[0][0] if batch else self._first_available_after(after)
+            self._drop(cursor, found - 1, "lost")
+            return [(seq, f) for seq, f in batch if seq > cursor.acked]
+        return batch
+
+    def _read_files(self, after: int, limit: int) -> List[Tuple[int, Frame]]:
+        for tier in (self.hot, self.cold):
+            if tier is None:
+                continue
+            lines = tier.read(after, limit)
+            if lines and lines[0][0] == after + 1:
+                return [(seq, journal.decode_reading(line)) for seq, line in lines]
+        candidates = []
+        for tier in (self.hot, self.cold):
+            if tier is not None:
+                lines = tier.read(after, limit)
+                if lines:
+                    candidates.append(lines)
+        if not candidates:
+            return []
+        best = min(candidates, key=lambda lines: lines[0][0])
+        return [(seq, journal.decode_reading(line)) for seq, line in best]
+
+    def _first_available_after(self, after: int) -> int:
+        """The next sequence number we still have after ``after`` (head + 1 if none)."""
+        if self._tail and self._tail[0][0] > after:
+            return self._tail[0][0]
+        return self.head + 1
+
+    def advance(self, cursor: Cursor, seq: int) -> None:
+        with self._lock:
+            if seq > cursor.acked:
+                cursor.acked = seq
+                self._save_cursors()
+
+    def _drop(self, cursor: Cursor, through: int, reason: str) -> None:
+        """Give up the readings of ``cursor`` up to ``through``, counting them under ``reason``."""
+        if through <= cursor.acked:
+            return
+        count = through - cursor.acked - self._skipped(cursor, cursor.acked, through)
+        cursor.stats.dropped[reason] += count
+        cursor.acked = through
+        if count:
+            cursor.drop_log("buffer '%s': %d readings dropped: %s", cursor.name, count, DROP_TEXT[reason])
+
+    def queued(self, cursor: Cursor) -> int:
+        with self._lock:
+            return max(0, self.head - cursor.acked - self._skipped(cursor, cursor.acked, self.head))
+
+    def oldest_time(self, cursor: Cursor) -> Optional[float]:
+        with self._lock:
+            if cursor.acked >= self.head:
+                return None
+            if self._tail and self._tail[0][0] <= cursor.acked + 1:
+                return self._tail[cursor.acked + 1 - self._tail[0][0]][1].time
+            batch = self._read_files(cursor.acked, 1)
+            return batch[0][1].time if batch else None
+
+    def wait_interrupt(self, cursor: Cursor, timeout: Optional[float]) -> bool:
+        with self._lock:
+            if not cursor._interrupted:
+                self._data.wait_for(lambda: cursor._interrupted, timeout)
+            interrupted, cursor._interrupted = cursor._interrupted, False
+            return interrupted
+
+    def interrupt(self, cursor: Cursor) -> None:
+        with self._lock:
+            cursor._interrupted = True
+            self._data.notify_all()
+
+    # -- skips --------------------------------------------------------------------------
+    def _skipped(self, cursor: Cursor, after: int, through: int) -> int:
+        """How many readings in (after, through] are not for ``cursor`` (accepted while inactive)."""
+        ranges = list(cursor.skips)
+        if cursor.inactive_since is not None:
+            ranges.append([cursor.inactive_since + 1, self.head])
+        total = 0
+        for start, end in ranges:
+            lo, hi = max(start, after + 1), min(end, through)
+            if hi >= lo:
+                total += hi - lo + 1
+        return total
+
+    @staticmethod
+    def _skip_forward(cursor: Cursor) -> None:
+        while cursor.skips and cursor.skips[0][0] <= cursor.acked + 1:
+            start, end = cursor.skips.pop(0)
+            cursor.acked = max(cursor.acked, end)
+
+    @staticmethod
+    def _next_skip_start(cursor: Cursor) -> Optional[int]:
+        return cursor.skips[0][0] if cursor.skips else None
+
+    # -- the spool thread: spilling, cleanup, bounds -------------------------------------
+    def request_spill(self) -> None:
+        self._spill_due.set()
+
+    def _run(self) -> None:
+        while True:
+            interval = self.settings.spill_interval
+            if self.cold is not None and self.cold.segments:
+                interval = min(interval, self.settings.cold_cursor_interval)
+            self._spill_due.wait(interval)
+            self._spill_due.clear()
+            if self._stopping:
+                return
+            try:
+                self.maintain()
+            except Exception:  # never let housekeeping kill the thread
+                log.exception("spool: internal error during maintenance")
+
+    def maintain(self, stopping: bool = False) -> None:
+        """Spill what needs it, delete what every buffer is done with, enforce the bounds.
+
+        Writing to the SD card (and its fdatasync) happens without the spool's lock, so a slow
+        card never delays accepting readings or delivering them.
+        """
+        with self._lock:
+            self._flush_locked()
+            plan = self._spill_plan(stopping or self.hot.bytes > 0.75 * self.settings.hot_max_bytes,
+                                    stopping) if self.cold is not None else None
+        if plan is not None:
+            self._spill(*plan)
+        with self._lock:
+            self._cleanup()
+            self._enforce_bounds()
+            save_cold = self.cold_cursors is not None and (stopping or (
+                self.cold.segments and self.clock() >= self._cold_cursor_saved_at + self.settings.cold_cursor_interval))
+            state = self._state() if save_cold else None
+        if state is not None:
+            self._save_cold_cursors(state)
+
+    def _min_acked(self) -> int:
+        acked = [c.acked for c in self.cursors.values()]
+        acked += [s["acked"] for n, s in self._saved_state.items() if n not in self.cursors]
+        return min(acked) if acked else self.head
+
+    def _spill_plan(self, force: bool, stopping: bool) -> Optional[Tuple[int, List[bytes]]]:
+        """Which readings to write to the cold tier now: those not yet there that some buffer
+        still needs, once the oldest of them has waited ``spill_after`` (all of them if
+        ``force``). Returns ``(first_seq, encoded readings)`` or None."""
+        if self._cold_retry_at > self.clock() and not stopping:
+            return None
+        start = max(self.cold_high, self._min_acked()) + 1
+        end = self.flushed
+        if start > end:
+            return None
+        if not force:
+            oldest = self._oldest_time_from(start)
+            if oldest is None or self.clock() - oldest < self.settings.spill_after:
+                return None
+        lines: List[bytes] = []
+        after = start - 1
+        while after < end:
+            chunk = [(seq, line) for seq, line in self.hot.read(after, 5000) if seq <= end]
+            if not chunk or chunk[0][0] != after + 1:
+                break
+            lines.extend(line for _, line in chunk)
+            after = chunk[-1][0]
+        return (start, lines) if lines else None
+
+    def _spill(self, start: int, lines: List[bytes]) -> None:
+        try:
+            written = self.cold.write(start, lines, compress=len(lines) >= 8, sync=True)
+        except OSError as exc:
+            with self._lock:
+                self._cold_failures += 1
+                self.stats["spill_errors"] += 1
+                delay = min(300.0, 2.0 ** self._cold_failures)
+                self._cold_retry_at = self.clock() + delay
+            self._cold_log("spool: cannot save %d readings to %s: %s (they stay in %s; retrying in %.0f s)",
+                           len(lines), self.cold.files.describe(), exc, self.hot.files.describe(), delay)
+            return
+        with self._lock:
+            self.cold.commit(*written)
+            self._cold_failures = 0
+            self._cold_retry_at = 0.0
+            self.cold_high = start + len(lines) - 1
+            self.stats["spill_writes"] += 1
+            self.stats["spill_bytes"] += written[1].length
+
+    def _save_cold_cursors(self, state: Dict[str, dict]) -> None:
+        try:
+            self.cold_cursors.save(state, sync=True)
+            self._cold_cursor_saved_at = self.clock()
+        except OSError as exc:
+            self._cold_log("spool: cannot save cursors to %s: %s", self.cold.files.describe(), exc)
+
+    def _oldest_time_from(self, seq: int) -> Optional[float]:
+        if self._tail and self._tail[0][0] <= seq:
+            return self._tail[seq - self._tail[0][0]][1].time
+        lines = self.hot.read(seq - 1, 1)
+        return journal.decode_reading(lines[0][1]).time if lines else None
+
+    def _cleanup(self) -> None:
+        done = self._min_acked()
+        self.hot.delete_through(done)
+        if self.cold is not None:
+            self.cold.delete_through(done)
+
+    def _enforce_bounds(self) -> None:
+        hot_max = self.settings.hot_max_bytes
+        # The hot tier may shed what the cold tier holds safely.
+        while self.hot.bytes > hot_max and len(self.hot.segments) > 1 and \
+                self.hot.segments[1].first_seq - 1 <= max(self.cold_high, self._min_acked()):
+            self.hot._remove(self.hot.segments[0])
+        while self.hot.bytes > hot_max and len(self.hot.segments) > 1:
+            reason = "disk_error" if self._cold_failures else "overflow"
+            self._drop_all_through(self.hot.segments[1].first_seq - 1, reason)
+            self.hot._remove(self.hot.segments[0])
+        if self.cold is None:
+            return
+        while len(self.cold.segments) > 1 and (
+                self.cold.bytes > self.settings.cold_max_bytes or self._too_old(self.cold.segments[0])):
+            self._drop_all_through(self.cold.segments[1].first_seq - 1, "overflow")
+            self.cold._remove(self.cold.segments[0])
+
+    def _too_old(self, segment: Segment) -> bool:
+        if not self.settings.max_age:
+            return False
+        lines = self.cold.read(segment.first_seq - 1, 1)
+        return bool(lines) and self.clock() - journal.decode_reading(lines[0][1]).time > self.settings.max_age
+
+    def _drop_all_through(self, seq: int, reason: str) -> None:
+        for cursor in self.cursors.values():
+            self._drop(cursor, seq, reason)
+        for saved in self._saved_state.values():
+            saved["acked"] = max(saved["acked"], seq)
+
+    # -- cursor persistence -------------------------------------------------------------
+    def _state(self) -> Dict[str, dict]:
+        state = {n: s for n, s in self._saved_state.items() if n not in self.cursors}
+        for name, cursor in self.cursors.items():
+            state[name] = {"acked": cursor.acked, "skips": cursor.skips}
+        return state
+
+    def _save_cursors(self) -> None:
+        """Save every cursor to the hot tier (a tmpfs: cheap, done at every acknowledgement)."""
+        try:
+            self.hot_cursors.save(self._state())
+        except OSError as exc:
+            self._cold_log("spool: cannot save cursors to %s: %s", self.hot.files.describe(), exc)
+
+
+# -- building the spool from [gateway] settings -------------------------------------------
+SPOOL_SPEC = """
+durability = option('none', 'process', 'power', default='process')
+runtime_dir = path(default='')
+state_dir = path(default='')
+hot_max_mb = float(min=0.1, default=16)
+max_disk_mb = float(min=1, default=64)
+max_age = float(min=0, default=30)
+spill_after = float(min=0, default=60)
+spill_interval = float(min=1, max=3600, default=60)
+power_sync_interval = float(min=0.5, max=60, default=5)
+"""
+
+
+class SpoolLockedError(RuntimeError):
+    """Another gateway process is using the same spool folders."""
+
+
+def spool_settings(gateway: dict) -> SpoolSettings:
+    power = gateway["durability"] == "power"
+    return SpoolSettings(
+        hot_max_bytes=int(gateway["hot_max_mb"] * 1024 * 1024),
+        cold_max_bytes=int(gateway["max_disk_mb"] * 1024 * 1024),
+        max_age=gateway["max_age"] * 86400,
+        spill_after=0.0 if power else gateway["spill_after"],
+        spill_interval=gateway["power_sync_interval"] if power else gateway["spill_interval"],
+    )
+
+
+def _first_writable(candidates: List[str]) -> str:
+    for folder in candidates:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            if os.access(folder, os.W_OK | os.X_OK):
+                return folder
+        except OSError:
+            continue
+    raise OSError(f"none of these folders is writable: {', '.join(candidates)}")
+
+
+def runtime_dir(configured: str) -> str:
+    """Where the hot tier lives: a tmpfs. systemd's ``RuntimeDirectory=`` sets $RUNTIME_DIRECTORY."""
+    if configured:
+        return _first_writable([configured])
+    env = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return _first_writable([p for p in (env, "/run/oemgateway", f"/dev/shm/oemgateway-{os.getuid()}") if p])
+
+
+def state_dir(configured: str) -> str:
+    """Where the cold tier lives: persistent storage. systemd's ``StateDirectory=`` sets $STATE_DIRECTORY."""
+    if configured:
+        return _first_writable([configured])
+    env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    home = os.path.expanduser("~/.local/state/oemgateway")
+    return _first_writable([p for p in (env, "/var/lib/oemgateway", home) if p])
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the file system ``path`` is on, from /proc/mounts ('' if unknown)."""
+    best, kind = "", ""
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and (path == fields[1] or path.startswith(fields[1].rstrip("/") + "/")):
+                    if len(fields[1]) >= len(best):
+                        best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
+
+
+def build_spool(gateway: dict) -> Spool:
+    """The spool ``[gateway]`` asks for, its folders created and locked against a second gateway."""
+    settings = spool_settings(gateway)
+    if gateway["durability"] == "none":
+        log.info("spool: durability = none: readings are queued in memory only")
+        return Spool(MemoryFiles(), None, settings)
+    hot_dir = os.path.join(runtime_dir(gateway["runtime_dir"]), "spool")
+    cold_dir = os.path.join(state_dir(gateway["state_dir"]), "spool")
+    hot = OsFiles(hot_dir)
+    _lock_folder(hot_dir)
+    kind = filesystem_type(os.path.realpath(hot_dir))
+    if kind not in ("tmpfs", "ramfs"):
+        log.warning("spool: %s is on %s, not tmpfs: the hot tier will cost flash writes "
+                    "(set runtime_dir to a tmpfs such as /run/oemgateway)", hot_dir, kind or "an unknown file system")
+    log.info("spool: hot tier %s, cold tier %s (durability = %s)", hot_dir, cold_dir, gateway["durability"])
+    return Spool(hot, OsFiles(cold_dir), settings)
+
+
+def _lock_folder(folder: str) -> None:
+    """Hold an exclusive lock on ``folder`` for the life of the process."""
+    fd = os.open(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise SpoolLockedError(f"another gateway is already using {folder}; give this one its own "
+                               f"runtime_dir and state_dir") from None
