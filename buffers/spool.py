@@ -214,6 +214,10 @@ class Tier:
                 if out and entry.first_seq != out[-1][0] + 1:
                     return out  # a gap: let the caller decide what it means
                 data = self.files.read(segment.name, entry.offset, entry.length)
+                header = journal.parse_header(data)
+                if header is None or not journal.frame_ok(header, data[journal.HEADER.size:]):
+                    self.damaged_frames += 1   # damaged since it was indexed: its readings are lost
+                    return out
                 for seq, line in journal.iter_readings(data, entry):
                     if seq > after:
                         out.append((seq, line))
@@ -233,13 +237,15 @@ class CursorStore:
     def __init__(self, files: Files):
         self.files = files
         self.generation = 0
+        self._dir_synced = False
 
-    def load(self) -> Dict[str, dict]:
-        best: Tuple[int, Dict[str, dict]] = (-1, {})
+    def load(self) -> dict:
+        """``{"head": last sequence number assigned, "cursors": {buffer: {"acked", "skips"}}}``."""
+        best: Tuple[int, dict] = (-1, {"head": 0, "cursors": {}})
         try:
             size = self.files.size(CURSOR_FILE)
         except (OSError, KeyError):
-            return {}
+            return best[1]
         for slot in range(2):
             if size < (slot + 1) * CURSOR_HEADER.size:
                 continue
@@ -257,7 +263,7 @@ class CursorStore:
         self.generation = max(best[0], 0)
         return best[1]
 
-    def save(self, state: Dict[str, dict], sync: bool = False) -> None:
+    def save(self, state: dict, sync: bool = False) -> None:
         body = json.dumps(state, separators=(",", ":")).encode()
         if len(body) + CURSOR_HEADER.size > CURSOR_SLOT:
             raise OSError(27, "too many buffers for the cursor file")
@@ -266,6 +272,9 @@ class CursorStore:
         self.files.pwrite(CURSOR_FILE, (self.generation % 2) * CURSOR_SLOT, data)
         if sync:
             self.files.sync(CURSOR_FILE)
+            if not self._dir_synced:   # the file may be new: make its name durable too
+                self.files.sync_dir()
+                self._dir_synced = True
 
 
 class Cursor:
@@ -354,14 +363,18 @@ class Spool:
         """Recover both tiers and the cursors; cheap enough to accept readings right after."""
         started = time.monotonic()
         self.hot.recover()
-        state = self.hot_cursors.load()
+        saved = self.hot_cursors.load()
+        state, head = saved["cursors"], saved["head"]
         if self.cold is not None:
             self.cold.recover()
             self.cold_high = self.cold.last_seq
-            for name, saved in self.cold_cursors.load().items():
-                if name not in state or saved["acked"] > state[name]["acked"]:
-                    state[name] = saved
-        self.head = self.flushed = max([self.hot.last_seq, self.cold_high] +
+            cold_saved = self.cold_cursors.load()
+            head = max(head, cold_saved["head"])
+            for name, cursor in cold_saved["cursors"].items():
+                if name not in state or cursor["acked"] > state[name]["acked"]:
+                    state[name] = cursor
+        # Readings up to the head were accepted; those found nowhere are counted as lost.
+        self.head = self.flushed = max([head, self.hot.last_seq, self.cold_high] +
                                        [s["acked"] for s in state.values()])
         self._saved_state = state
         pending = sum(max(0, self.head - s["acked"]) for s in state.values())
@@ -396,6 +409,8 @@ class Spool:
             cursor = Cursor(self, name, min(acked, self.head), skips, stats)
             stats.accepted += self.head - cursor.acked - self._skipped(cursor, cursor.acked, self.head)
             self.cursors[name] = cursor
+            if saved is None:
+                self._save_cursors()  # from now on, a restart must find this buffer's place
             return cursor
 
     def unregister(self, cursor: Cursor) -> None:
@@ -482,22 +497,24 @@ class Spool:
         return batch
 
     def _read_files(self, after: int, limit: int) -> List[Tuple[int, Frame]]:
+        """The readings after ``after`` from the tier that has the next one (hot first);
+        if neither has it, from the one whose readings resume soonest."""
+        candidates = []
         for tier in (self.hot, self.cold):
             if tier is None:
                 continue
-            lines = tier.read(after, limit)
-            if lines and lines[0][0] == after + 1:
-                return [(seq, journal.decode_reading(line)) for seq, line in lines]
-        candidates = []
-        for tier in (self.hot, self.cold):
-            if tier is not None:
+            try:
                 lines = tier.read(after, limit)
-                if lines:
-                    candidates.append(lines)
+            except OSError as exc:
+                log.error("spool: cannot read %s: %s", tier.files.describe(), exc)
+                continue
+            if lines and lines[0][0] == after + 1:
+                return _decoded(lines)
+            if lines:
+                candidates.append(lines)
         if not candidates:
             return []
-        best = min(candidates, key=lambda lines: lines[0][0])
-        return [(seq, journal.decode_reading(line)) for seq, line in best]
+        return _decoded(min(candidates, key=lambda lines: lines[0][0]))
 
     def _first_available_after(self, after: int) -> int:
         """The next sequence number we still have after ``after`` (head + 1 if none)."""
@@ -602,8 +619,9 @@ class Spool:
         with self._lock:
             self._cleanup()
             self._enforce_bounds()
-            save_cold = self.cold_cursors is not None and (stopping or (
-                self.cold.segments and self.clock() >= self._cold_cursor_saved_at + self.settings.cold_cursor_interval))
+            # Cold cursors matter only while the cold tier holds readings: no writes otherwise.
+            save_cold = self.cold_cursors is not None and bool(self.cold.segments) and (
+                stopping or self.clock() >= self._cold_cursor_saved_at + self.settings.cold_cursor_interval)
             state = self._state() if save_cold else None
         if state is not None:
             self._save_cold_cursors(state)
@@ -657,7 +675,7 @@ class Spool:
             self.stats["spill_writes"] += 1
             self.stats["spill_bytes"] += written[1].length
 
-    def _save_cold_cursors(self, state: Dict[str, dict]) -> None:
+    def _save_cold_cursors(self, state: dict) -> None:
         try:
             self.cold_cursors.save(state, sync=True)
             self._cold_cursor_saved_at = self.clock()
@@ -706,11 +724,11 @@ class Spool:
             saved["acked"] = max(saved["acked"], seq)
 
     # -- cursor persistence -------------------------------------------------------------
-    def _state(self) -> Dict[str, dict]:
-        state = {n: s for n, s in self._saved_state.items() if n not in self.cursors}
+    def _state(self) -> dict:
+        cursors = {n: s for n, s in self._saved_state.items() if n not in self.cursors}
         for name, cursor in self.cursors.items():
-            state[name] = {"acked": cursor.acked, "skips": cursor.skips}
-        return state
+            cursors[name] = {"acked": cursor.acked, "skips": cursor.skips}
+        return {"head": self.flushed, "cursors": cursors}
 
     def _save_cursors(self) -> None:
         """Save every cursor to the hot tier (a tmpfs: cheap, done at every acknowledgement)."""
@@ -718,6 +736,17 @@ class Spool:
             self.hot_cursors.save(self._state())
         except OSError as exc:
             self._cold_log("spool: cannot save cursors to %s: %s", self.hot.files.describe(), exc)
+
+
+def _decoded(lines: List[Tuple[int, bytes]]) -> List[Tuple[int, Frame]]:
+    """Decode readings, stopping before one that does not decode (a gap the reader counts)."""
+    out = []
+    for seq, line in lines:
+        try:
+            out.append((seq, journal.decode_reading(line)))
+        except (ValueError, TypeError):
+            break
+    return out
 
 
 # -- building the spool from [gateway] settings -------------------------------------------

@@ -1,0 +1,301 @@
+"""The spool: tiers, cursors, spilling, bounds, and recovery from every kind of damage."""
+
+import errno
+
+import pytest
+
+from buffers import journal
+from buffers.spool import BufferStats, Spool, SpoolSettings
+from buffers.storage import MemoryFiles
+from gateway.frame import Frame
+
+
+class Clock:
+    def __init__(self, now=1_700_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class FailingFiles(MemoryFiles):
+    """A disk that can be full."""
+
+    def __init__(self):
+        super().__init__()
+        self.full = False
+
+    def append(self, name, data):
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().append(name, data)
+
+
+def reading(i, clock):
+    return Frame(i % 10, (i, 1.5), clock.now, None, None, "test")
+
+
+class Harness:
+    def __init__(self, hot=None, cold=None, clock=None, **settings):
+        self.hot = hot if hot is not None else MemoryFiles()
+        self.cold = cold if cold is not None else MemoryFiles()
+        self.clock = clock or Clock()
+        self.settings = settings
+
+    def start(self, *names):
+        self.spool = Spool(self.hot, self.cold, SpoolSettings(**self.settings), clock=self.clock)
+        self.spool.open()
+        self.cursors = {name: self.spool.register(name, BufferStats()) for name in names or ("a",)}
+        return self.spool
+
+    def accept(self, start, count, per_flush=10):
+        """Accept readings, ``per_flush`` per event-loop iteration."""
+        for i in range(start, start + count):
+            self.spool.append(reading(i, self.clock))
+            if (i + 1 - start) % per_flush == 0:
+                self.spool.flush()
+        self.spool.flush()
+
+    def deliver(self, name="a", limit=100_000):
+        """Take and acknowledge everything pending; returns the first values delivered."""
+        cursor = self.cursors[name]
+        out = []
+        while True:
+            batch = cursor.take(limit, block=False)
+            if not batch:
+                return out
+            out.extend(int(f.values[0]) for f in batch)
+            cursor.stats.delivered += len(batch)   # as the buffer base does
+            cursor.ack(len(batch))
+
+    def crash(self):
+        """kill -9: memory state is gone, files stay (the hot tier is a tmpfs)."""
+        self.spool._stopping = True
+        self.spool._spill_due.set()
+
+    def reboot(self):
+        """A reboot: the tmpfs is empty again."""
+        self.crash()
+        self.hot = MemoryFiles()
+
+
+def accounting_ok(cursor):
+    s = cursor.stats
+    return s.accepted == s.delivered + len(cursor) + sum(s.dropped.values())
+
+
+def test_healthy_destinations_cost_no_disk_writes():
+    h = Harness()
+    h.start()
+    for round_ in range(20):
+        h.accept(round_ * 50, 50)
+        assert len(h.deliver()) == 50
+        h.clock.now += 120
+        h.spool.maintain()
+    h.spool.close()
+    assert h.cold.data == {}
+
+
+def test_readings_unsent_for_spill_after_are_saved_in_one_compressed_frame():
+    h = Harness(spill_after=60)
+    h.start()
+    h.accept(0, 100)
+    h.clock.now += 30
+    h.spool.maintain()
+    assert not any(n.endswith(".seg") for n in h.cold.data)
+    h.clock.now += 31
+    h.spool.maintain()
+    segments = [n for n in h.cold.data if n.endswith(".seg")]
+    assert len(segments) == 1
+    result = journal.scan(bytes(h.cold.data[segments[0]]))
+    assert [(e.first_seq, e.count) for e in result.entries] == [(1, 100)]
+    assert bytes(h.cold.data[segments[0]])[journal.HEADER.size - 1] & journal.FLAG_ZLIB
+    assert h.spool.stats["spill_writes"] == 1
+    # the next interval writes only what is new
+    h.accept(100, 10)
+    h.clock.now += 61
+    h.spool.maintain()
+    result = journal.scan(bytes(h.cold.data[segments[0]]))
+    assert [(e.first_seq, e.count) for e in result.entries] == [(1, 100), (101, 10)]
+
+
+def test_kill_9_keeps_everything_in_the_hot_tier_and_resumes_after_the_cursor():
+    h = Harness()
+    h.start()
+    h.accept(0, 30)
+    cursor = h.cursors["a"]
+    batch = cursor.take(10, block=False)
+    cursor.ack(len(batch))
+    h.crash()
+    h.start()
+    assert h.deliver() == list(range(10, 30))
+    assert h.cold.data == {}
+
+
+def test_clean_stop_saves_everything_unsent_so_a_reboot_loses_nothing():
+    h = Harness()
+    h.start("a", "b")
+    h.accept(0, 50)
+    assert len(h.deliver("a")) == 50
+    h.spool.close()
+    h.reboot()
+    h.start("a", "b")
+    assert h.deliver("a") == []
+    assert h.deliver("b") == list(range(50))
+    h.accept(50, 5)   # sequence numbers continue after the recovered ones
+    assert h.deliver("a") == list(range(50, 55))
+    assert h.deliver("b") == list(range(50, 55))
+
+
+def test_a_new_buffer_starts_at_the_head_not_with_old_readings():
+    h = Harness()
+    h.start("a")
+    h.accept(0, 5)
+    cursor = h.spool.register("late", BufferStats())
+    h.cursors["late"] = cursor
+    h.accept(5, 2)
+    assert h.deliver("late") == [5, 6]
+
+
+def test_torn_tail_is_truncated_and_earlier_readings_survive():
+    h = Harness()
+    h.start()
+    h.accept(0, 20)
+    h.accept(20, 20)
+    h.spool.close()
+    name = [n for n in h.hot.data if n.endswith(".seg")][0]
+    del h.hot.data[name][-7:]   # the last frame torn mid-write
+    h.cold = MemoryFiles()       # make the hot tier the only copy
+    h.start()
+    assert h.deliver() == list(range(30))       # frames of 10: only the last one was torn
+    assert h.cursors["a"].stats.dropped["lost"] == 10
+    assert len(h.hot.data[name]) == journal.scan(bytes(h.hot.data[name])).good_end
+
+
+def test_bit_flip_loses_only_the_damaged_frame_and_counts_it():
+    h = Harness(spill_after=0)
+    h.start()
+    for start in (0, 10, 20):
+        h.accept(start, 10, per_flush=10)
+        h.clock.now += 1
+        h.spool.maintain()     # one cold frame per 10 readings
+    h.spool.close()
+    h.reboot()
+    name = [n for n in h.cold.data if n.endswith(".seg")][0]
+    entries = journal.scan(bytes(h.cold.data[name])).entries
+    h.cold.data[name][entries[1].offset + journal.HEADER.size + 3] ^= 0x40
+    h.start()
+    cursor = h.cursors["a"]
+    assert h.deliver() == list(range(10)) + list(range(20, 30))
+    assert cursor.stats.dropped["lost"] == 10
+    assert accounting_ok(cursor)
+
+
+@pytest.mark.parametrize("damage", ["nul", "empty", "garbage"])
+def test_unreadable_segment_is_set_aside_and_the_gateway_starts(damage):
+    h = Harness()
+    h.start()
+    h.accept(0, 10)
+    h.spool.close()
+    h.reboot()
+    name = [n for n in h.cold.data if n.endswith(".seg")][0]
+    size = len(h.cold.data[name])
+    h.cold.data[name] = bytearray({"nul": bytes(size), "empty": b"", "garbage": b"x" * size}[damage])
+    h.start()
+    h.accept(10, 3)
+    assert h.deliver() == [10, 11, 12]
+    assert h.cursors["a"].stats.dropped["lost"] == 10
+    assert name not in h.cold.data
+    if damage != "empty":
+        assert h.cold.set_aside_names == [name]
+
+
+def test_torn_cursor_write_falls_back_to_the_previous_one():
+    h = Harness()
+    h.start()
+    h.accept(0, 10)
+    cursor = h.cursors["a"]
+    for _ in range(2):
+        batch = cursor.take(3, block=False)
+        cursor.ack(len(batch))
+    h.crash()
+    gen = h.spool.hot_cursors.generation
+    h.hot.data["cursors"][(gen % 2) * 32768 + 30] ^= 0xFF   # the newest slot is damaged
+    h.start()
+    assert h.deliver() == list(range(3, 10))   # replays from the previous cursor: duplicates, no loss
+
+
+def test_disk_full_keeps_delivering_from_memory_and_retries():
+    cold = FailingFiles()
+    h = Harness(cold=cold, spill_after=0)
+    h.start()
+    cold.full = True
+    h.accept(0, 10)
+    h.clock.now += 1
+    h.spool.maintain()
+    assert h.spool.stats["spill_errors"] == 1
+    assert h.deliver() == list(range(10))
+    cold.full = False
+    h.accept(10, 5)
+    h.clock.now += 600
+    h.spool.maintain()
+    assert h.spool.stats["spill_writes"] == 1
+    assert accounting_ok(h.cursors["a"])
+
+
+def test_cold_bound_drops_the_oldest_and_counts_them():
+    h = Harness(spill_after=0, cold_max_bytes=1000, cold_segment_bytes=300)
+    h.start()
+    for start in range(0, 400, 20):
+        h.accept(start, 20)
+        h.clock.now += 1
+        h.spool.maintain()
+    cursor = h.cursors["a"]
+    assert h.spool.cold.bytes <= 1000 + 300
+    delivered = h.deliver()
+    assert delivered == list(range(delivered[0], 400))
+    assert cursor.stats.dropped["overflow"] == delivered[0] > 0
+    assert accounting_ok(cursor)
+
+
+def test_memory_only_spool_is_bounded_too():
+    h = Harness(hot_max_bytes=4000, hot_segment_bytes=1000)
+    h.cold = None
+    h.spool = Spool(h.hot, None, SpoolSettings(**h.settings), clock=h.clock)
+    h.spool.open()
+    h.cursors = {"a": h.spool.register("a", BufferStats())}
+    h.accept(0, 300)
+    h.spool.maintain()
+    assert h.spool.hot.bytes <= 4000
+    delivered = h.deliver()
+    assert delivered[-1] == 299 and delivered == list(range(delivered[0], 300))
+    assert accounting_ok(h.cursors["a"])
+
+
+def test_max_age_drops_old_readings():
+    h = Harness(spill_after=0, max_age=3600, cold_segment_bytes=100)
+    h.start()
+    h.accept(0, 20)
+    h.clock.now += 1
+    h.spool.maintain()
+    h.clock.now += 7200
+    h.accept(20, 20)
+    h.spool.maintain()
+    delivered = h.deliver()
+    assert delivered[0] > 0 and delivered[-1] == 39
+    assert h.cursors["a"].stats.dropped["overflow"] == delivered[0]
+
+
+def test_startup_checks_only_the_newest_segment():
+    h = Harness(spill_after=0, cold_segment_bytes=300)
+    h.start()
+    for start in range(0, 100, 10):
+        h.accept(start, 10)
+        h.clock.now += 1
+        h.spool.maintain()
+    h.spool.close()
+    h.reboot()
+    spool = h.start()
+    assert len(spool.cold.segments) > 3
+    assert all(s.entries is None for s in spool.cold.segments[:-1])
+    assert h.deliver() == list(range(100))
