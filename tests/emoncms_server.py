@@ -938,6 +938,15 @@ class FakeEmoncms:
                     "last requests: %r" % (n, timeout, len(rows), rows[-5:], self._seen[-5:]))
             return list(self._store.rows)
 
+    def wait_until(self, predicate, timeout: float = 30, what: str = "condition") -> List[Row]:
+        """Block until ``predicate(rows)`` is true for the stored rows; return them."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: predicate(self._store.rows), timeout):
+                rows = self._store.rows
+                raise AssertionError("fake emoncms: %s not met within %ss; %d rows, last: %r"
+                                     % (what, timeout, len(rows), rows[-5:]))
+            return list(self._store.rows)
+
     def wait_for_requests(self, n: int, timeout: float = 30) -> List[SeenRequest]:
         """Block until at least ``n`` requests were received (answered or not); return them."""
         with self._cond:
