@@ -13,16 +13,18 @@ import os
 import signal
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 from buffers import BUFFERS
 from buffers.base import Buffer
 from buffers.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
 from gateway import __version__
+from gateway.clock import PROBES, ClockWatch
 from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
 from gateway.eventloop import EventLoop
-from gateway.frame import Frame
+from gateway.frame import Frame, RawFrame
 from gateway.logs import Redactor, setup_logging
+from gateway.nodes import NodeDecoder
 from listeners import LISTENERS
 from listeners.base import Listener
 
@@ -38,9 +40,12 @@ class Gateway:
     def __init__(self, loop: EventLoop, loader: ConfigLoader, redactor: Redactor, spool: Spool):
         self.loop = loop
         self.spool = spool
+        self.clock = ClockWatch()   # replaced by the config's choice in apply()
+        self._clock_timer = None
         self._flush_scheduled = False
         self.loader = loader
         self.redactor = redactor
+        self.nodes = NodeDecoder(schedule=loop.call_later)
         self.config: Optional[GatewayConfig] = None
         self.listeners: Dict[str, Listener] = {}
         self.buffers: Dict[str, Buffer] = {}
@@ -49,13 +54,30 @@ class Gateway:
         self._watch_timer = None
 
     # -- frames -------------------------------------------------------------------------
-    def dispatch(self, frame: Frame) -> None:
-        """Accept a frame from a listener for every buffer: it goes into the shared spool
-        (never blocks); what arrived in one loop iteration is written out at its end."""
-        self.spool.append(frame)
+    def dispatch(self, item: Union[Frame, RawFrame]) -> None:
+        """Accept a frame from a listener for every buffer: decoded per ``[nodes]``, it goes into
+        the shared spool (never blocks); what arrived in one loop iteration is written out at
+        its end."""
+        frame = self.nodes.decode(item)
+        if frame is None:
+            return
+        correction = self.clock.note(self.spool.append(frame))
+        if correction is not None:
+            self.spool.correct_times(*correction)
+        elif self.clock.pending and self._clock_timer is None:
+            self._clock_timer = self.loop.call_later(5.0, self._check_clock)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
+
+    def _check_clock(self) -> None:
+        """While readings wait for the clock to be synchronised, look every few seconds."""
+        self._clock_timer = None
+        correction = self.clock.note(None)
+        if correction is not None:
+            self.spool.correct_times(*correction)
+        elif self.clock.pending:
+            self._clock_timer = self.loop.call_later(5.0, self._check_clock)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -71,8 +93,10 @@ class Gateway:
         """Make the running set of listeners and buffers match ``config``; queues are kept."""
         old = self.config
         self.config = config
+        self.clock.probe = PROBES[config.gateway["clock"]]
         self._apply_spool_settings(old, config)
         self.redactor.set_secrets(config.secrets())
+        self.nodes.configure(config.nodes)
         logging.getLogger().setLevel(config.gateway["loglevel"])
         if old is not None:
             for name in list(self.listeners):
@@ -98,7 +122,7 @@ class Gateway:
         buffer = self.buffers.get(plugin.name)
         if buffer is None:
             cursor = self.spool.register(plugin.name, BufferStats())
-            buffer = plugin.cls(plugin.name, plugin.settings, cursor)
+            buffer = plugin.cls(plugin.name, plugin.settings, cursor, self.clock)
             buffer.start()
             self.buffers[plugin.name] = buffer
             log.info("%s (%s) started", buffer, plugin.type_name)
@@ -112,7 +136,7 @@ class Gateway:
             if type(listener) is plugin.cls and listener.update(plugin.settings):
                 return
             self._close_listener(plugin.name, "re-created with new settings")
-        listener = plugin.cls(plugin.name, plugin.settings, self.loop, self.dispatch)
+        listener = plugin.cls(plugin.name, plugin.settings, self.loop, self.dispatch, nodes=self.nodes)
         try:
             listener.open()
         except OSError as exc:

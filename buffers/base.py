@@ -13,6 +13,7 @@ import threading
 import time
 from typing import List, Optional
 
+from gateway.clock import PROBES, ClockWatch
 from gateway.frame import Frame
 from gateway.logs import LogThrottle
 from gateway.plugin import Plugin
@@ -55,8 +56,9 @@ class Buffer(Plugin):
     """
     RETRY_BASE = 1.0  # seconds; the first retry waits up to this, doubling up to retry_max
 
-    def __init__(self, name: str, settings: dict, queue: Cursor):
+    def __init__(self, name: str, settings: dict, queue: Cursor, clock: Optional[ClockWatch] = None):
         super().__init__(name, settings)
+        self.clock = clock or ClockWatch(PROBES["trusted"])   # is our wall clock right?
         self.queue = queue
         self.queue.max_items = self.settings["max_items"]
         self.stats = queue.stats

@@ -17,6 +17,7 @@ Recovery never needs a person: a torn tail is truncated, damaged frames are skip
 readings in them counted as lost), files with nothing readable are set aside.
 """
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -347,6 +348,7 @@ class Spool:
         self._pending: List[bytes] = []
         self._tail: deque = deque(maxlen=settings.tail_items)
         self._saved_state: Dict[str, dict] = {}
+        self.corrections: List[List[float]] = []   # [first_seq, last_seq, seconds]: clock fixes
         self._lock = threading.RLock()
         self._data = threading.Condition(self._lock)
         self._spill_due = threading.Event()
@@ -365,11 +367,13 @@ class Spool:
         self.hot.recover()
         saved = self.hot_cursors.load()
         state, head = saved["cursors"], saved["head"]
+        corrections = saved.get("corrections", [])
         if self.cold is not None:
             self.cold.recover()
             self.cold_high = self.cold.last_seq
             cold_saved = self.cold_cursors.load()
             head = max(head, cold_saved["head"])
+            corrections = corrections or cold_saved.get("corrections", [])
             for name, cursor in cold_saved["cursors"].items():
                 if name not in state or cursor["acked"] > state[name]["acked"]:
                     state[name] = cursor
@@ -377,6 +381,7 @@ class Spool:
         self.head = self.flushed = max([head, self.hot.last_seq, self.cold_high] +
                                        [s["acked"] for s in state.values()])
         self._saved_state = state
+        self.corrections = corrections
         pending = sum(max(0, self.head - s["acked"]) for s in state.values())
         self.stats["recovered"] = pending
         if self.head:
@@ -481,7 +486,27 @@ class Spool:
                     return []
                 self._data.wait()
 
+    def correct_times(self, first_seq: int, last_seq: int, seconds: float) -> None:
+        """Readings ``first_seq``..``last_seq`` were stamped by a clock ``seconds`` wrong."""
+        with self._lock:
+            self.corrections.append([first_seq, last_seq, seconds])
+            self._save_cursors()
+
+    def _corrected(self, batch: List[Tuple[int, Frame]]) -> List[Tuple[int, Frame]]:
+        if not self.corrections or not batch:
+            return batch
+        out = []
+        for seq, frame in batch:
+            for first, last, seconds in self.corrections:
+                if first <= seq <= last:
+                    frame = dataclasses.replace(frame, time=frame.time + seconds)
+            out.append((seq, frame))
+        return out
+
     def _read_after(self, cursor: Cursor, limit: int) -> List[Tuple[int, Frame]]:
+        return self._corrected(self._read_uncorrected(cursor, limit))
+
+    def _read_uncorrected(self, cursor: Cursor, limit: int) -> List[Tuple[int, Frame]]:
         after = cursor.acked
         stop = self._next_skip_start(cursor)
         limit = min(limit, stop - after - 1) if stop else limit
@@ -728,7 +753,9 @@ class Spool:
         cursors = {n: s for n, s in self._saved_state.items() if n not in self.cursors}
         for name, cursor in self.cursors.items():
             cursors[name] = {"acked": cursor.acked, "skips": cursor.skips}
-        return {"head": self.flushed, "cursors": cursors}
+        done = self._min_acked()
+        self.corrections = [c for c in self.corrections if c[1] > done]
+        return {"head": self.flushed, "cursors": cursors, "corrections": self.corrections}
 
     def _save_cursors(self) -> None:
         """Save every cursor to the hot tier (a tmpfs: cheap, done at every acknowledgement)."""

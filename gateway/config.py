@@ -16,12 +16,14 @@ from typing import Dict, List, Optional, Tuple
 from configobj import ConfigObj, ConfigObjError, Section, flatten_errors, get_extra_values
 from validate import ValidateError, Validator, VdtValueError
 
+from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
 
 GATEWAY_SPEC = """
 loglevel = loglevel(default='INFO')
 config_check_interval = float(min=0, default=2)
 shutdown_timeout = float(min=0, default=5)
+clock = option('auto', 'trusted', 'untrusted', default='auto')
 """
 
 LEGACY_SUBSECTIONS = ("init_settings", "runtime_settings")
@@ -59,6 +61,7 @@ class GatewayConfig:
     listeners: Dict[str, PluginConfig]
     buffers: Dict[str, PluginConfig]
     warnings: List[str] = field(default_factory=list)
+    nodes: NodeTable = field(default_factory=NodeTable)
 
     def secrets(self) -> List[str]:
         found = []
@@ -73,7 +76,7 @@ class GatewayConfig:
                 k: ("***" if k in getattr(p.cls, "SECRETS", ()) and v else v)
                 for k, v in p.settings.items()}) for name, p in group.items()}
         return {"gateway": dict(self.gateway), "listeners": plugins(self.listeners),
-                "buffers": plugins(self.buffers)}
+                "buffers": plugins(self.buffers), "nodes": self.nodes.describe()}
 
 
 def section_label(path: Tuple[str, ...]) -> str:
@@ -84,6 +87,7 @@ def section_label(path: Tuple[str, ...]) -> str:
 _CUSTOM_CHECKS = {
     "loglevel": "one of " + ", ".join(LOG_LEVELS),
     "path": "a file path",
+    **{name: text for name, (_, text) in NODE_CHECKS.items()},
 }
 
 
@@ -136,6 +140,7 @@ class ConfigLoader:
                 spec_lines.append("type = string")
                 spec_lines += cls.settings_spec().splitlines()
 
+        spec_lines += self._node_spec_lines(path, raw, origins, problems)
         config = ConfigObj(raw.dict(), configspec=spec_lines, interpolation=False)
         result = config.validate(self._validator(path), preserve_errors=True)
         problems += self._validation_problems(path, config, result, spec_lines, origins)
@@ -152,10 +157,14 @@ class ConfigLoader:
                 problems.append(f"{path}: {section_label((kind, name))}: {message}")
             for message in cls.warn_settings(settings):
                 warnings.append(f"{path}: {section_label((kind, name))}: {message}")
+        nodes, node_problems, node_warnings = NodeTable.from_config(
+            {k: v for k, v in config["nodes"].items() if ("nodes", k) not in invalid})
+        problems += [f"{path}: {message}" for message in node_problems]
+        warnings += [f"{path}: {message}" for message in node_warnings]
         if problems:
             raise ConfigError(path, problems)
         return GatewayConfig(path, dict(config["gateway"]), plugins["listeners"], plugins["buffers"],
-                             warnings)
+                             warnings, nodes)
 
     # -- steps --------------------------------------------------------------------------
     @staticmethod
@@ -170,11 +179,24 @@ class ConfigLoader:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(path, [f"{path}: cannot read: {exc}"]) from None
 
+    @classmethod
+    def _node_spec_lines(cls, path, raw, origins, problems: List[str]) -> List[str]:
+        """The ``[nodes]`` configspec; emonhub's ``[[[rx]]]`` keys are read as the node's own."""
+        section = raw.get("nodes")
+        if section is not None and not isinstance(section, Section):
+            problems.append(f"{path}: nodes must be a section [nodes], not a key")
+            del raw["nodes"]
+        elif section is not None:
+            for node in section.sections:
+                problems += cls._hoist_legacy(path, ("nodes", node), section[node], origins, ("rx",))
+        return ["[nodes]", "[[__many__]]"] + NODE_SPEC.splitlines()
+
     @staticmethod
-    def _hoist_legacy(path, section_path, plugin: Section, origins) -> List[str]:
+    def _hoist_legacy(path, section_path, plugin: Section, origins,
+                      subsections=LEGACY_SUBSECTIONS) -> List[str]:
         """Move keys of ``init_settings``/``runtime_settings`` up into the plugin's section."""
         problems = []
-        for sub in LEGACY_SUBSECTIONS:
+        for sub in subsections:
             if sub not in plugin:
                 continue
             if not isinstance(plugin[sub], Section):
@@ -206,7 +228,8 @@ class ConfigLoader:
                 raise VdtValueError(value)
             return value.upper()
 
-        return Validator({"path": path_check, "loglevel": loglevel_check})
+        return Validator({"path": path_check, "loglevel": loglevel_check,
+                          **{name: check for name, (check, _) in NODE_CHECKS.items()}})
 
     @staticmethod
     def _validation_problems(path, config, result, spec_lines, origins) -> List[str]:
@@ -239,7 +262,8 @@ class ConfigLoader:
             section_path = tuple(section_path)
             if len(section_path) == 0 and name in ("listeners", "buffers", "gateway"):
                 continue
-            if len(section_path) == 2 and section_path not in [(k, n) for (k, n) in classes]:
+            if len(section_path) == 2 and section_path[0] in PLUGIN_KINDS \
+                    and section_path not in [(k, n) for (k, n) in classes]:
                 continue  # a plugin whose type is unknown: its error is reported already
             shown = origins.get((section_path, name), section_path)
             where = f"{path}: {section_label(shown)}" if shown else f"{path}:"

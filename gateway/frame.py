@@ -35,9 +35,32 @@ class Frame:
     source: str
 
     def named_values(self) -> dict:
-        """The values keyed by input name, positional values named "1", "2", ..."""
+        """The values keyed by input name, positional values named "1", "2", ...
+
+        A radio frame's signal strength comes last, as ``rssi``, when the board measured it.
+        """
         names = self.names or [str(i) for i in range(1, len(self.values) + 1)]
-        return dict(zip(names, self.values))
+        named = dict(zip(names, self.values))
+        if self.rssi is not None:
+            named["rssi"] = self.rssi
+        return named
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    """A radio packet as the board delivered it: payload bytes not yet decoded into values.
+
+    Listeners of radio boards emit these; the node decoder (``gateway.nodes``) turns them
+    into Frames with the node's struct codes, scales and names, so buffers only see Frames.
+    """
+
+    __slots__ = ("node", "payload", "time", "rssi", "source")
+
+    node: int
+    payload: bytes
+    time: float
+    rssi: Optional[int]
+    source: str
 
 
 def parse_node(text: str) -> Node:

@@ -1,7 +1,7 @@
 """What listeners and buffers have in common: a name, settings declared as a configspec."""
 
 import logging
-from typing import Iterable, List
+from typing import Dict, Iterable, List
 
 
 class Plugin:
@@ -22,13 +22,19 @@ class Plugin:
 
     @classmethod
     def settings_spec(cls) -> str:
-        """The configspec lines for this plugin's section, base classes' lines included."""
-        specs = []
+        """The configspec lines for this plugin's section, base classes' lines included.
+
+        A subclass may declare a base class's setting again (to give it another default):
+        its line replaces the base's.
+        """
+        lines: Dict[str, str] = {}
         for klass in reversed(cls.__mro__):
-            spec = klass.__dict__.get("SPEC")
-            if spec:
-                specs.append(spec)
-        return "\n".join(specs)
+            for line in (klass.__dict__.get("SPEC") or "").splitlines():
+                key = line.split("=", 1)[0].strip()
+                if key:
+                    lines.pop(key, None)
+                    lines[key] = line.strip()
+        return "\n".join(lines.values())
 
     @classmethod
     def check_settings(cls, settings: dict) -> List[str]:

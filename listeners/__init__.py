@@ -10,8 +10,15 @@ LISTENERS = Registry(
     "listener",
     types={
         "socket": "listeners.socket:SocketListener",
+        "serial": "listeners.serial:SerialListener",
+        "rfm2pi": "listeners.rfm2pi:RFM2PiListener",
+        "rfm12pi": "listeners.rfm2pi:RFM12PiListener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",
+        "OemGatewaySerialListener": "serial",
+        # The original gateway read RFM2Pi boards at 9600 baud: its type names mean that board.
+        "OemGatewayRFM2PiListener": "rfm12pi",
+        "OemGatewayRFM2PiListenerRepeater": "rfm12pi",
     },
 )

@@ -9,12 +9,13 @@ talks to a destination: that is the buffers' job, on their own threads.
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, FrozenSet, Optional, Union
 
 from gateway.eventloop import EventLoop
-from gateway.frame import Frame, FrameError, parse_values_line
+from gateway.frame import Frame, FrameError, RawFrame, parse_values_line
 from gateway.lines import BadLine
 from gateway.logs import LogThrottle
+from gateway.nodes import NodeDecoder
 from gateway.plugin import Plugin
 
 
@@ -22,6 +23,7 @@ from gateway.plugin import Plugin
 class ListenerStats:
     frames_good: int = 0
     frames_bad: int = 0
+    frames_unlisted: int = 0
     last_frame_time: Optional[float] = None
 
 
@@ -29,14 +31,20 @@ class Listener(Plugin):
     KIND = "listener"
     SPEC = """
     max_line = integer(min=16, max=1048576, default=4096)
+    nodelistonly = boolean(default=False)
     """
+    LIVE_SETTINGS: FrozenSet[str] = frozenset({"nodelistonly"})
+    """Settings ``update()`` applies without re-creating the listener (see ``apply_settings``)."""
 
-    def __init__(self, name: str, settings: dict, loop: EventLoop, emit: Callable[[Frame], None]):
+    def __init__(self, name: str, settings: dict, loop: EventLoop,
+                 emit: Callable[[Union[Frame, RawFrame]], None], nodes: Optional[NodeDecoder] = None):
         super().__init__(name, settings)
         self.loop = loop
         self._emit = emit
+        self.nodes = nodes if nodes is not None else NodeDecoder()
         self.stats = ListenerStats()
         self.bad_input = LogThrottle(self.log, logging.WARNING, 60.0, schedule=loop.call_later)
+        self.unlisted = LogThrottle(self.log, logging.WARNING, 60.0, schedule=loop.call_later)
 
     # -- the contract -------------------------------------------------------------------
     def open(self) -> None:
@@ -46,14 +54,25 @@ class Listener(Plugin):
     def close(self) -> None:
         """Stop reading and release every descriptor and timer."""
         self.bad_input.flush()
+        self.unlisted.flush()
 
     def update(self, settings: dict) -> bool:
         """Apply changed settings live; return False if the listener must be re-created.
 
-        The default applies nothing live; a subclass overrides this for the settings it can
-        change without reopening.
+        Settings named in ``LIVE_SETTINGS`` are applied by ``apply_settings``; a change to any
+        other setting re-creates the listener.
         """
-        return dict(settings) == self.settings
+        new = dict(settings)
+        changed = {key for key in set(new) | set(self.settings) if new.get(key) != self.settings.get(key)}
+        if changed - self.LIVE_SETTINGS:
+            return False
+        self.settings = new
+        if changed:
+            self.apply_settings(changed)
+        return True
+
+    def apply_settings(self, changed: set) -> None:
+        """Hook: ``self.settings`` holds new values for the ``changed`` live settings."""
 
     def parse(self, line: str):
         """``(node, values)`` from one text line; raises FrameError for a line that is not one."""
@@ -61,21 +80,30 @@ class Listener(Plugin):
 
     # -- shared helpers -----------------------------------------------------------------
     def handle_line(self, line) -> None:
-        """Parse a line (or BadLine) from a stream and emit the frame, counting bad input."""
+        """Handle a line (or BadLine) from a stream, counting bad input."""
         if isinstance(line, BadLine):
             self.reject(f"{line.reason} line", line.preview)
             return
         stripped = line.strip()
-        if not stripped:
-            return
+        if stripped:
+            self.handle_text(stripped)
+
+    def handle_text(self, text: str) -> None:
+        """Parse one non-empty, stripped line and emit its frame; a subclass may override."""
         try:
-            node, values = self.parse(stripped)
+            node, values = self.parse(text)
         except FrameError as exc:
-            self.reject(str(exc), stripped)
+            self.reject(str(exc), text)
             return
         self.emit(Frame(node, values, time.time(), None, None, self.name))
 
-    def emit(self, frame: Frame) -> None:
+    def emit(self, frame: Union[Frame, RawFrame]) -> None:
+        """Pass a frame on to the gateway (decoder, then buffers), unless ``nodelistonly`` drops it."""
+        if self.settings.get("nodelistonly") and not self.nodes.is_listed(frame.node):
+            self.stats.frames_unlisted += 1
+            self.unlisted("%s: dropped a frame from node %s: it has no [nodes] section and "
+                          "nodelistonly = True", self, frame.node)
+            return
         self.stats.frames_good += 1
         self.stats.last_frame_time = frame.time
         self._emit(frame)

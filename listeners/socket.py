@@ -21,8 +21,10 @@ class SocketListener(Listener):
     port_nb = integer(min=1, max=65535, default=None)
     """
 
-    def __init__(self, name, settings, loop, emit):
-        super().__init__(name, settings, loop, emit)
+    LIVE_SETTINGS = Listener.LIVE_SETTINGS | {"max_line"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._server: Optional[socket.socket] = None
         self._clients: Dict[socket.socket, LineSplitter] = {}
 
@@ -36,15 +38,9 @@ class SocketListener(Listener):
             bind = "0.0.0.0" if self.settings["port_nb"] else "127.0.0.1"
         return bind, port
 
-    def update(self, settings: dict) -> bool:
-        new = dict(settings)
-        if {k: v for k, v in new.items() if k != "max_line"} != \
-                {k: v for k, v in self.settings.items() if k != "max_line"}:
-            return False
-        self.settings = new
+    def apply_settings(self, changed: set) -> None:
         for splitter in self._clients.values():
-            splitter.max_line = new["max_line"]
-        return True
+            splitter.max_line = self.settings["max_line"]
 
     # -- the contract -------------------------------------------------------------------
     def open(self) -> None:

@@ -13,6 +13,7 @@ def config(port, url, key=WRITE_KEY, extra=""):
     [gateway]
     loglevel = DEBUG
     config_check_interval = 0.2
+    clock = trusted
     [listeners]
     [[tcp]]
     type = socket
@@ -204,7 +205,7 @@ def test_legacy_config_runs_unchanged(gateway_factory, emoncms):
     send_lines(port, b"14 15 26\r\n")
     rows = emoncms.wait_for_rows(2)
     assert [(r.node, r.name, r.value) for r in rows] == [("14", "1", 15), ("14", "2", 26)]
-    assert any("/emoncms/input/post" in p for _, p, _ in emoncms.requests_seen)
+    assert all(p.startswith("/emoncms/input/") for _, p, _ in emoncms.requests_seen)
     assert WRITE_KEY not in gw.log
 
 
@@ -217,3 +218,16 @@ def test_no_key_in_urls_or_logs_even_at_debug_with_failures(gateway_factory, emo
     gw.stop()
     assert WRITE_KEY not in gw.log
     assert all(WRITE_KEY not in p for _, p, _ in emoncms.requests_seen)
+
+
+def test_untrusted_clock_lets_emoncms_rebase_times_with_sentat(gateway_factory, emoncms):
+    port = free_port()
+    gw = gateway_factory(config(port, emoncms.url).replace("clock = trusted", "clock = untrusted"))
+    before = int(time.time())
+    send_numbered(port, 3)
+    rows = emoncms.wait_for_rows(3)
+    after = time.time()
+    assert [p for _, p, _ in emoncms.requests_seen] == ["/input/bulk"] * len(emoncms.requests_seen)
+    # emoncms computes its now - sentat + row time: right to the second it rounds to
+    assert all(before <= r.time <= after + 1 for r in rows)
+    gw.stop()

@@ -11,6 +11,7 @@ def config(port, emoncms, extra_listener="", extra=""):
     return f"""
     [gateway]
     loglevel = DEBUG
+    clock = trusted
     [listeners]
     [[tcp]]
     type = socket

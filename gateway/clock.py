@@ -1,0 +1,97 @@
+"""Is the system clock right? A Pi without a real-time clock boots with a stale clock and
+jumps to the right time when NTP synchronises it.
+
+Readings received before that jump carry a wrong wall-clock time. The monotonic clock does
+not jump, so the error is known exactly once the clock is synchronised: it is how much
+``wall - monotonic`` changed. The gateway then shifts those readings by that amount.
+"""
+
+import ctypes
+import ctypes.util
+import logging
+import time
+from typing import Callable, Optional, Tuple
+
+log = logging.getLogger("oemgateway.clock")
+
+TIME_ERROR = 5       # adjtimex(2): the clock is not synchronised
+STEP_THRESHOLD = 1.0  # seconds; smaller corrections are NTP's ordinary slewing
+
+
+def kernel_says_synchronised() -> bool:
+    """adjtimex(2) with no changes: False while the kernel reports the clock unsynchronised.
+
+    Where that cannot be asked (not Linux), the clock is assumed right.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        buffer = ctypes.create_string_buffer(512)   # struct timex, modes = 0: read only
+        state = libc.adjtimex(buffer)
+    except (OSError, AttributeError):
+        return True
+    return state != TIME_ERROR and state >= 0
+
+
+PROBES = {
+    "auto": kernel_says_synchronised,
+    "trusted": lambda: True,
+    "untrusted": lambda: False,
+}
+
+
+class ClockWatch:
+    """Notices readings stamped while the clock was unsynchronised, and the step that fixes them.
+
+    ``note(seq)`` is called for each accepted reading; it returns ``(first_seq, last_seq,
+    shift)`` once the clock has been synchronised after readings were stamped without it.
+    """
+
+    def __init__(self, probe: Callable[[], bool] = kernel_says_synchronised,
+                 wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
+                 recheck: float = 1.0):
+        self.probe = probe
+        self.wall = wall
+        self.mono = mono
+        self.recheck = recheck
+        self._checked_at = float("-inf")
+        self._synced = True
+        self._unsynced: Optional[Tuple[int, int, float]] = None   # first seq, last seq, offset
+
+    def synchronised(self) -> bool:
+        now = self.mono()
+        if now - self._checked_at >= self.recheck:
+            self._checked_at = now
+            was, self._synced = self._synced, self.probe()
+            if was and not self._synced:
+                log.warning("the system clock is not synchronised: readings are time-stamped now "
+                            "and corrected when it is")
+        return self._synced
+
+    @property
+    def pending(self) -> bool:
+        """Readings stamped while unsynchronised are waiting for a correction."""
+        return self._unsynced is not None
+
+    def note(self, seq: Optional[int]) -> Optional[Tuple[int, int, float]]:
+        """Record reading ``seq`` (None: just look at the clock); see the class docstring."""
+        if seq is None and self._unsynced is not None:
+            self._checked_at = float("-inf")
+        if not self.synchronised():
+            if seq is None:
+                return None
+            offset = self.wall() - self.mono()
+            if self._unsynced is None:
+                self._unsynced = (seq, seq, offset)
+            else:
+                self._unsynced = (self._unsynced[0], seq, self._unsynced[2])
+            return None
+        if self._unsynced is None:
+            return None
+        first, last, before = self._unsynced
+        self._unsynced = None
+        shift = (self.wall() - self.mono()) - before
+        if abs(shift) < STEP_THRESHOLD:
+            return None
+        log.info("the system clock is synchronised: it moved %+.1f s; the %d readings received "
+                 "before are re-timed by that much", shift, last - first + 1)
+        return first, last, shift

@@ -1,0 +1,175 @@
+"""Node decoding: struct codes, scales, names, message counters, and what a mismatch says."""
+
+import logging
+import struct
+
+import pytest
+from hypothesis import given, strategies as st
+
+from gateway.frame import Frame, RawFrame
+from gateway.nodes import (SIZES, DecodeError, EncodeError, Layout, NodeDecoder, NodeSpec,
+                           NodeTable, pack, scaled, unpack)
+
+
+def raw(node, payload, rssi=None):
+    return RawFrame(node, bytes(payload), 1.0, rssi, "radio")
+
+
+def text(node, *values, names=None):
+    return Frame(node, tuple(values), 1.0, names, None, "serial")
+
+
+def decoder(*specs):
+    return NodeDecoder(NodeTable(specs))
+
+
+# -- struct codes -----------------------------------------------------------------------------
+@pytest.mark.parametrize("payload, values", [
+    ([1, 0], (1,)), ([255, 255], (-1,)), ([0, 128], (-32768,)), ([255, 127], (32767,)),
+    ([12, 0, 34, 1], (12, 290)),
+])
+def test_default_is_signed_16_bit_little_endian(payload, values):
+    assert unpack(bytes(payload)) == values
+
+
+def test_mixed_datacodes_and_datacode_zero():
+    payload = struct.pack("<hHLbf", -5, 24012, 4000000000, -1, 19.5)
+    assert unpack(payload, datacodes="hHLbf") == (-5, 24012, 4000000000, -1, 19.5)
+    assert unpack(bytes([1, 2, 3]), datacode="0") == (1, 2, 3)
+
+
+def test_float32_is_rounded_to_the_digits_it_holds_and_nan_is_refused():
+    assert unpack(struct.pack("<f", 240.12), datacode="f") == (240.12,)
+    with pytest.raises(DecodeError, match="value 2 is nan"):
+        unpack(struct.pack("<ff", 1, float("nan")), datacode="f")
+
+
+@pytest.mark.parametrize("payload, kwargs, message", [
+    (22, {"datacodes": "hhhhhhhhhhhL"}, "datacodes need 26 bytes, got 22"),
+    (5, {"datacode": "h"}, "datacode h needs a multiple of 2 bytes, got 5"),
+    (6, {"datacode": "L"}, "datacode L needs a multiple of 4 bytes, got 6"),
+])
+def test_byte_count_mismatch_says_what_was_expected_and_what_came(payload, kwargs, message):
+    with pytest.raises(DecodeError) as info:
+        unpack(bytes(payload), **kwargs)
+    assert str(info.value) == message
+
+
+CODES = st.sampled_from(sorted(SIZES))
+
+
+def value_for(code):
+    if code == "f":
+        return st.floats(width=32, allow_nan=False, allow_infinity=False)
+    if code == "d":
+        return st.floats(allow_nan=False, allow_infinity=False)
+    bits = 8 * SIZES[code]
+    return st.integers(0, 2 ** bits - 1) if code.isupper() else st.integers(-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+
+
+@given(st.lists(CODES.flatmap(lambda c: st.tuples(st.just(c), value_for(c))), min_size=1, max_size=12))
+def test_decoding_what_was_packed_gives_the_values_back(pairs):
+    codes = [c for c, _ in pairs]
+    values = [v for _, v in pairs]
+    expected = [float(f"{v:.7g}") if c == "f" else v for c, v in pairs]
+    assert list(unpack(pack(values, datacodes=codes), datacodes=codes)) == expected
+
+
+@given(st.binary(max_size=80), st.one_of(st.none(), st.lists(CODES, min_size=1, max_size=10)), CODES)
+def test_arbitrary_bytes_decode_or_raise_decode_error(payload, codes, code):
+    try:
+        values = unpack(payload, datacode=code, datacodes=codes)
+    except DecodeError:
+        return
+    assert len(values) == (len(codes) if codes else len(payload) // SIZES[code])
+
+
+def test_pack_refuses_what_does_not_fit():
+    with pytest.raises(EncodeError, match=r"value 2 \(70000\) does not fit datacode h \(-32768..32767\)"):
+        pack([1, 70000])
+    with pytest.raises(EncodeError, match="datacodes are for 2 values, got 1"):
+        pack([1], datacodes="bb")
+
+
+def test_scaling_keeps_decimals_exact_and_whole_numbers_integers():
+    assert scaled(24012, 0.01) == 240.12
+    assert scaled(195, 0.1) == 19.5
+    assert scaled(200, 0.1) == 20 and isinstance(scaled(200, 0.1), int)
+    assert scaled(7, 1.0) == 7 and isinstance(scaled(7, 1.0), int)
+
+
+# -- the decoder ------------------------------------------------------------------------------
+EMONTX = NodeSpec(10, "emontx", Layout(names=("power1", "power2", "vrms"), datacodes=("h", "h", "H"),
+                                       scales=(1.0, 1.0, 0.01)))
+
+
+def test_a_node_section_names_scales_and_renames():
+    frame = decoder(EMONTX).decode(raw(10, struct.pack("<hhH", 100, -5, 24012), rssi=-60))
+    assert frame.node == "emontx" and frame.values == (100, -5, 240.12)
+    assert frame.named_values() == {"power1": 100, "power2": -5, "vrms": 240.12, "rssi": -60}
+
+
+def test_nodes_without_a_section_keep_the_original_behaviour():
+    d = decoder()
+    assert d.decode(raw(5, [1, 0, 0, 128])).values == (1, -32768)
+    assert d.decode(text(5, 230.5, -1)).values == (230.5, -1)
+    assert d.decode(text(5, 1)).names is None
+
+
+def test_fewer_names_than_values_number_the_rest(caplog):
+    spec = NodeSpec(7, rx=Layout(names=("a", "b")))
+    frame = decoder(spec).decode(text(7, 1, 2, 3, 4))
+    assert frame.names == ("a", "b", "3", "4")
+    assert "node 7: [nodes] has 2 names for 4 values" in caplog.text
+
+
+def test_names_sent_on_the_line_win_over_the_config():
+    spec = NodeSpec("emontx4", rx=Layout(names=("x", "y"), scales=(1.0, 0.1)))
+    frame = decoder(spec).decode(text("emontx4", 5, 123, names=("MSG", "T1")))
+    assert frame.names == ("MSG", "T1") and frame.values == (5, 12.3)
+
+
+def test_text_frames_for_a_node_with_datacodes_are_bytes_or_explained():
+    d = decoder(NodeSpec(21, rx=Layout(datacodes=("h",))))
+    assert d.decode(text(21, 1, 1)).values == (257,)
+    assert d.decode(text(21, 230.5)) is None
+    assert d.snapshot()["21"]["dropped"] == 1
+
+
+def test_whitening_is_undone_before_decoding():
+    spec = NodeSpec(15, rx=Layout(datacode="h"), whitening=True)
+    assert decoder(spec).decode(raw(15, [1 ^ 0x55, 0 ^ 0x55])).values == (1,)
+
+
+def test_message_counter_drops_repeats_and_counts_gaps():
+    d = decoder()
+    frames = [d.decode(text("tx4", msg, 100, names=("MSG", "P1"))) for msg in (1, 2, 2, 5, 1)]
+    assert [f is not None for f in frames] == [True, True, False, True, True]
+    stats = d.snapshot()["tx4"]
+    assert stats["duplicates"] == 1 and stats["missed"] == 2 and stats["last_msg"] == 1
+
+
+def test_a_mismatch_is_logged_once_per_node_per_burst(caplog):
+    d = decoder(EMONTX)
+    caplog.set_level(logging.WARNING, "oemgateway.nodes")
+    for _ in range(3):
+        assert d.decode(raw(10, [1, 2, 3, 4])) is None
+    d.decode(raw(11, [1]))
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["node 10: datacodes need 6 bytes, got 4 (frame dropped)",
+                        "node 11: datacode h needs a multiple of 2 bytes, got 1: nodes without a "
+                        "[nodes] section are read as signed 16-bit values; add [nodes] [[11]] with its "
+                        "datacodes (frame dropped)"]
+    caplog.clear()
+    d.decode(raw(10, struct.pack("<hhH", 1, 2, 3)))   # good again: the burst is over
+    d.decode(raw(10, [1]))
+    assert [r.getMessage() for r in caplog.records] == [
+        "... 2 more like that in the last 60 s (latest: node 10: datacodes need 6 bytes, got 4 (frame dropped))",
+        "node 10: datacodes need 6 bytes, got 1 (frame dropped)"]
+
+
+def test_encode_for_a_node_uses_its_tx_layout():
+    spec = NodeSpec(20, tx=Layout(datacodes=("b", "h"), scales=(1.0, 0.1)))
+    d = decoder(spec)
+    assert d.encode(20, [3, 23.4]) == struct.pack("<bh", 3, 234)
+    assert d.encode(21, [100, -2]) == struct.pack("<hh", 100, -2)
