@@ -199,9 +199,12 @@ class Gateway:
         left_total = 0
         for buffer in buffers:
             left = buffer.join(deadline - time.monotonic())
-            if left:
+            if left and self.spool.persistent:
                 log.info("%s: %d readings not delivered yet: kept in the spool for the next start",
                          buffer, left)
+            elif left:
+                log.warning("%s: %d readings not delivered are lost (durability = none)", buffer, left)
+            log.info("%s: %s", buffer, buffer.accounting())
             left_total += left
         self.spool.close()
         return left_total

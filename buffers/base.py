@@ -133,6 +133,13 @@ class Buffer(Plugin):
             self._thread.join(max(0.0, timeout))
         return len(self.queue)
 
+    def accounting(self) -> str:
+        """``accepted = delivered + queued + dropped``, in words, for the log."""
+        s = self.stats
+        dropped = ", ".join(f"{reason} {count}" for reason, count in s.dropped.items() if count)
+        return (f"accepted {s.accepted} = delivered {s.delivered} + queued {len(self.queue)} + "
+                f"dropped {sum(s.dropped.values())}" + (f" ({dropped})" if dropped else ""))
+
     @property
     def state(self) -> str:
         if not self.recording and self._draining_until is None:
@@ -214,8 +221,8 @@ class Buffer(Plugin):
                 self._split_limit = None
         if self._failures or self._auth_failing:
             self._failure_log.reset()
-            self.log.info("%s: delivering again after %.0f s of failures; %d readings queued",
-                          self, time.monotonic() - self._failing_since, len(self.queue))
+            self.log.info("%s: delivering again after %.0f s of failures; %s",
+                          self, time.monotonic() - self._failing_since, self.accounting())
         self._failures = 0
         self._failing_since = None
         self._auth_failing = False

@@ -357,8 +357,14 @@ class Spool:
         self._cold_failures = 0
         self._cold_retry_at = 0.0
         self._cold_cursor_saved_at = 0.0
+        self._cold_saved: Optional[dict] = None
         self.stats = {"spill_writes": 0, "spill_bytes": 0, "spill_errors": 0, "recovered": 0}
         self._cold_log = LogThrottle(log, logging.ERROR, 300.0)
+
+    @property
+    def persistent(self) -> bool:
+        """Does what is queued outlive the process?"""
+        return not isinstance(self.hot.files, MemoryFiles)
 
     # -- start and stop -----------------------------------------------------------------
     def open(self) -> None:
@@ -645,9 +651,13 @@ class Spool:
             self._cleanup()
             self._enforce_bounds()
             # Cold cursors matter only while the cold tier holds readings: no writes otherwise.
-            save_cold = self.cold_cursors is not None and bool(self.cold.segments) and (
-                stopping or self.clock() >= self._cold_cursor_saved_at + self.settings.cold_cursor_interval)
-            state = self._state() if save_cold else None
+            state = None
+            if self.cold_cursors is not None and self.cold.segments and (
+                    stopping or self.clock() >= self._cold_cursor_saved_at + self.settings.cold_cursor_interval):
+                state = self._state()
+                state["head"] = self.cold_high   # what a power cut would leave on disk
+                if state == self._cold_saved:
+                    state = None   # during an outage nothing moves: no write
         if state is not None:
             self._save_cold_cursors(state)
 
@@ -704,6 +714,7 @@ class Spool:
         try:
             self.cold_cursors.save(state, sync=True)
             self._cold_cursor_saved_at = self.clock()
+            self._cold_saved = json.loads(json.dumps(state))
         except OSError as exc:
             self._cold_log("spool: cannot save cursors to %s: %s", self.cold.files.describe(), exc)
 

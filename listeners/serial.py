@@ -102,7 +102,7 @@ class SerialListener(SerialPortListener):
             fmt = "json" if text.startswith("{") else "keyvalue" if ":" in text else "nodeid_values"
         if fmt == "nodeid_values":
             if _RF12_LINE.match(text):   # "OK 10 12 0" would pass for node "OK"
-                self.reject("an RFM2Pi board's line, not a frame", text)
+                self.reject("not a frame", text)   # reject() says what it looks like
             else:
                 super().handle_text(text)
             return

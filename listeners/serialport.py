@@ -192,7 +192,6 @@ class SerialPortListener(Listener):
             return
         self.port = port
         try:
-            port.reset_input_buffer()
             self._fd = port.fileno()
         except (serial.SerialException, OSError, AttributeError, NotImplementedError):
             self._fd = None
