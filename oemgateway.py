@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import urllib.request
 from typing import Dict, Optional, Union
 
 from buffers import BUFFERS
@@ -24,6 +25,8 @@ from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfi
 from gateway.eventloop import EventLoop
 from gateway.frame import Frame, RawFrame
 from gateway.logs import Redactor, setup_logging
+from gateway.status import NodeTracker, StatusServer, format_status, on_loop, snapshot
+from gateway.systemd import Notifier
 from gateway.nodes import NodeDecoder
 from listeners import LISTENERS
 from listeners.base import Listener
@@ -43,6 +46,7 @@ class Gateway:
         self.clock = ClockWatch()   # replaced by the config's choice in apply()
         self._clock_timer = None
         self._flush_scheduled = False
+        self.nodes_seen = NodeTracker()
         self.loader = loader
         self.redactor = redactor
         self.nodes = NodeDecoder(schedule=loop.call_later)
@@ -61,6 +65,7 @@ class Gateway:
         frame = self.nodes.decode(item)
         if frame is None:
             return
+        self.nodes_seen.seen(frame)
         correction = self.clock.note(self.spool.append(frame))
         if correction is not None:
             self.spool.correct_times(*correction)
@@ -114,7 +119,7 @@ class Gateway:
         if old is None:
             return
         self.spool.settings = spool_settings(new.gateway)
-        for key in ("durability", "runtime_dir", "state_dir"):
+        for key in ("durability", "runtime_dir", "state_dir", "status_port", "status_bind"):
             if old.gateway[key] != new.gateway[key]:
                 log.warning("[gateway] %s changed: takes effect at the next start", key)
 
@@ -243,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the effective settings (secrets masked) and exit")
     parser.add_argument("--check", action="store_true",
                         help="validate the config, print every problem, exit 0 if it is usable, 1 if not")
+    parser.add_argument("--status", action="store_true",
+                        help="show the running gateway's status (needs [gateway] status_port)")
     parser.add_argument("--version", action="version", version=f"OEM Gateway {__version__}")
     return parser
 
@@ -271,6 +278,8 @@ def main(argv=None) -> int:
     if args.show_settings:
         print(json.dumps(config.masked(), indent=2, default=str))
         return EXIT_OK
+    if args.status:
+        return print_status(config)
     return run(config, loader, args.logfile)
 
 
@@ -294,25 +303,81 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
         return EXIT_RUNTIME
     loop = EventLoop()
     gateway = Gateway(loop, loader, redactor, spool)
+    systemd = Notifier()
+    started = time.monotonic()
 
     def stop(signame):
         log.info("%s received: stopping", signame)
+        systemd.stopping()
         loop.stop()
+
+    def reload():
+        systemd.reloading()
+        gateway.reload("SIGHUP")
+        systemd.ready()
 
     loop.add_signal_handler(signal.SIGTERM, lambda: stop("SIGTERM"))
     loop.add_signal_handler(signal.SIGINT, lambda: stop("SIGINT"))
-    loop.add_signal_handler(signal.SIGHUP, lambda: gateway.reload("SIGHUP"))
+    loop.add_signal_handler(signal.SIGHUP, reload)
     gateway.start(config)
     if not gateway.listeners:
         log.warning("no listener is running: nothing will be received")
+    status = start_status_server(config, lambda: on_loop(loop, lambda: snapshot(
+        gateway, __version__, started, redactor.redact)))
+    if systemd.watchdog_interval:
+        ping_watchdog(loop, systemd)
+    systemd.ready(f"{len(gateway.listeners)} listeners, {len(gateway.buffers)} buffers")
     log.info("ready")
     try:
         loop.run()
     finally:
+        if status is not None:
+            status.close()
         lost = gateway.shutdown()
         loop.close()
     log.info("stopped%s", f" ({lost} readings kept for the next start)" if lost else "")
     return EXIT_OK
+
+
+def print_status(config: GatewayConfig) -> int:
+    """``--status``: ask the running gateway, print what it says for a person."""
+    port = config.gateway["status_port"]
+    if not port:
+        print(f"oemgateway: set [gateway] status_port in {config.path} to see the status",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    host = config.gateway["status_bind"]
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    url = f"http://{host}:{port}/status" if ":" not in host else f"http://[{host}]:{port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            status = json.load(reply)
+    except (OSError, ValueError) as exc:
+        print(f"oemgateway: no answer from {url}: {exc} (is the gateway running?)", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(format_status(status))
+    return EXIT_OK
+
+
+def ping_watchdog(loop: EventLoop, systemd: Notifier) -> None:
+    """Tell systemd the loop is alive, every half watchdog period, from the loop itself."""
+    systemd.watchdog()
+    loop.call_later(systemd.watchdog_interval, lambda: ping_watchdog(loop, systemd))
+
+
+def start_status_server(config: GatewayConfig, take_snapshot) -> Optional[StatusServer]:
+    port = config.gateway["status_port"]
+    if not port:
+        return None
+    bind = config.gateway["status_bind"]
+    try:
+        server = StatusServer(bind, port, take_snapshot)
+    except OSError as exc:
+        log.error("cannot serve the status on %s:%d: %s", bind, port, exc)
+        return None
+    server.start()
+    log.info("status on http://%s:%d/status and /metrics", bind, port)
+    return server
 
 
 if __name__ == "__main__":

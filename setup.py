@@ -25,7 +25,7 @@ setup(
         "pyserial>=3.5",      # serial ports and RFM2Pi boards
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8"],
+        "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8", "prometheus-client>=0.17"],
     },
     entry_points={"console_scripts": ["oemgateway = oemgateway:main"]},
     data_files=[("share/oemgateway", ["oemgateway.conf"])],

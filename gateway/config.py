@@ -24,6 +24,8 @@ loglevel = loglevel(default='INFO')
 config_check_interval = float(min=0, default=2)
 shutdown_timeout = float(min=0, default=5)
 clock = option('auto', 'trusted', 'untrusted', default='auto')
+status_port = integer(min=0, max=65535, default=0)
+status_bind = string(default='127.0.0.1')
 """
 
 LEGACY_SUBSECTIONS = ("init_settings", "runtime_settings")

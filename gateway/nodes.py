@@ -150,6 +150,11 @@ class Layout:
         """True if the layout unpacks bytes (a datacode other than 0, or datacodes)."""
         return bool(self.datacodes) or self.datacode not in (None, AS_SENT)
 
+    def apply_scales(self, values: Sequence[Number]) -> Tuple[Number, ...]:
+        if not self.scales and self.scale == 1:
+            return tuple(values)
+        return tuple(scaled(v, self.scale_for(i)) for i, v in enumerate(values))
+
     def scale_for(self, index: int) -> float:
         """A value's scale: from ``scales`` (1 past its end), else the one ``scale``."""
         if self.scales:
@@ -395,7 +400,7 @@ class NodeDecoder:
         elif rx.decodes_bytes and item.names is None:
             payload = _bytes_of(item.values)
         else:
-            return tuple(scaled(v, rx.scale_for(i)) for i, v in enumerate(item.values))
+            return rx.apply_scales(item.values)
         if spec is not None and spec.whitening:
             payload = bytes(b ^ 0x55 for b in payload)
         if not payload:
@@ -407,7 +412,7 @@ class NodeDecoder:
                 raise DecodeError(f"{exc}: nodes without a [nodes] section are read as signed "
                                   f"16-bit values; add [nodes] [[{item.node}]] with its datacodes") from None
             raise
-        return tuple(scaled(v, rx.scale_for(i)) for i, v in enumerate(values))
+        return rx.apply_scales(values)
 
     def _names(self, item, spec: Optional[NodeSpec], count: int, state: _NodeState):
         """The frame's own names, else the node's configured ones (positions past them: 4, 5 ...)."""

@@ -31,6 +31,7 @@ _GROUP = re.compile(r"G(\d{1,3})", re.ASCII)
 _KEYVALUE = re.compile(r"[\w.-]+:\S*(?:,[\w.-]+:\S*)*", re.ASCII)
 _COMMAND = re.compile(r"((?:\d{1,5},)*)(\d{0,5})([a-z])", re.ASCII)
 _DIGITS = re.compile(r"\d{1,5}", re.ASCII)
+_BYTES = re.compile(r"\d{1,5}(?: \d{1,5})*", re.ASCII)
 
 CONFIG_LETTERS = "ibgqcxo"     # rewrite the EEPROM config
 SEND_LETTERS = "sat"           # transmit (s: no ack, a: with ack, t: test packet)
@@ -135,14 +136,11 @@ def _packet(tokens, mask: int) -> Line:
         tokens = tokens[:-1]
     if not tokens:
         return Malformed("a packet line without a node id")
-    numbers = []
-    for token in tokens:
-        if not _DIGITS.fullmatch(token):
-            return Malformed(f"{token[:20]!r} is not a byte value")
-        number = int(token)
-        if number > 255:
-            return Malformed(f"{number} is not a byte value (0-255)")
-        numbers.append(number)
+    numbers = [int(t) for t in tokens] if _BYTES.fullmatch(" ".join(tokens)) else None
+    if numbers is None or max(numbers) > 255:
+        bad = next(t for t in tokens if not _DIGITS.fullmatch(t) or int(t) > 255)
+        return Malformed(f"{bad[:20]!r} is not a byte value" if not _DIGITS.fullmatch(bad)
+                         else f"{bad} is not a byte value (0-255)")
     if len(numbers) > MAX_PAYLOAD + 1:
         return Malformed(f"{len(numbers) - 1} bytes: more than a radio packet holds ({MAX_PAYLOAD})")
     return Packet(numbers[0], numbers[0] & mask, bytes(numbers[1:]), rssi, group)

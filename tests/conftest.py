@@ -35,6 +35,26 @@ def send_lines(port: int, data: bytes, host: str = "127.0.0.1") -> None:
         s.sendall(data)
 
 
+def listener_config(emoncms, listeners: str, extra: str = "", gateway: str = "clock = trusted") -> str:
+    """A config text: DEBUG log, the given ``[listeners]`` sections, one emoncms buffer that
+    sends to the test emoncms at once; ``extra`` goes after the buffer (more keys, [nodes])."""
+    from tests.emoncms_server import WRITE_KEY
+    return f"""
+    [gateway]
+    loglevel = DEBUG
+    {gateway}
+    [listeners]
+    {listeners}
+    [buffers]
+    [[emoncms]]
+    type = emoncms
+    url = {emoncms.url}
+    apikey = {WRITE_KEY}
+    retry_max = 0.2
+    {extra}
+    """
+
+
 def runtime_dir_for(folder: Path) -> str:
     """A tmpfs folder belonging to a test folder (removed by the ``gateway_factory`` fixture)."""
     return os.path.join(TMPFS, "oemgateway-test-" + hashlib.sha1(str(folder).encode()).hexdigest()[:16])
@@ -130,10 +150,10 @@ def gateway_factory(tmp_path):
     """``start(config_text)`` writes the config to a temp folder and runs the daemon on it."""
     started = []
 
-    def start(config_text: str, name: str = "oemgateway.conf", wait_ready=True, extra_args=()):
+    def start(config_text: str, name: str = "oemgateway.conf", wait_ready=True, extra_args=(), env=None):
         path = tmp_path / name
         path.write_text(textwrap.dedent(config_text))
-        gateway = GatewayProcess(path, extra_args)
+        gateway = GatewayProcess(path, extra_args, env)
         started.append(gateway)
         if wait_ready:
             gateway.wait_ready()

@@ -1,6 +1,7 @@
 """Node decoding: struct codes, scales, names, message counters, and what a mismatch says."""
 
 import logging
+import re
 import struct
 
 import pytest
@@ -9,6 +10,8 @@ from hypothesis import given, strategies as st
 from gateway.frame import Frame, RawFrame
 from gateway.nodes import (SIZES, DecodeError, EncodeError, Layout, NodeDecoder, NodeSpec,
                            NodeTable, pack, scaled, unpack)
+from tests.conftest import FIXTURES, ROOT
+from tests.test_config import load, problems_of
 
 
 def raw(node, payload, rssi=None):
@@ -173,3 +176,118 @@ def test_encode_for_a_node_uses_its_tx_layout():
     d = decoder(spec)
     assert d.encode(20, [3, 23.4]) == struct.pack("<bh", 3, 234)
     assert d.encode(21, [100, -2]) == struct.pack("<hh", 100, -2)
+
+
+# -- the [nodes] section in the config --------------------------------------------------------
+def test_emonhub_nodes_section_is_read(tmp_path):
+    config = load(tmp_path, """
+        [nodes]
+        [[8]]
+            nodename = emontx3
+            [[[rx]]]
+                names = power1, power2, vrms, pulse
+                datacodes = h, h, h, L
+                scales = 1, 1, 0.01, 1
+                units = W, W, V, p
+                whitening = 1
+            [[[tx]]]
+                names = hour, minute
+                datacode = b
+        [[emontx4]]
+            scale = 0.1
+        """)
+    spec = config.nodes.get(8)
+    assert spec.nodename == "emontx3" and spec.whitening
+    assert spec.rx == Layout(("power1", "power2", "vrms", "pulse"), None, ("h", "h", "h", "L"), 1.0,
+                             (1.0, 1.0, 0.01, 1.0), ("W", "W", "V", "p"))
+    assert spec.tx.datacode == "b" and config.nodes.get("emontx4").rx.scale == 0.1
+    assert config.warnings == []
+    assert config.masked()["nodes"]["8"]["datacodes"] == ["h", "h", "h", "L"]
+
+
+def test_node_errors_name_the_file_section_and_key(tmp_path):
+    problems = problems_of(tmp_path, """
+        [nodes]
+        [[10]]
+            [[[rx]]]
+                datacodes = h, z
+        [[11]]
+            datacode = hh
+            names = a, a
+        [[node 12]]
+            scale = 2
+        [[010]]
+        """)
+    text = "\n".join(problems)
+    assert len(problems) == 4, text
+    assert f"{tmp_path / 'gw.conf'}: [nodes] [[10]] [[[rx]]] datacodes = ['h', 'z']" in text
+    assert "expected a list of b B h H i I l L q Q f d (little-endian struct codes)" in text
+    assert "[nodes] [[11]] datacode = 'hh'" in text and "[nodes] [[11]] names = ['a', 'a']" in text
+    assert "[nodes] [[node 12]]: a node section is named by the node id or name" in text
+
+
+def test_node_warnings(tmp_path):
+    config = load(tmp_path, """
+        [nodes]
+        [[10]]
+            datacode = h
+            datacodes = h, h
+            names = a, b, c
+            colour = red
+        """)
+    assert sorted(w.split(": ", 1)[1] for w in config.warnings) == [
+        "[nodes] [[10]]: 'colour' is not a known setting and is ignored (a typo?)",
+        "[nodes] [[10]]: 3 names for 2 datacodes: the last 1 are unused",
+        "[nodes] [[10]]: both datacode and datacodes are set: datacodes is used"]
+
+
+def test_listener_types_defaults_and_legacy_names(tmp_path):
+    config = load(tmp_path, (FIXTURES / "legacy-rfm2pi.conf").read_text())
+    legacy = config.listeners["RFM2Pi"]
+    assert legacy.type_name == "rfm12pi"
+    assert legacy.settings["com_baud"] == 9600 and legacy.settings["com_port"] == "/dev/ttyAMA0"
+    assert legacy.settings["sgroup"] == 210 and legacy.settings["frequency"] == "4"
+    config = load(tmp_path, """
+        [listeners]
+        [[radio]]
+        type = rfm2pi
+        [[usb]]
+        type = OemGatewaySerialListener
+        """)
+    assert config.listeners["radio"].settings["com_baud"] == 38400
+    assert config.listeners["usb"].type_name == "serial"
+    assert config.listeners["usb"].settings["com_baud"] == 9600
+
+
+def test_listener_settings_that_disagree_are_errors(tmp_path):
+    problems = problems_of(tmp_path, """
+        [listeners]
+        [[radio]]
+        type = rfm2pi
+        group = 210
+        sgroup = 212
+        com_port = ftp://x
+        [[radio2]]
+        type = rfm2pi
+        frequency = 434
+        [[usb]]
+        type = serial
+        nodename = my node
+        """)
+    text = "\n".join(problems)
+    assert "[listeners] [[radio2]] frequency = '434'" in text
+    assert "group = 210 and sgroup = 212 disagree" in text
+    assert "com_port = ftp://x: unknown URL type ftp://" in text
+    assert "[listeners] [[usb]]: nodename = my node" in text
+
+
+def test_shipped_examples_are_valid_when_uncommented(tmp_path):
+    """Every commented [[section]] example in oemgateway.conf loads without a problem or warning."""
+    lines, in_example = [], False
+    for line in (ROOT / "oemgateway.conf").read_text().splitlines():
+        in_example = bool(re.match(r"\s*# \[\[", line)) or (in_example and line.strip() != "")
+        lines.append(re.sub(r"^(\s*)# ", r"\1", line, count=1) if in_example else line)
+    config = load(tmp_path, "\n".join(lines))
+    assert config.warnings == []
+    assert {"usb", "radio"} <= set(config.listeners) and config.nodes.get(10).tx.datacodes == ("b", "b", "h")
+    assert config.listeners["radio"].settings["frequency"] == "433"

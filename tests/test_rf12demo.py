@@ -62,6 +62,7 @@ def test_report_as_command_values():
 @pytest.mark.parametrize("line, reason", [
     ("OK 10 12 300", "not a byte value (0-255)"),
     ("OK 10 12 x", "not a byte value"),
+    ("OK 10 123456", "not a byte value"),
     ("OK", "without a node id"),
     ("OKX 0A0C", "in hex"),
     ("10 256", "not a byte value (0-255)"),
@@ -73,7 +74,7 @@ def test_malformed_lines_say_why(line, reason):
     assert isinstance(result, Malformed) and reason in result.reason
 
 
-@given(st.text())
+@given(st.one_of(st.text(), st.text(alphabet="0123456789 OKGX()-?>[]ig@MHz", max_size=40)))
 def test_arbitrary_lines_never_raise(line):
     assert isinstance(parse_line(line), (Packet, BoardReport, Notice, Malformed))
 

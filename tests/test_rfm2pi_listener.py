@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 
-from tests.conftest import FIXTURES, WAIT, free_port, rewrite_config, send_lines
+from tests.conftest import FIXTURES, WAIT, free_port, listener_config, rewrite_config, send_lines
 from tests.emoncms_server import WRITE_KEY
 from tests.fakeboard import FakeBoard
 
@@ -24,24 +24,9 @@ scales = 1, 1, 0.01
 """
 
 
-def config(link, emoncms, listener="", extra="", type_name="rfm2pi"):
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    config_check_interval = 0.1
-    [listeners]
-    [[radio]]
-    type = {type_name}
-    com_port = {link}
-    {listener}
-    [buffers]
-    [[emoncms]]
-    type = emoncms
-    url = {emoncms.url}
-    apikey = {WRITE_KEY}
-    retry_max = 0.2
-    {extra}
-    """
+def config(link, emoncms, listener="", extra=""):
+    return listener_config(emoncms, f"[[radio]]\ntype = rfm2pi\ncom_port = {link}\n{listener}", extra,
+                           gateway="clock = trusted\nconfig_check_interval = 0.1")
 
 
 RADIO = "baseid = 15\nfrequency = 433\ngroup = 210\nquiet = true"
@@ -215,3 +200,47 @@ def test_garbage_and_malformed_packets_are_dropped_and_counted(tmp_path, gateway
         gw.wait_for_log(r"WARNING .*dropped bad input \(not UTF-8 line\)")
         gw.stop()
         assert re.search(r"3 more like that .*latest: .*names and values, as an emonTx4", gw.log)
+
+
+def test_transmit_and_send_frame_from_another_thread(tmp_path):
+    """The API an MQTT buffer will use: called on the loop thread via call_soon_threadsafe."""
+    import threading
+
+    import pytest
+
+    from buffers import BUFFERS
+    from gateway.config import ConfigLoader
+    from gateway.eventloop import EventLoop
+    from gateway.nodes import NodeDecoder
+    from listeners import LISTENERS
+
+    with FakeBoard(tmp_path / "ttyAMA0") as board:
+        path = tmp_path / "gw.conf"
+        path.write_text(f"[listeners]\n[[radio]]\ntype = rfm2pi\ncom_port = {board.port.link}\n"
+                        "[nodes]\n[[20]]\n[[[tx]]]\ndatacodes = b, H\n")
+        config = ConfigLoader(LISTENERS, BUFFERS).load(str(path))
+        plugin = config.listeners["radio"]
+        loop = EventLoop()
+        listener = plugin.cls("radio", plugin.settings, loop, lambda frame: None,
+                              nodes=NodeDecoder(config.nodes))
+        loop.call_soon_threadsafe(listener.open)
+        thread = threading.Thread(target=loop.run)
+        thread.start()
+        try:
+            board.wait_for_command("v")
+            results = []
+            loop.call_soon_threadsafe(lambda: results.append(listener.transmit([1, 2, 3])))
+            loop.call_soon_threadsafe(lambda: results.append(listener.transmit([255], dest=10)))
+            loop.call_soon_threadsafe(lambda: results.append(listener.send_frame(20, [-1, 65535])))
+            board.wait_for_command(r"20,.*s")
+            assert board.commands == ["v", "1,2,3,s", "255,10s", "20,255,255,255,s"] and results == [True] * 3
+            with pytest.raises(ValueError, match="256 is not a byte"):
+                listener.transmit([256])
+            with pytest.raises(ValueError, match="does not fit datacode H"):
+                listener.send_frame(20, [1, -1])
+        finally:
+            loop.call_soon_threadsafe(listener.close)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(WAIT)
+            loop.close()
+    assert not listener.transmit([1]) and listener.radio_stats.tx_dropped == 1

@@ -11,28 +11,12 @@ from hypothesis import given, strategies as st
 
 from gateway.frame import FrameError
 from listeners.serial import parse_json_line, parse_keyvalue_line
-from tests.conftest import free_port, send_lines
-from tests.emoncms_server import WRITE_KEY
+from tests.conftest import free_port, listener_config, send_lines
 from tests.fakeboard import FakePort
 
 
 def config(link, emoncms, listener="", extra=""):
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    [listeners]
-    [[tx]]
-    type = serial
-    com_port = {link}
-    {listener}
-    [buffers]
-    [[emoncms]]
-    type = emoncms
-    url = {emoncms.url}
-    apikey = {WRITE_KEY}
-    retry_max = 0.2
-    {extra}
-    """
+    return listener_config(emoncms, f"[[tx]]\ntype = serial\ncom_port = {link}\n{listener}", extra)
 
 
 def by_node(rows):
@@ -94,7 +78,7 @@ def test_emontx4_keyvalue_and_json_with_its_node_name_and_message_counter(gatewa
 
 
 def test_nodes_section_names_and_scales_text_frames_and_explains_byte_codes(gateway_factory, emoncms, device):
-    gw = gateway_factory(config(device.link, emoncms, extra="""
+    gw = gateway_factory(config(device.link, emoncms, "nodelistonly = true", extra="""
     [nodes]
     [[20]]
     nodename = boiler
@@ -104,9 +88,10 @@ def test_nodes_section_names_and_scales_text_frames_and_explains_byte_codes(gate
     datacodes = h
     """))
     gw.wait_for_log("reading")
-    device.write(b"\r\n20 5 123\r\n21 230.5\r\n21 1 1\r\n")
+    device.write(b"\r\n20 5 123\r\n22 9\r\n21 230.5\r\n21 1 1\r\n")
     assert by_node(emoncms.wait_for_rows(3)) == {"boiler": {"flow": 5, "temp": 12.3}, "21": {"1": 257}}
     gw.wait_for_log(r"node 21: \[nodes\] datacodes unpack bytes 0-255.*holds 230.5.*set datacode = 0")
+    gw.wait_for_log(r"WARNING .*dropped a frame from node 22: it has no \[nodes\] section and nodelistonly")
 
 
 def test_garbage_bytes_and_radio_lines_are_dropped_with_a_reason(gateway_factory, emoncms, device):

@@ -3,28 +3,11 @@
 import socket
 import time
 
-from tests.conftest import WAIT, send_lines, free_port
-from tests.emoncms_server import WRITE_KEY
+from tests.conftest import WAIT, listener_config, send_lines, free_port
 
 
 def config(port, emoncms, extra_listener="", extra=""):
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    clock = trusted
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    {extra_listener}
-    [buffers]
-    [[emoncms]]
-    type = emoncms
-    url = {emoncms.url}
-    apikey = {WRITE_KEY}
-    retry_max = 0.2
-    {extra}
-    """
+    return listener_config(emoncms, f"[[tcp]]\ntype = socket\nport = {port}\n{extra_listener}", extra)
 
 
 def values_by_node(rows):

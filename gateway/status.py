@@ -1,0 +1,234 @@
+"""What the gateway is doing, for people and for monitoring: ``/status`` (JSON), ``/metrics``
+(Prometheus text) and ``oemgateway --status``.
+
+One snapshot function serves them all, so they never disagree. The snapshot is taken on the
+event loop's thread (the HTTP server's thread asks for it and waits), so it never races a
+config reload; if the loop does not answer within a few seconds, ``/status`` says so.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional
+
+log = logging.getLogger("oemgateway.status")
+
+LOOP_ANSWER_TIMEOUT = 5.0
+MAX_NODES = 1024
+
+
+class NodeTracker:
+    """Last seen time, RSSI and frame count per node (the most recent MAX_NODES nodes)."""
+
+    def __init__(self):
+        self._nodes: "OrderedDict[str, dict]" = OrderedDict()
+
+    def seen(self, frame) -> None:
+        key = str(frame.node)
+        entry = self._nodes.pop(key, None) or {"frames": 0, "rssi": None, "last_seen": None}
+        entry["frames"] += 1
+        entry["last_seen"] = frame.time
+        if frame.rssi is not None:
+            entry["rssi"] = frame.rssi
+        self._nodes[key] = entry
+        if len(self._nodes) > MAX_NODES:
+            self._nodes.popitem(last=False)
+
+    def snapshot(self, now: float) -> dict:
+        return {node: {"frames": e["frames"], "rssi": e["rssi"],
+                       "last_seen_age_s": round(now - e["last_seen"], 1)}
+                for node, e in sorted(self._nodes.items())}
+
+
+def _age(now: float, then: Optional[float]) -> Optional[float]:
+    return None if then is None else round(max(0.0, now - then), 1)
+
+
+def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]) -> dict:
+    """Everything /status shows. Runs on the event loop thread."""
+    now = time.time()
+    listeners = {}
+    for name, listener in gateway.listeners.items():
+        stats = listener.stats
+        listeners[name] = {
+            "type": gateway.config.listeners[name].type_name if name in gateway.config.listeners else "?",
+            "state": getattr(listener, "state", "open"),
+            "frames_good": stats.frames_good, "frames_bad": stats.frames_bad,
+            "last_frame_age_s": _age(now, stats.last_frame_time),
+        }
+    buffers = {}
+    for name, buffer in gateway.buffers.items():
+        stats = buffer.stats
+        queued = len(buffer.queue)
+        oldest = buffer.queue.oldest_time() if queued else None
+        buffers[name] = {
+            "type": gateway.config.buffers[name].type_name if name in gateway.config.buffers else "?",
+            "state": buffer.state, "queued": queued, "oldest_queued_age_s": _age(now, oldest),
+            "accepted": stats.accepted, "delivered": stats.delivered, "dropped": dict(stats.dropped),
+            "retries": stats.retries, "last_success_age_s": _age(now, stats.last_success),
+            "last_error": redact(stats.last_error) if stats.last_error else None,
+        }
+    spool = gateway.spool
+    return {
+        "version": version,
+        "uptime_s": round(time.monotonic() - started, 1),
+        "config_file": gateway.config.path,
+        "clock": {"mode": gateway.config.gateway["clock"], "synchronised": gateway.clock.synchronised()},
+        "spool": {"durability": gateway.config.gateway["durability"],
+                  "memory_bytes": spool.hot.bytes,
+                  "disk_bytes": spool.cold.bytes if spool.cold is not None else 0,
+                  "disk_writes": spool.stats["spill_writes"], "disk_errors": spool.stats["spill_errors"]},
+        "listeners": listeners,
+        "buffers": buffers,
+        "nodes": gateway.nodes_seen.snapshot(now),
+    }
+
+
+def prometheus(status: dict) -> str:
+    """The snapshot as Prometheus text exposition (format 0.0.4)."""
+    lines = []
+
+    def metric(name, kind, help_text, samples):
+        lines.append(f"# HELP oemgateway_{name} {help_text}")
+        lines.append(f"# TYPE oemgateway_{name} {kind}")
+        for labels, value in samples:
+            if value is None:
+                continue
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            lines.append(f"oemgateway_{name}{{{label_text}}} {float(value):g}" if label_text
+                         else f"oemgateway_{name} {float(value):g}")
+
+    metric("uptime_seconds", "gauge", "Seconds since the gateway started.", [({}, status["uptime_s"])])
+    metric("clock_synchronised", "gauge", "1 if the system clock is synchronised.",
+           [({}, int(status["clock"]["synchronised"]))])
+    listeners = status["listeners"]
+    metric("listener_frames_total", "counter", "Frames read, by result.",
+           [({"listener": n, "result": r}, l[f"frames_{r}"]) for n, l in listeners.items() for r in ("good", "bad")])
+    metric("listener_up", "gauge", "1 if the listener is open.",
+           [({"listener": n}, int(l["state"] == "open")) for n, l in listeners.items()])
+    metric("listener_last_frame_age_seconds", "gauge", "Seconds since the last good frame.",
+           [({"listener": n}, l["last_frame_age_s"]) for n, l in listeners.items()])
+    buffers = status["buffers"]
+    metric("readings_accepted_total", "counter", "Readings accepted for a buffer.",
+           [({"buffer": n}, b["accepted"]) for n, b in buffers.items()])
+    metric("readings_delivered_total", "counter", "Readings the destination acknowledged.",
+           [({"buffer": n}, b["delivered"]) for n, b in buffers.items()])
+    metric("readings_dropped_total", "counter", "Readings given up, by reason.",
+           [({"buffer": n, "reason": r}, c) for n, b in buffers.items() for r, c in b["dropped"].items()])
+    metric("readings_queued", "gauge", "Readings waiting for delivery.",
+           [({"buffer": n}, b["queued"]) for n, b in buffers.items()])
+    metric("oldest_queued_age_seconds", "gauge", "Age of the oldest reading waiting (delivery lag).",
+           [({"buffer": n}, b["oldest_queued_age_s"] or 0) for n, b in buffers.items()])
+    metric("send_retries_total", "counter", "Failed delivery attempts.",
+           [({"buffer": n}, b["retries"]) for n, b in buffers.items()])
+    metric("buffer_up", "gauge", "1 if the buffer's last delivery worked (or nothing failed yet).",
+           [({"buffer": n}, int(b["state"] in ("ok", "inactive"))) for n, b in buffers.items()])
+    spool = status["spool"]
+    metric("spool_bytes", "gauge", "Bytes the spool uses, by tier.",
+           [({"tier": "memory"}, spool["memory_bytes"]), ({"tier": "disk"}, spool["disk_bytes"])])
+    metric("spool_disk_writes_total", "counter", "Batches written to disk.", [({}, spool["disk_writes"])])
+    metric("spool_disk_errors_total", "counter", "Failed writes to disk.", [({}, spool["disk_errors"])])
+    nodes = status["nodes"]
+    metric("node_frames_total", "counter", "Frames received per node.",
+           [({"node": n}, e["frames"]) for n, e in nodes.items()])
+    metric("node_rssi_dbm", "gauge", "Last radio signal strength per node.",
+           [({"node": n}, e["rssi"]) for n, e in nodes.items()])
+    metric("node_last_seen_age_seconds", "gauge", "Seconds since a node was last heard.",
+           [({"node": n}, e["last_seen_age_s"]) for n, e in nodes.items()])
+    return "\n".join(lines) + "\n"
+
+
+def format_status(status: dict) -> str:
+    """The snapshot for a person: one line per listener, buffer and node."""
+    def age(seconds):
+        return "never" if seconds is None else f"{seconds:.0f} s ago"
+
+    clock = status["clock"]
+    out = [f"OEM Gateway {status['version']}, up {status['uptime_s']:.0f} s, config {status['config_file']}",
+           f"clock: {'synchronised' if clock['synchronised'] else 'NOT synchronised'} ({clock['mode']})",
+           "", "listeners:"]
+    for name, l in status["listeners"].items():
+        out.append(f"  {name:<16} {l['type']:<8} {l['state']:<12} {l['frames_good']} good, "
+                   f"{l['frames_bad']} bad, last frame {age(l['last_frame_age_s'])}")
+    out += ["", "buffers:"]
+    for name, b in status["buffers"].items():
+        dropped = sum(b["dropped"].values())
+        line = (f"  {name:<16} {b['type']:<8} {b['state']:<12} {b['delivered']} delivered, "
+                f"{b['queued']} queued")
+        if b["queued"]:
+            line += f" (oldest {age(b['oldest_queued_age_s'])})"
+        if dropped:
+            line += ", dropped " + ", ".join(f"{n} {r}" for r, n in b["dropped"].items() if n)
+        out.append(line)
+        if b["last_error"] and b["state"] != "ok":
+            out.append(f"  {'':<16} last error: {b['last_error']}")
+    spool = status["spool"]
+    out += ["", f"spool: {spool['durability']}, {spool['memory_bytes']} bytes in memory, "
+                f"{spool['disk_bytes']} bytes on disk", "", "nodes:"]
+    for node, n in status["nodes"].items():
+        rssi = f", rssi {n['rssi']} dBm" if n["rssi"] is not None else ""
+        out.append(f"  {node:<16} {n['frames']} frames, last {age(n['last_seen_age_s'])}{rssi}")
+    return "\n".join(out)
+
+
+def _escape(value) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class StatusServer:
+    """A small HTTP server on its own thread: GET /status and GET /metrics."""
+
+    def __init__(self, bind: str, port: int, take_snapshot: Callable[[], Optional[dict]]):
+        self.take_snapshot = take_snapshot
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):   # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path not in ("/status", "/metrics"):
+                    return self._answer(404, "text/plain", b"not found: try /status or /metrics\n")
+                status = server.take_snapshot()
+                if status is None:
+                    return self._answer(503, "text/plain", b"the gateway's event loop is not answering\n")
+                if path == "/status":
+                    return self._answer(200, "application/json", json.dumps(status, indent=1).encode())
+                return self._answer(200, "text/plain; version=0.0.4", prometheus(status).encode())
+
+            def _answer(self, code, content_type, body):
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format, *args):   # noqa: A002
+                log.debug("status: " + format, *args)
+
+        self.httpd = ThreadingHTTPServer((bind, port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="status", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def on_loop(loop, fn: Callable[[], dict]) -> Optional[dict]:
+    """Run ``fn`` on the event loop thread and wait for its result (None if it never comes)."""
+    done = threading.Event()
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        finally:
+            done.set()
+
+    loop.call_soon_threadsafe(run)
+    return box.get("value") if done.wait(LOOP_ANSWER_TIMEOUT) else None
