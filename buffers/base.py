@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from gateway.clock import PROBES, ClockWatch
 from gateway.frame import Frame
@@ -55,6 +55,12 @@ class Buffer(Plugin):
     retry_max = float(min=0.01, default=30)
     """
     RETRY_BASE = 1.0  # seconds; the first retry waits up to this, doubling up to retry_max
+    # Set by the daemon before start(), for plugins that need them (None otherwise): the
+    # ``[nodes]`` decoder (``nodes.table`` is the current NodeTable), and
+    # ``transmit(node, values, listener=None)``, which sends values to a radio node through the
+    # listeners that can transmit; it may be called from any thread and never blocks.
+    nodes = None
+    transmit: Optional[Callable[..., None]] = None
 
     def __init__(self, name: str, settings: dict, queue: Cursor, clock: Optional[ClockWatch] = None):
         super().__init__(name, settings)

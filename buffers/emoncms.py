@@ -13,23 +13,21 @@ from typing import List, Optional
 
 import requests
 
-from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
+from buffers.base import AuthError, RejectedError, TooLargeError, TransientError
+from buffers.http import HttpBuffer, retry_after
 from gateway.frame import Frame
 
 EMONCMS_FLOAT_MAX = 3.4e38  # emoncms stores values in a MySQL FLOAT; larger ones crash it
 _API_KEY = re.compile(r"[0-9a-fA-F]{32}")
 
 
-class EmoncmsBuffer(Buffer):
+class EmoncmsBuffer(HttpBuffer):
     SPEC = """
     url = string(default='http://localhost/emoncms')
     apikey = string(default='')
     protocol = string(default=None)
     domain = string(default=None)
     path = string(default=None)
-    timeout = float(min=0.1, default=10)
-    verify_tls = boolean(default=True)
-    ca_file = path(default='')
     """
     SECRETS = ("apikey",)
 
@@ -42,11 +40,12 @@ class EmoncmsBuffer(Buffer):
 
     @classmethod
     def warn_settings(cls, settings: dict) -> List[str]:
+        warnings = super().warn_settings(settings)
         key = settings["apikey"]
         if key and not _API_KEY.fullmatch(key):
-            return ["apikey: not 32 hexadecimal characters, emoncms will refuse it "
-                    "(copy the Write API Key from emoncms: Setup > My Account)"]
-        return []
+            warnings.append("apikey: not 32 hexadecimal characters, emoncms will refuse it "
+                            "(copy the Write API Key from emoncms: Setup > My Account)")
+        return warnings
 
     @staticmethod
     def base_url(settings: dict) -> str:
@@ -59,12 +58,9 @@ class EmoncmsBuffer(Buffer):
 
     # -- plugin hooks -------------------------------------------------------------------
     def configure(self) -> None:
+        super().configure()
         self.url = self.base_url(self.settings)
-        session = getattr(self, "session", None)
-        if session is None:
-            session = self.session = requests.Session()
-        session.headers["Authorization"] = "Bearer " + self.settings["apikey"]
-        session.verify = self.settings["ca_file"] or self.settings["verify_tls"]
+        self.session.headers["Authorization"] = "Bearer " + self.settings["apikey"]
 
     def inactive_reason(self) -> Optional[str]:
         if not self.settings["apikey"]:
@@ -95,22 +91,9 @@ class EmoncmsBuffer(Buffer):
             form["sentat"] = str(int(time.time()))
         self._post("input/bulk", form, expected="ok")
 
-    def close_transport(self) -> None:
-        self.session.close()
-
     # -- the wire -----------------------------------------------------------------------
     def _post(self, endpoint: str, form: dict, expected: str) -> None:
-        timeout = self.settings["timeout"]
-        try:
-            reply = self.session.post(f"{self.url}/{endpoint}", data=form, timeout=(timeout, timeout))
-        except requests.exceptions.SSLError as exc:
-            raise AuthError(f"TLS certificate of {self.url} not trusted: {_short(exc)} "
-                            f"(set ca_file to trust a private CA)") from None
-        except requests.exceptions.Timeout:
-            raise TransientError(f"no answer from {self.url} within {timeout:g} s") from None
-        except requests.exceptions.RequestException as exc:
-            raise TransientError(f"cannot reach {self.url}: {_short(exc)}") from None
-        self._judge(reply, expected)
+        self._judge(self.post(f"{self.url}/{endpoint}", data=form), expected)
 
     def _judge(self, reply: requests.Response, expected: str) -> None:
         """Raise unless emoncms' own success reply came back (see research on its input API)."""
@@ -132,9 +115,9 @@ class EmoncmsBuffer(Buffer):
             raise TooLargeError(f"emoncms answered {status}: request too large")
         if status in (403, 404):
             raise AuthError(f"emoncms answered {status} for {reply.url.split('?')[0]}: check the url")
-        retry_after = reply.headers.get("Retry-After", "")
-        raise TransientError(f"emoncms answered {status} {reply.reason}",
-                             float(retry_after) if retry_after.isdigit() else None)
+        if 300 <= status < 400:
+            self.judge(reply, "emoncms")   # raises: a redirect to put in url
+        raise TransientError(f"emoncms answered {status} {reply.reason}", retry_after(reply))
 
 
 def _failure_message(body: str) -> Optional[str]:
@@ -146,10 +129,3 @@ def _failure_message(body: str) -> Optional[str]:
     if isinstance(reply, dict) and reply.get("success") is False:
         return str(reply.get("message", "no reason given"))
     return None
-
-
-def _short(exc: Exception) -> str:
-    """The last, most specific part of a requests/urllib3 error chain."""
-    text = str(exc)
-    match = re.search(r"\(Caused by \w+\((?:<[^>]*>, )?'?(.*?)'?\)\)", text)
-    return (match.group(1) if match else text)[:200]

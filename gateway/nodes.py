@@ -201,6 +201,14 @@ class NodeTable:
     def __len__(self) -> int:
         return len(self._specs)
 
+    def node_id(self, node: Node) -> Node:
+        """The id of the node whose ``nodename`` is ``node`` (decoded frames carry the name),
+        else ``node`` itself."""
+        for spec in self._specs.values():
+            if spec.nodename is not None and spec.nodename == node and spec.node != node:
+                return spec.node
+        return node
+
     def describe(self) -> dict:
         """The table as plain data, for ``--show-settings``."""
         out = {}

@@ -9,6 +9,7 @@ setting in the config is sent at once. Optionally broadcasts the time for emonGL
 and passes lines from a TCP port (the original repeater) or from ``transmit`` to the radio.
 """
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -56,6 +57,7 @@ class RFM2PiListener(SerialPortListener):
         super().__init__(*args, **kwargs)
         self.radio_stats = RadioStats()
         self.board: Optional[BoardReport] = None      # as the board last reported its settings
+        self._logged: Optional[BoardReport] = None    # the settings last logged at INFO
         self.firmware: Optional[str] = None
         self.repeater: Optional[RepeaterServer] = None
         self._believed: Dict[str, int] = {}           # its settings: reported, or sent since
@@ -154,10 +156,11 @@ class RFM2PiListener(SerialPortListener):
         self.radio_stats.notices += 1
         if report.firmware:
             self.firmware = report.firmware
-        first = self.board is None
         self.board = report
         self._believed = report.command_values()
-        (self.log.info if first else self.log.debug)("%s: board %s", self, report.describe())
+        settings = dataclasses.replace(report, firmware=None)
+        (self.log.info if settings != self._logged else self.log.debug)("%s: board %s", self, report.describe())
+        self._logged = settings
         if self._awaiting_report:
             self._awaiting_report = False
             self._cancel("report")
@@ -202,7 +205,8 @@ class RFM2PiListener(SerialPortListener):
 
         Written as ``12,34,s`` (or ``12,34,10s``), paced behind other commands. Returns False,
         logged, when it cannot be sent (port closed, queue full); raises ValueError for bytes or
-        a destination the radio cannot carry.
+        a destination the radio cannot carry. Call it on the loop thread (from another thread,
+        through ``loop.call_soon_threadsafe``).
         """
         command = rf12demo.send_command(payload, dest)
         if self.send_command(command.encode(), rf12demo.SEND_GAP):

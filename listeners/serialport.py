@@ -49,7 +49,7 @@ class _Outage:
     """Why and since when the port is unusable (None while it works)."""
 
     since: float
-    kind: str
+    kind: str    # of the last failure: missing, busy, denied, error; "lost" until the first
     attempts: int = 0
 
 
@@ -198,6 +198,9 @@ class SerialPortListener(Listener):
         if self._fd is not None:
             self.loop.add_reader(self._fd, self._on_readable)
         else:
+            # No descriptor to watch (loop://, rfc2217://): read on a timer, and let pyserial
+            # queue writes (a zero write timeout would make loop:// refuse every write).
+            port.write_timeout = None
             self._timers["poll"] = self.loop.call_later(POLL_INTERVAL, self._poll)
         now = time.monotonic()
         self._opened_at = self._last_data = now
@@ -227,10 +230,11 @@ class SerialPortListener(Listener):
             outage = self._outage = _Outage(time.monotonic(), kind)
             self.log.warning("%s: cannot open %s: %s; trying again in %g s, then less often "
                              "(every %g s at most)", self, self.port_name, text, self._backoff, RETRY_MAX)
-        elif kind != outage.kind:
-            outage.kind = kind
+        elif kind != outage.kind and (outage.kind, kind) != ("lost", "missing"):
+            outage.kind = kind   # e.g. replugged, but now held by another program: worth a line
             self.log.info("%s: still cannot open %s, now: %s", self, self.port_name, text)
         else:
+            outage.kind = kind   # a vanished device is missing until it is back: nothing to say
             self.log.debug("%s: cannot open %s: %s", self, self.port_name, text)
         outage.attempts += 1
         self._schedule_retry()

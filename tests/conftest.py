@@ -55,6 +55,14 @@ def listener_config(emoncms, listeners: str, extra: str = "", gateway: str = "cl
     """
 
 
+def values_by_node(rows) -> dict:
+    """The test emoncms' rows as ``{node: {input name: value}}`` (the last value of each)."""
+    out = {}
+    for row in rows:
+        out.setdefault(row.node, {})[row.name] = row.value
+    return out
+
+
 def runtime_dir_for(folder: Path) -> str:
     """A tmpfs folder belonging to a test folder (removed by the ``gateway_factory`` fixture)."""
     return os.path.join(TMPFS, "oemgateway-test-" + hashlib.sha1(str(folder).encode()).hexdigest()[:16])

@@ -9,7 +9,8 @@ import socket
 import struct
 import time
 
-from tests.conftest import FIXTURES, WAIT, free_port, listener_config, rewrite_config, send_lines
+from tests.conftest import (FIXTURES, WAIT, free_port, listener_config, rewrite_config, send_lines,
+                            values_by_node as by_node)
 from tests.emoncms_server import WRITE_KEY
 from tests.fakeboard import FakeBoard
 
@@ -30,13 +31,6 @@ def config(link, emoncms, listener="", extra=""):
 
 
 RADIO = "baseid = 15\nfrequency = 433\ngroup = 210\nquiet = true"
-
-
-def by_node(rows):
-    out = {}
-    for row in rows:
-        out.setdefault(row.node, {})[row.name] = row.value
-    return out
 
 
 def wait_for_banner(gw, count=1):
@@ -172,7 +166,9 @@ def test_unplug_and_replug_resends_what_the_new_board_lacks(tmp_path, gateway_fa
     finally:
         board.unplug()
     assert gw.log.count("INFO oemgateway: ready") == 1
-    assert len([l for l in gw.log.splitlines() if " WARNING " in l and "ttyAMA0" in l]) == 1
+    port_lines = [l.split("listener 'radio': ")[1] for l in gw.log.splitlines()
+                  if "oemgateway.listener.radio:" in l and " DEBUG " not in l and "ttyAMA0" in l]
+    assert [l.split(" ")[0] for l in port_lines] == ["reading", "lost", str(board.port.link)], port_lines
 
 
 def test_port_missing_at_start_then_plugged(tmp_path, gateway_factory, emoncms):

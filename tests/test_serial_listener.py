@@ -11,19 +11,12 @@ from hypothesis import given, strategies as st
 
 from gateway.frame import FrameError
 from listeners.serial import parse_json_line, parse_keyvalue_line
-from tests.conftest import free_port, listener_config, send_lines
+from tests.conftest import WAIT, free_port, listener_config, send_lines, values_by_node as by_node
 from tests.fakeboard import FakePort
 
 
 def config(link, emoncms, listener="", extra=""):
     return listener_config(emoncms, f"[[tx]]\ntype = serial\ncom_port = {link}\n{listener}", extra)
-
-
-def by_node(rows):
-    out = {}
-    for row in rows:
-        out.setdefault(row.node, {})[row.name] = row.value
-    return out
 
 
 @pytest.fixture
@@ -123,8 +116,10 @@ def test_unplug_and_replug_without_restart(gateway_factory, emoncms, device):
     assert by_node(emoncms.wait_for_rows(2)) == {"1": {"1": 1}, "3": {"1": 3}}
     gw.stop()
     assert gw.log.count("ready") == 1
-    port_warnings = [l for l in gw.log.splitlines() if " WARNING " in l and "ttyUSB" in l]
-    assert len(port_warnings) == 1, port_warnings
+    # one line when it goes, one when it is back, nothing in between
+    port_lines = [l.split(f"listener 'tx': ")[1] for l in gw.log.splitlines()
+                  if "oemgateway.listener.tx:" in l and " DEBUG " not in l and "ttyUSB" in l]
+    assert [l.split(" ")[0] for l in port_lines] == ["reading", "lost", str(device.link)], port_lines
 
 
 def test_missing_at_start_the_rest_runs_and_it_is_read_when_it_appears(gateway_factory, emoncms, tmp_path):
@@ -163,3 +158,28 @@ def test_silence_reopens_the_port_when_configured(gateway_factory, emoncms, devi
     device.write(b"\r\n5 5\r\n")
     gw.wait_for_log(r"INFO .*data from .*ttyUSB again")
     assert emoncms.wait_for_rows(1)[0].node == "5"
+
+
+def test_a_pyserial_url_without_a_file_descriptor_is_read_too(tmp_path):
+    """loop:// (like rfc2217://) has no descriptor for the event loop: it is read on a timer."""
+    from gateway.eventloop import EventLoop
+    from tests.test_config import load
+
+    config = load(tmp_path, "[listeners]\n[[loop]]\ntype = serial\ncom_port = loop://\n")
+    plugin = config.listeners["loop"]
+    loop, frames = EventLoop(), []
+
+    def got(frame):
+        frames.append(frame)
+        loop.stop()
+
+    listener = plugin.cls("loop", plugin.settings, loop, got)
+    listener.open()
+    try:
+        listener.port.write(b"\r\n10 1 2\r\n")   # a device's output starts with a line end
+        loop.call_later(WAIT, loop.stop)
+        loop.run()
+    finally:
+        listener.close()
+        loop.close()
+    assert [(f.node, f.values) for f in frames] == [(10, (1, 2))]

@@ -3,18 +3,11 @@
 import socket
 import time
 
-from tests.conftest import WAIT, listener_config, send_lines, free_port
+from tests.conftest import WAIT, free_port, listener_config, send_lines, values_by_node
 
 
 def config(port, emoncms, extra_listener="", extra=""):
     return listener_config(emoncms, f"[[tcp]]\ntype = socket\nport = {port}\n{extra_listener}", extra)
-
-
-def values_by_node(rows):
-    out = {}
-    for row in rows:
-        out.setdefault(row.node, {})[row.name] = row.value
-    return out
 
 
 def test_a_frame_arrives_with_node_values_and_receive_time(gateway_factory, emoncms):

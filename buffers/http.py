@@ -1,0 +1,146 @@
+"""What the buffers that POST over HTTP share: one requests session built from the common
+settings, transport failures turned into DeliveryErrors, and what HTTP status codes mean.
+
+A plugin subclasses ``HttpBuffer``, calls ``self.post(...)`` and hands the reply to
+``self.judge(...)`` (or judges a service's own success body itself, as emoncms needs):
+
+======================================  =====================================================
+the server answers                      meaning for the buffer
+======================================  =====================================================
+2xx                                     delivered
+401, 403, 404, 405, 407, 3xx            refused: wrong credentials or URL (AuthError: keep
+                                        everything, log once, retry slowly)
+413, 414, 431                           too large: send smaller batches (TooLargeError)
+408, 425, 429, 5xx, no answer           try again with backoff, no sooner than ``Retry-After``
+other 4xx (400, 422, ...)               the batch holds a reading it will never take
+                                        (RejectedError: the base splits it to find it)
+======================================  =====================================================
+
+Redirects are not followed: requests would turn a redirected POST into a GET, and the GET's
+200 would look like a delivery. A 3xx is reported with its target, to be put in ``url``.
+"""
+
+import email.utils
+import re
+import time
+from typing import List, Optional
+
+import requests
+
+from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
+from gateway import __version__
+
+USER_AGENT = f"oemgateway/{__version__}"
+AUTH_STATUSES = frozenset({401, 403, 404, 405, 407})
+TOO_LARGE_STATUSES = frozenset({413, 414, 431})
+RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+class HttpBuffer(Buffer):
+    """A buffer that delivers with HTTP requests through one kept-alive session."""
+
+    SPEC = """
+    timeout = float(min=0.1, default=10)
+    verify_tls = boolean(default=True)
+    ca_file = path(default='')
+    """
+
+    @classmethod
+    def warn_settings(cls, settings: dict) -> List[str]:
+        warnings = super().warn_settings(settings)
+        if not settings["verify_tls"]:
+            warnings.append("verify_tls = False: the server's certificate is not checked, so "
+                            "anyone on the network path can read or alter what is sent "
+                            "(use ca_file to trust a private CA instead)")
+        return warnings
+
+    def configure(self) -> None:
+        """(Re)build the session from the settings; subclasses add their headers after this."""
+        session = getattr(self, "session", None)
+        if session is None:
+            session = self.session = requests.Session()
+            session.headers["User-Agent"] = USER_AGENT
+        session.verify = self.settings["ca_file"] or self.settings["verify_tls"]
+
+    def close_transport(self) -> None:
+        self.session.close()
+
+    def post(self, url: str, **kwargs) -> requests.Response:
+        """POST through the session; transport failures raise DeliveryErrors.
+
+        A certificate that is not trusted is an AuthError (nothing gets through until the
+        settings change); no answer in ``timeout`` seconds, a refused or cut connection are
+        TransientErrors. ``url`` is shown in messages without its query string.
+        """
+        timeout = self.settings["timeout"]
+        shown = url.split("?", 1)[0]
+        try:
+            return self.session.post(url, timeout=(timeout, timeout), allow_redirects=False, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise AuthError(f"TLS certificate of {shown} not trusted: {short_error(exc)} "
+                            f"(set ca_file to trust a private CA)") from None
+        except requests.exceptions.Timeout:
+            raise TransientError(f"no answer from {shown} within {timeout:g} s") from None
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(f"cannot reach {shown}: {short_error(exc)}") from None
+
+    def judge(self, reply: requests.Response, service: str, detail: str = "") -> None:
+        """Return if ``reply`` says delivered (2xx), else raise the DeliveryError it means.
+
+        ``service`` names the server in messages (``InfluxDB``); ``detail`` is what the
+        server said about the failure, when the plugin knows how to read it.
+        """
+        status = reply.status_code
+        if 200 <= status < 300:
+            return
+        said = f"{service} answered {status} {reply.reason or ''}".rstrip()
+        if detail:
+            said += f": {detail}"
+        if 300 <= status < 400:
+            target = reply.headers.get("Location", "?")
+            raise AuthError(f"{said}: redirected to {target} (set url to the final address)")
+        if status in AUTH_STATUSES:
+            raise AuthError(f"{said} for {reply.url.split('?')[0]}: check the url and credentials")
+        if status in TOO_LARGE_STATUSES:
+            raise TooLargeError(f"{said}: request too large")
+        if status in RETRY_STATUSES or status >= 500:
+            raise TransientError(said, retry_after(reply))
+        if 400 <= status < 500:
+            raise RejectedError(said)
+        raise TransientError(f"unexpected answer: {said}")
+
+
+def retry_after(reply: requests.Response) -> Optional[float]:
+    """Seconds the server asked us to wait (``Retry-After``: seconds or an HTTP date), or None."""
+    value = reply.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_detail(reply: requests.Response, limit: int = 200) -> str:
+    """What a server said in an error body: a JSON ``message``/``error`` field, else the text."""
+    try:
+        body = reply.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail"):
+            if isinstance(body.get(key), str):
+                return body[key][:limit]
+    return " ".join(reply.text.split())[:limit]
+
+
+def short_error(exc: Exception) -> str:
+    """The last, most specific part of a requests/urllib3 error chain."""
+    text = str(exc)
+    match = re.search(r"\(Caused by \w+\((?:<[^>]*>, )?'?(.*?)'?\)\)", text)
+    return (match.group(1) if match else text)[:200]
