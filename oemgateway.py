@@ -24,8 +24,8 @@ from gateway.clock import PROBES, ClockWatch
 from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
 from gateway.eventloop import EventLoop
 from gateway.frame import Frame, RawFrame
-from gateway.logs import Redactor, setup_logging
-from gateway.status import NodeTracker, StatusServer, format_status, on_loop, snapshot
+from gateway.logs import LogThrottle, Redactor, setup_logging
+from gateway.status import StatusServer, format_status, on_loop, snapshot
 from gateway.systemd import Notifier
 from gateway.nodes import NodeDecoder
 from listeners import LISTENERS
@@ -46,10 +46,10 @@ class Gateway:
         self.clock = ClockWatch()   # replaced by the config's choice in apply()
         self._clock_timer = None
         self._flush_scheduled = False
-        self.nodes_seen = NodeTracker()
         self.loader = loader
         self.redactor = redactor
         self.nodes = NodeDecoder(schedule=loop.call_later)
+        self._tx_problems = LogThrottle(log, logging.WARNING, 60.0, loop.call_later)
         self.config: Optional[GatewayConfig] = None
         self.listeners: Dict[str, Listener] = {}
         self.buffers: Dict[str, Buffer] = {}
@@ -65,7 +65,6 @@ class Gateway:
         frame = self.nodes.decode(item)
         if frame is None:
             return
-        self.nodes_seen.seen(frame)
         correction = self.clock.note(self.spool.append(frame))
         if correction is not None:
             self.spool.correct_times(*correction)
@@ -128,6 +127,7 @@ class Gateway:
         if buffer is None:
             cursor = self.spool.register(plugin.name, BufferStats())
             buffer = plugin.cls(plugin.name, plugin.settings, cursor, self.clock)
+            buffer.nodes, buffer.transmit = self.nodes, self.transmit
             buffer.start()
             self.buffers[plugin.name] = buffer
             log.info("%s (%s) started", buffer, plugin.type_name)
@@ -149,6 +149,27 @@ class Gateway:
             listener.close()
             return
         self.listeners[plugin.name] = listener
+
+    def transmit(self, node, values, listener: Optional[str] = None) -> None:
+        """Send ``values`` to radio node ``node`` (its id, or its ``[nodes]`` nodename) through
+        every listener that can transmit, or only the one named ``listener``. Safe to call from
+        any thread (a buffer's, paho's): the sending happens on the loop thread."""
+        self.loop.call_soon_threadsafe(lambda: self._transmit(node, tuple(values), listener))
+
+    def _transmit(self, node, values, listener: Optional[str]) -> None:
+        radios = [radio for name, radio in self.listeners.items()
+                  if hasattr(radio, "send_frame") and listener in (None, name)]
+        if not radios:
+            self._tx_problems("values for node %s not sent: %s", node,
+                              f"no listener '{listener}' that can transmit" if listener
+                              else "no listener here can transmit (an rfm2pi board)")
+            return
+        node_id = self.nodes.table.node_id(node)
+        for radio in radios:
+            try:
+                radio.send_frame(node_id, values)
+            except ValueError as exc:
+                self._tx_problems("%s: values %s for node %s not sent: %s", radio, values, node, exc)
 
     def _close_listener(self, name: str, why: str) -> None:
         listener = self.listeners.pop(name)

@@ -12,6 +12,9 @@ BUFFERS = Registry(
     types={
         "emoncms": "buffers.emoncms:EmoncmsBuffer",
         "file": "buffers.file:FileBuffer",
+        "mqtt": "buffers.mqtt:MqttBuffer",
+        "influxdb": "buffers.influxdb:InfluxDBBuffer",
+        "webhook": "buffers.webhook:WebhookBuffer",
     },
     aliases={
         "OemGatewayEmoncmsBuffer": "emoncms",

@@ -5,6 +5,7 @@ tmpfs, an SD card, or in process memory (``durability = none``), and tests can s
 model that knows which bytes a power cut would lose.
 """
 
+import errno
 import os
 import threading
 from typing import Dict, List
@@ -65,7 +66,7 @@ class OsFiles(Files):
         written = os.pwrite(fd, data, end)
         if written != len(data):  # a short write (disk full): do not leave half a frame
             os.ftruncate(fd, end)
-            raise OSError(28, "short write (disk full?)", self._path(name))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self._path(name))
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         return os.pread(self._fd(name), length, offset)

@@ -52,8 +52,17 @@ class PluginConfig:
     settings: dict
 
     def secrets(self) -> List[str]:
-        return [str(self.settings[key]) for key in getattr(self.cls, "SECRETS", ())
-                if self.settings.get(key)]
+        """The secret values to mask in logs. Each item of a secret list is one; a
+        ``Name: value`` item (an HTTP header) also has its value masked on its own."""
+        found = []
+        for key in getattr(self.cls, "SECRETS", ()):
+            value = self.settings.get(key)
+            for item in (value if isinstance(value, (list, tuple)) else [value]):
+                if item:
+                    found.append(str(item))
+                    if isinstance(value, (list, tuple)) and ":" in str(item):
+                        found.append(str(item).partition(":")[2].strip())
+        return found
 
 
 @dataclass

@@ -10,37 +10,12 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
 log = logging.getLogger("oemgateway.status")
 
 LOOP_ANSWER_TIMEOUT = 5.0
-MAX_NODES = 1024
-
-
-class NodeTracker:
-    """Last seen time, RSSI and frame count per node (the most recent MAX_NODES nodes)."""
-
-    def __init__(self):
-        self._nodes: "OrderedDict[str, dict]" = OrderedDict()
-
-    def seen(self, frame) -> None:
-        key = str(frame.node)
-        entry = self._nodes.pop(key, None) or {"frames": 0, "rssi": None, "last_seen": None}
-        entry["frames"] += 1
-        entry["last_seen"] = frame.time
-        if frame.rssi is not None:
-            entry["rssi"] = frame.rssi
-        self._nodes[key] = entry
-        if len(self._nodes) > MAX_NODES:
-            self._nodes.popitem(last=False)
-
-    def snapshot(self, now: float) -> dict:
-        return {node: {"frames": e["frames"], "rssi": e["rssi"],
-                       "last_seen_age_s": round(now - e["last_seen"], 1)}
-                for node, e in sorted(self._nodes.items())}
 
 
 def _age(now: float, then: Optional[float]) -> Optional[float]:
@@ -83,7 +58,10 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
                   "disk_writes": spool.stats["spill_writes"], "disk_errors": spool.stats["spill_errors"]},
         "listeners": listeners,
         "buffers": buffers,
-        "nodes": gateway.nodes_seen.snapshot(now),
+        "nodes": {node: {"frames": n["frames"], "rssi": n["rssi"],
+                         "last_seen_age_s": _age(now, n["last_seen"]), "dropped": n["dropped"],
+                         "duplicates": n["duplicates"], "missed": n["missed"]}
+                  for node, n in gateway.nodes.snapshot().items()},
     }
 
 
@@ -134,6 +112,8 @@ def prometheus(status: dict) -> str:
     nodes = status["nodes"]
     metric("node_frames_total", "counter", "Frames received per node.",
            [({"node": n}, e["frames"]) for n, e in nodes.items()])
+    metric("node_missed_total", "counter", "Packets a node sent that never arrived (message counter gaps).",
+           [({"node": n}, e["missed"]) for n, e in nodes.items()])
     metric("node_rssi_dbm", "gauge", "Last radio signal strength per node.",
            [({"node": n}, e["rssi"]) for n, e in nodes.items()])
     metric("node_last_seen_age_seconds", "gauge", "Seconds since a node was last heard.",

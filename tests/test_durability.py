@@ -210,7 +210,9 @@ def test_disk_full_keeps_delivering_and_never_crashes(gateway_factory, emoncms, 
     port = free_port()
     emoncms.set_mode("refuse")
     gw = gateway_factory(config(port, emoncms.url, f"state_dir = {tiny_disk}"))
-    lines = b"".join(b"1 %d %s\n" % (i, b"1234567.125 " * 20) for i in range(2000))
+    rng = random.Random(2)   # values that do not compress away: far more than 16 KiB
+    lines = b"".join(b"1 %d %s\n" % (i, " ".join(str(rng.random()) for _ in range(20)).encode())
+                     for i in range(2000))
     send_lines(port, lines)
     gw.wait_for_log("spool: cannot save .* No space left on device")
     emoncms.set_mode("ok")

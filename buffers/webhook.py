@@ -1,0 +1,61 @@
+"""Webhook buffer: POSTs readings as JSON to any HTTP endpoint.
+
+Each request carries a batch (up to ``batch_size`` readings, always a JSON array, oldest
+first), each reading with the time it was received (Unix seconds, to the millisecond)::
+
+    [{"node": "emontx", "time": 1712345678.123, "values": {"power1": 230, "rssi": -60}}]
+
+``node`` is the node's name from ``[nodes]`` (else its id, a number). A batch may be sent
+twice after a crash: a receiver that must not count a reading twice can key it on
+``node`` + ``time``. Headers (``headers``, e.g. ``Authorization: Bearer ...``) are secrets:
+never logged nor shown.
+"""
+
+import json
+from typing import Dict, List, Optional
+
+from buffers.formats import json_time
+from buffers.http import HttpBuffer, error_detail
+from gateway.frame import Frame
+
+
+class WebhookBuffer(HttpBuffer):
+    SPEC = """
+    url = string(default='')
+    headers = force_list(default=list())
+    """
+    SECRETS = ("headers",)
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> List[str]:
+        problems = []
+        if settings["url"] and not settings["url"].startswith(("http://", "https://")):
+            problems.append(f"url = {settings['url']!r}: expected an http:// or https:// URL")
+        for header in settings["headers"]:
+            name, colon, _ = header.partition(":")
+            if not colon or not name.strip() or any(c in header for c in "\r\n"):
+                problems.append("headers: each header is 'Name: value' (e.g. "
+                                "headers = \"Authorization: Bearer ...\", \"X-Site: home\")")
+                break
+        return problems
+
+    # -- plugin hooks -------------------------------------------------------------------
+    def configure(self) -> None:
+        super().configure()
+        self._headers: Dict[str, str] = {"Content-Type": "application/json"}
+        for header in self.settings["headers"]:
+            name, _, value = header.partition(":")
+            self._headers[name.strip()] = value.strip()
+
+    def inactive_reason(self) -> Optional[str]:
+        if not self.settings["url"]:
+            return "no url set"
+        return None
+
+    def send(self, batch: List[Frame]) -> None:
+        body = json.dumps([{"node": frame.node, "time": json_time(frame.time),
+                            "values": frame.named_values()} for frame in batch],
+                          separators=(",", ":"))
+        reply = self.post(self.settings["url"], data=body.encode("utf-8"), headers=self._headers)
+        if not 200 <= reply.status_code < 300:
+            self.judge(reply, "the webhook", error_detail(reply))
