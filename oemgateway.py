@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 import urllib.request
@@ -24,7 +25,7 @@ from gateway.clock import PROBES, ClockWatch
 from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
 from gateway.eventloop import EventLoop
 from gateway.frame import Frame, RawFrame
-from gateway.logs import LogThrottle, Redactor, setup_logging
+from gateway.logs import LogThrottle, Redactor, apply_log_levels, setup_logging
 from gateway.status import StatusServer, format_status, on_loop, snapshot
 from gateway.systemd import Notifier
 from gateway.nodes import NodeDecoder
@@ -101,7 +102,8 @@ class Gateway:
         self._apply_spool_settings(old, config)
         self.redactor.set_secrets(config.secrets())
         self.nodes.configure(config.nodes)
-        logging.getLogger().setLevel(config.gateway["loglevel"])
+        for problem in apply_log_levels(config.gateway["loglevel"], config.gateway["log_levels"]):
+            log.warning("[gateway] %s", problem)
         if old is not None:
             for name in list(self.listeners):
                 if name not in config.listeners:
@@ -308,13 +310,15 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     redactor = Redactor()
     redactor.set_secrets(config.secrets())
     try:
-        setup_logging(redactor, logfile)
+        setup_logging(redactor, logfile, int(config.gateway["log_max_mb"] * 1024 * 1024),
+                      config.gateway["log_backups"], config.gateway["syslog"])
     except OSError as exc:
         print(f"oemgateway: cannot open log file: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     log.info("OEM Gateway %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
     for warning in config.warnings:
         log.warning("%s", warning)
+    warn_if_readable_by_others(config)
     log.info("effective settings: %s", json.dumps(config.masked(), default=str))
     try:
         spool = build_spool(config.gateway)
@@ -378,6 +382,17 @@ def print_status(config: GatewayConfig) -> int:
         return EXIT_RUNTIME
     print(format_status(status))
     return EXIT_OK
+
+
+def warn_if_readable_by_others(config: GatewayConfig) -> None:
+    """A config holding secrets (API keys, passwords) should not be readable by every user."""
+    try:
+        mode = os.stat(config.path).st_mode
+    except OSError:
+        return
+    if mode & stat.S_IROTH and config.secrets():
+        log.warning("%s holds secrets and every user of this machine can read it: "
+                    "chmod o-r %s", config.path, config.path)
 
 
 def ping_watchdog(loop: EventLoop, systemd: Notifier) -> None:

@@ -1,10 +1,11 @@
 """Logging for a daemon that runs for years: secrets redacted, repeated warnings throttled."""
 
 import logging
+import os
 import logging.handlers
 import threading
 import time
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, List, Optional
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
@@ -42,22 +43,43 @@ class RedactingFormatter(logging.Formatter):
 
 
 def setup_logging(redactor: Redactor, logfile: Optional[str] = None, max_bytes: int = 5_000_000,
-                  backups: int = 1) -> logging.Handler:
-    """Send the root logger to stderr, or to a rotating ``logfile``; returns the handler."""
+                  backups: int = 1, syslog: bool = False) -> None:
+    """Send the root logger to stderr (journald under systemd), or to a rotating ``logfile``;
+    and to the local syslog too if ``syslog``."""
     if logfile:
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
-            logfile, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        handlers: List[logging.Handler] = [logging.handlers.RotatingFileHandler(
+            logfile, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")]
     else:
-        handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter(redactor))
+        handlers = [logging.StreamHandler()]
+    for handler in handlers:
+        handler.setFormatter(RedactingFormatter(redactor))
+    if syslog and os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler.setFormatter(RedactingFormatter(redactor, "oemgateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+        handlers.append(handler)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
     root.setLevel(logging.INFO)
     # Library chatter (connection pools) is noise at INFO; DEBUG on the gateway shows it.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    return handler
+
+
+def apply_log_levels(default: str, per_component: Iterable[str]) -> List[str]:
+    """Set the gateway's level and per-component levels (``spool=DEBUG``, ``listener.rfm=WARNING``
+    for the loggers ``oemgateway.spool``, ``oemgateway.listener.rfm``); returns problems."""
+    logging.getLogger().setLevel(default)
+    problems = []
+    for item in per_component:
+        name, _, level = item.partition("=")
+        level = level.strip().upper()
+        if not name.strip() or level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            problems.append(f"log_levels: {item!r} is not component=LEVEL")
+            continue
+        logging.getLogger("oemgateway." + name.strip()).setLevel(level)
+    return problems
 
 
 class LogThrottle:

@@ -16,8 +16,8 @@ class RepeaterServer(SocketListener):
     def __init__(self, owner, bind, port: int, port_nb):
         """``owner`` is the radio listener: its loop carries the server, its ``repeat(line)``
         sends each line (raising ValueError, with the reason, for a line it refuses)."""
-        settings = {"bind": bind, "port": port, "port_nb": port_nb, "max_line": 1024,
-                    "nodelistonly": False}
+        settings = dict(SocketListener.ACCESS_DEFAULTS, bind=bind, port=port, port_nb=port_nb,
+                        max_line=1024, nodelistonly=False)
         super().__init__(owner.name, settings, owner.loop, emit=None, nodes=owner.nodes)
         self.owner = owner
 

@@ -56,7 +56,7 @@ def test_bad_input_is_dropped_and_the_connection_carries_on(gateway_factory, emo
     gw.wait_for_log(r"dropped bad input \(not UTF-8 line\)")
     gw.stop()
     # first bad line logged, the other five summarised in one line at stop
-    warnings = [line for line in gw.log.splitlines() if " WARNING " in line]
+    warnings = [line for line in gw.log.splitlines() if " WARNING oemgateway.listener" in line]
     assert len(warnings) == 2, warnings
     assert "dropped bad input (not UTF-8 line)" in warnings[0]
     assert "5 more like that" in warnings[1]

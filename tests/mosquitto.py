@@ -1,0 +1,454 @@
+"""A real Mosquitto broker for the tests, an MQTT subscriber, and a network path that can be cut.
+
+``Broker`` runs the ``mosquitto`` binary on a free port with a generated config (anonymous,
+password file, TLS with a private CA and client certificates), waits for its "running" log
+line, and can be killed and restarted on the same port. ``Certificates`` makes the CA, server
+and client certificates with the ``openssl`` command. ``Subscriber`` is a paho client that
+records what it receives. ``TcpProxy`` sits between the gateway and the broker: it can hold
+the broker's answers (PUBACKs) back, cut every connection with a reset, and refuse new ones.
+
+Every wait is on a Condition with a deadline; nothing sleeps. Without a mosquitto binary the
+tests that need one are skipped, loudly, except under CI (``CI`` set), where they fail.
+"""
+
+import base64
+import getpass
+import hashlib
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+from pathlib import Path
+from typing import Callable, List, NamedTuple, Optional
+
+import pytest
+
+from tests.conftest import WAIT, free_port
+
+SEARCH = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
+
+
+def find_program(name: str) -> Optional[str]:
+    """``name`` on PATH or in the sbin folders packages install mosquitto into."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in SEARCH:
+        path = os.path.join(folder, name)
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def mosquitto_binary() -> str:
+    """The broker's path; fails under CI, skips (with the reason shown) elsewhere."""
+    path = find_program("mosquitto")
+    if path is None:
+        message = ("mosquitto is not installed (apt-get install mosquitto): the MQTT tests need a "
+                   "real broker")
+        if os.environ.get("CI"):
+            pytest.fail(message + " and CI is set, so they must run", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+# -- certificates -----------------------------------------------------------------------------
+_OPENSSL_CNF = """
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+class Certificates:
+    """A private CA, a server certificate for localhost/127.0.0.1 and a client certificate,
+    plus a second CA that signed nothing here (for "not trusted"). EC keys: made in ms."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._cnf = self.folder / "openssl.cnf"
+        self._cnf.write_text(_OPENSSL_CNF)
+        self.ca_crt, self.ca_key = self._ca("ca", "OEM Gateway test CA")
+        self.other_ca_crt, _ = self._ca("other-ca", "Someone else's CA")
+        self.server_crt, self.server_key = self._leaf("server", "localhost", "server")
+        self.client_crt, self.client_key = self._leaf("client", "gateway", "client")
+
+    def _openssl(self, *args: str) -> None:
+        openssl = find_program("openssl")
+        if openssl is None:
+            pytest.fail("the openssl command is needed to make test certificates", pytrace=False)
+        result = subprocess.run([openssl, *args], cwd=self.folder, capture_output=True, text=True)
+        if result.returncode:
+            raise RuntimeError(f"openssl {' '.join(args)} failed:\n{result.stderr}")
+
+    def _ca(self, name: str, common_name: str):
+        crt, key = self.folder / f"{name}.crt", self.folder / f"{name}.key"
+        self._openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                      "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "2",
+                      "-subj", f"/CN={common_name}", "-config", str(self._cnf), "-extensions", "ca")
+        return crt, key
+
+    def _leaf(self, name: str, common_name: str, extensions: str):
+        crt, key, csr = (self.folder / f"{name}.{ext}" for ext in ("crt", "key", "csr"))
+        self._openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                      "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={common_name}",
+                      "-config", str(self._cnf))
+        self._openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_crt), "-CAkey", str(self.ca_key),
+                      "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-out", str(crt),
+                      "-days", "2", "-extfile", str(self._cnf), "-extensions", extensions)
+        return crt, key
+
+
+def password_file(path: Path, users: dict) -> Path:
+    """A mosquitto password file: made by ``mosquitto_passwd`` when it is there, else written in
+    mosquitto's salted SHA-512 format (``$6$``), which every 2.x broker reads."""
+    path = Path(path)
+    tool = find_program("mosquitto_passwd")
+    if tool is not None:
+        path.write_text("")
+        for user, password in users.items():
+            subprocess.run([tool, "-b", str(path), user, password], check=True, capture_output=True)
+        return path
+    lines = []
+    for user, password in users.items():
+        salt = os.urandom(12)
+        digest = hashlib.sha512(password.encode() + salt).digest()
+        lines.append(f"{user}:$6${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- the broker -------------------------------------------------------------------------------
+class Broker:
+    """``mosquitto -c <generated config>`` on 127.0.0.1:``port``.
+
+    ``users``: name -> password (anonymous clients are then refused); ``tls``: Certificates
+    (the listener speaks TLS only; ``require_certificate`` asks clients for theirs).
+    """
+
+    def __init__(self, folder: Path, users: Optional[dict] = None,
+                 tls: Optional[Certificates] = None, require_certificate: bool = False):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.lines: List[str] = []
+        self._cond = threading.Condition()
+        self.proc: Optional[subprocess.Popen] = None
+        self._reader: Optional[threading.Thread] = None
+        config = [f"listener {self.port} 127.0.0.1",
+                  f"allow_anonymous {'false' if users else 'true'}",
+                  f"user {getpass.getuser()}",          # as root, do not drop to 'mosquitto'
+                  "persistence false",
+                  "log_dest stderr",
+                  "log_type error", "log_type warning", "log_type notice", "log_type information",
+                  "connection_messages true",
+                  "max_queued_messages 100000"]
+        if users:
+            config.append(f"password_file {password_file(self.folder / 'passwords', users)}")
+        if tls:
+            config += [f"cafile {tls.ca_crt}", f"certfile {tls.server_crt}", f"keyfile {tls.server_key}",
+                       f"require_certificate {'true' if require_certificate else 'false'}"]
+        self.config_path = self.folder / "mosquitto.conf"
+        self.config_path.write_text("\n".join(config) + "\n")
+
+    def start(self) -> "Broker":
+        """Start the broker and return once it accepts connections."""
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.config_path)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     errors="replace")
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+        self.wait_for_log(r"mosquitto version \S+ running", count=self.log.count(" running") + 1)
+        return self
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = WAIT) -> None:
+        regex = re.compile(pattern)
+        proc = self.proc
+
+        def found():
+            return sum(1 for line in self.lines if regex.search(line))
+
+        with self._cond:
+            self._cond.wait_for(lambda: found() >= count or proc.poll() is not None
+                                and not self._reader.is_alive(), timeout)
+            if found() < count:
+                raise AssertionError(f"mosquitto never logged {count} x {pattern!r}; its log:\n"
+                                     + "\n".join(self.lines))
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the broker with ``sig`` (SIGKILL: as a crash) and wait until it is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(WAIT)
+        if self._reader is not None:
+            self._reader.join(WAIT)
+
+    def restart(self, sig: int = signal.SIGTERM) -> "Broker":
+        self.stop(sig)
+        return self.start()
+
+    def __enter__(self) -> "Broker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop(signal.SIGKILL)
+
+
+# -- a subscriber -----------------------------------------------------------------------------
+class Received(NamedTuple):
+    topic: str
+    payload: str
+    retain: bool
+
+
+class Subscriber:
+    """A paho client subscribed to ``topics`` that records every message, in arrival order.
+
+    It reconnects (and subscribes again) by itself after the broker restarts; ``subscribed()``
+    waits for the broker's SUBACK of the latest connection.
+    """
+
+    def __init__(self, port: int, topics=("#",), username: Optional[str] = None,
+                 password: Optional[str] = None, tls: Optional[Certificates] = None):
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.topics = list(topics)
+        self.messages: List[Received] = []
+        self._cond = threading.Condition()
+        self._subacks = 0
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-subscriber-{free_port()}")
+        self.client.reconnect_delay_set(1, 1)
+        if username:
+            self.client.username_pw_set(username, password)
+        if tls:
+            self.client.tls_set_context(_client_context(tls))
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.connect("localhost" if tls else "127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        self.subscribed()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            client.subscribe([(topic, 1) for topic in self.topics])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        with self._cond:
+            self._subacks += 1
+            self._cond.notify_all()
+
+    def _on_message(self, client, userdata, message):
+        with self._cond:
+            self.messages.append(Received(message.topic, message.payload.decode("utf-8", "replace"),
+                                          bool(message.retain)))
+            self._cond.notify_all()
+
+    def subscribed(self, count: int = 1) -> None:
+        """Wait until the broker acknowledged the subscription of ``count`` connections."""
+        self.wait(lambda _: self._subacks >= count, f"{count} SUBACKs")
+
+    def wait(self, predicate: Callable[[List[Received]], bool], what: str = "condition",
+             timeout: float = WAIT) -> List[Received]:
+        """Block until ``predicate(messages)``; return the messages."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: predicate(self.messages), timeout):
+                raise AssertionError(f"subscriber: {what} not met within {timeout} s; "
+                                     f"{len(self.messages)} messages, last: {self.messages[-5:]}")
+            return list(self.messages)
+
+    def on(self, topic: str) -> List[Received]:
+        with self._cond:
+            return [m for m in self.messages if m.topic == topic]
+
+    def publish(self, topic: str, payload: str, retain: bool = False) -> None:
+        """Publish (QoS 1) and wait for the broker's PUBACK."""
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(WAIT)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _client_context(certs: Certificates) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(certs.ca_crt))
+    context.load_cert_chain(str(certs.client_crt), str(certs.client_key))
+    return context
+
+
+def retained(port: int, topic: str, **kwargs) -> Optional[Received]:
+    """What a new subscriber to ``topic`` is given at once: the retained message, or None.
+
+    The broker sends a retained message before the SUBACK, so after ``subscribed()`` it is
+    either in hand or there is none.
+    """
+    subscriber = Subscriber(port, [topic], **kwargs)
+    try:
+        found = subscriber.on(topic)
+        return found[0] if found else None
+    finally:
+        subscriber.close()
+
+
+# -- a network path that can fail -------------------------------------------------------------
+class TcpProxy:
+    """Forwards connections from 127.0.0.1:``port`` to ``target_port``, and can fail like a network.
+
+    ``hold_replies()``: the client's bytes still reach the server, the server's answers are
+    kept back (PUBACKs never arrive); ``cut()``: every connection is reset, what was held back
+    is lost; ``refuse()``: new connections are reset at once; ``allow()``: back to normal.
+    All socket work happens on the proxy's thread; each call returns once it is done.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._pairs: List[tuple] = []
+        self._holding = False
+        self._refusing = False
+        self._commands: List[tuple] = []
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        self._running = True
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def hold_replies(self) -> None:
+        self._do("hold")
+
+    def cut(self) -> None:
+        self._do("cut")
+
+    def refuse(self) -> None:
+        self._do("refuse")
+
+    def allow(self) -> None:
+        self._do("allow")
+
+    def close(self) -> None:
+        self._do("close")
+        self._thread.join(WAIT)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+
+    def _do(self, command: str) -> None:
+        done = threading.Event()
+        with self._lock:
+            self._commands.append((command, done))
+        os.write(self._wake_w, b"x")
+        if not done.wait(WAIT):
+            raise AssertionError(f"proxy did not carry out {command!r}")
+
+    def _run_commands(self) -> None:
+        os.read(self._wake_r, 1024)
+        with self._lock:
+            commands, self._commands = self._commands, []
+        for command, done in commands:
+            if command == "hold":
+                self._holding = True
+            elif command == "refuse":
+                self._refusing = True
+            elif command == "allow":
+                self._holding = self._refusing = False
+            elif command in ("cut", "close"):
+                for pair in self._pairs:
+                    for sock in pair:
+                        _reset(sock)
+                self._pairs = []
+                if command == "close":
+                    self._listener.close()
+                    self._running = False
+            done.set()
+
+    def _serve(self) -> None:
+        while self._running:
+            watched = [self._listener, self._wake_r] + [client for client, _ in self._pairs]
+            if not self._holding:
+                watched += [server for _, server in self._pairs]
+            ready, _, _ = select.select(watched, [], [])
+            if self._wake_r in ready:
+                self._run_commands()
+                continue
+            if self._listener in ready:
+                self._accept()
+            for pair in list(self._pairs):
+                client, server = pair
+                for source, sink in ((client, server), (server, client)):
+                    if source in ready and not self._forward(source, sink):
+                        self._pairs.remove(pair)
+                        _reset(client)
+                        _reset(server)
+                        break
+
+    def _accept(self) -> None:
+        client, _ = self._listener.accept()
+        if self._refusing:
+            _reset(client)
+            return
+        try:
+            server = socket.create_connection(("127.0.0.1", self.target_port), timeout=WAIT)
+        except OSError:
+            _reset(client)
+            return
+        self._pairs.append((client, server))
+
+    @staticmethod
+    def _forward(source: socket.socket, sink: socket.socket) -> bool:
+        try:
+            data = source.recv(65536)
+            if not data:
+                return False
+            sink.sendall(data)
+            return True
+        except OSError:
+            return False
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a cut network path looks to both ends."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()

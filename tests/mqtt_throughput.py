@@ -1,0 +1,95 @@
+"""How many readings per second the MQTT buffer delivers at QoS 1 to a local Mosquitto.
+
+Not a test: a measurement. It starts a broker on a free port, the daemon with a socket listener
+and one MQTT buffer, and a subscriber; sends ``--readings`` frames over TCP on one connection,
+and times from the first byte sent until the subscriber has seen every reading::
+
+    python -m tests.mqtt_throughput                   # 20,000 readings, json format
+    python -m tests.mqtt_throughput --formats nodevar --values 4 --max-inflight 20
+"""
+
+import argparse
+import json
+import shutil
+import socket
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from tests.conftest import GatewayProcess, free_port, runtime_dir_for
+from tests.mosquitto import Broker, Subscriber
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readings", type=int, default=20000)
+    parser.add_argument("--values", type=int, default=3, help="values per reading")
+    parser.add_argument("--formats", default="json")
+    parser.add_argument("--max-inflight", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--qos", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    folder = Path(tempfile.mkdtemp(prefix="mqtt-throughput-"))
+    try:
+        with Broker(folder / "broker") as broker:
+            subscriber = Subscriber(broker.port, ["emon/#", "emonhub/#"])
+            port = free_port()
+            config = folder / "oemgateway.conf"
+            config.write_text(textwrap.dedent(f"""
+            [gateway]
+            loglevel = INFO
+            clock = trusted
+            [listeners]
+            [[tcp]]
+            type = socket
+            port = {port}
+            [buffers]
+            [[mqtt]]
+            type = mqtt
+            host = 127.0.0.1
+            port = {broker.port}
+            qos = {args.qos}
+            formats = {args.formats}
+            max_inflight = {args.max_inflight}
+            batch_size = {args.batch_size}
+            """))
+            gateway = GatewayProcess(config).wait_ready()
+            try:
+                # One reading first: the connection is open before the clock starts.
+                _send(port, b"1 0" + b" 1" * (args.values - 1) + b"\n")
+                subscriber.wait(lambda m: any(x.topic.startswith("emon/1") for x in m), "first reading")
+                per_reading = len([m for m in subscriber.messages if m.topic != "emon/gateway/status"])
+                data = "".join(f"2 {i}" + " 1" * (args.values - 1) + "\n"
+                               for i in range(args.readings)).encode()
+                expected = per_reading * args.readings
+                started = time.perf_counter()
+                _send(port, data)
+                subscriber.wait(lambda m: sum(1 for x in m if x.topic.startswith(("emon/2", "emonhub/rx/2")))
+                                >= expected, f"{expected} messages", timeout=600)
+                elapsed = time.perf_counter() - started
+            finally:
+                gateway.stop()
+            subscriber.close()
+        last = [m for m in subscriber.messages if m.topic == "emon/2"]
+        if last and args.formats.startswith("json"):
+            assert json.loads(last[-1].payload)["1"] == args.readings - 1
+        print(f"{args.readings} readings ({args.values} values, formats {args.formats}, "
+              f"{per_reading} messages each, QoS {args.qos}, max_inflight {args.max_inflight}, "
+              f"batch_size {args.batch_size}) in {elapsed:.2f} s: "
+              f"{args.readings / elapsed:,.0f} readings/s, {expected / elapsed:,.0f} messages/s")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(runtime_dir_for(folder), ignore_errors=True)
+    return 0
+
+
+def _send(port: int, data: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
