@@ -1,0 +1,1 @@
+"""Benchmark suite of OEM Gateway: ``python -m bench.run --help`` (see bench/README.md)."""
