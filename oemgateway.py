@@ -14,7 +14,6 @@ import signal
 import stat
 import sys
 import time
-import urllib.request
 from typing import Dict, Optional, Union
 
 from buffers import BUFFERS
@@ -120,7 +119,8 @@ class Gateway:
         if old is None:
             return
         self.spool.settings = spool_settings(new.gateway)
-        for key in ("durability", "runtime_dir", "state_dir", "status_port", "status_bind"):
+        for key in ("durability", "runtime_dir", "state_dir", "status_port", "status_bind", "web_port",
+                    "web_bind"):
             if old.gateway[key] != new.gateway[key]:
                 log.warning("[gateway] %s changed: takes effect at the next start", key)
 
@@ -273,12 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validate the config, print every problem, exit 0 if it is usable, 1 if not")
     parser.add_argument("--status", action="store_true",
                         help="show the running gateway's status (needs [gateway] status_port)")
+    parser.add_argument("--hash-password", action="store_true",
+                        help="read a password (asked twice on a terminal, else one line of stdin) and "
+                             "print its salted hash for [gateway] web_password_hash")
     parser.add_argument("--version", action="version", version=f"OEM Gateway {__version__}")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.hash_password:
+        from gateway.web import read_password_hash
+        return read_password_hash()
     if args.config_emoncms:
         print("oemgateway: --config-emoncms is no longer supported (emoncms' raspberrypi module "
               "that served the settings is gone); use --config-file", file=sys.stderr)
@@ -347,8 +353,15 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     gateway.start(config)
     if not gateway.listeners:
         log.warning("no listener is running: nothing will be received")
-    status = start_status_server(config, lambda: on_loop(loop, lambda: snapshot(
-        gateway, __version__, started, redactor.redact)))
+    def take_snapshot():
+        return on_loop(loop, lambda: snapshot(gateway, __version__, started, redactor.redact))
+
+    status = start_status_server(config, take_snapshot)
+    web = None
+    if config.gateway["web_port"]:
+        from gateway.web import serve_page   # only a gateway with the page on pays for it
+        web = serve_page(config, loader, take_snapshot, redactor, lambda: gateway.config.gateway["web_password_hash"],
+                         lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True))
     if systemd.watchdog_interval:
         ping_watchdog(loop, systemd)
     systemd.ready(f"{len(gateway.listeners)} listeners, {len(gateway.buffers)} buffers")
@@ -358,6 +371,8 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     finally:
         if status is not None:
             status.close()
+        if web is not None:
+            web.close()
         lost = gateway.shutdown()
         loop.close()
     log.info("stopped%s", f" ({lost} readings kept for the next start)" if lost else "")
@@ -374,6 +389,7 @@ def print_status(config: GatewayConfig) -> int:
     host = config.gateway["status_bind"]
     host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
     url = f"http://{host}:{port}/status" if ":" not in host else f"http://[{host}]:{port}/status"
+    import urllib.request   # only this command needs an HTTP client: keep it out of the daemon
     try:
         with urllib.request.urlopen(url, timeout=10) as reply:
             status = json.load(reply)

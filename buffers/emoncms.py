@@ -14,6 +14,7 @@ from typing import List, Optional
 import requests
 
 from buffers.base import AuthError, RejectedError, TooLargeError, TransientError
+from buffers.formats import compact_json
 from buffers.http import HttpBuffer, retry_after
 from gateway.frame import Frame
 
@@ -78,11 +79,11 @@ class EmoncmsBuffer(HttpBuffer):
         if len(batch) == 1 and synchronised:
             frame = batch[0]
             form = {"node": str(frame.node), "time": str(int(frame.time)),
-                    "fulljson": json.dumps(frame.named_values(), separators=(",", ":"))}
+                    "fulljson": compact_json(frame.named_values())}
             self._post("input/post", form, expected='{"success": true}')
             return
-        rows = [[int(f.time), f.node, f.named_values()] for f in batch]
-        form = {"data": json.dumps(rows, separators=(",", ":"))}
+        rows = [bulk_row(f) for f in batch]
+        form = {"data": compact_json(rows)}
         if synchronised:
             form["time"] = "0"   # each row's time is absolute: reference 0 + row time
         else:
@@ -129,3 +130,15 @@ def _failure_message(body: str) -> Optional[str]:
     if isinstance(reply, dict) and reply.get("success") is False:
         return str(reply.get("message", "no reason given"))
     return None
+
+
+def bulk_row(frame: Frame) -> list:
+    """A reading as an ``input/bulk`` row: ``[time, node, v1, v2, ...]`` when its values are
+    positional (emoncms names them 1, 2, ... itself: the shortest form to build and send),
+    ``[time, node, {name: value, ...}]`` when they have names; ``rssi`` as a named input."""
+    if frame.names is None:
+        row = [int(frame.time), frame.node, *frame.values]
+        if frame.rssi is not None:
+            row.append({"rssi": frame.rssi})
+        return row
+    return [int(frame.time), frame.node, frame.named_values()]

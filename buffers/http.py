@@ -60,7 +60,18 @@ class HttpBuffer(Buffer):
         if session is None:
             session = self.session = requests.Session()
             session.headers["User-Agent"] = USER_AGENT
+            # requests would re-read proxy settings from the environment for every request
+            # (a good part of the CPU a single post costs); read them once per URL instead.
+            session.trust_env = False
+            self._proxies: dict = {}
         session.verify = self.settings["ca_file"] or self.settings["verify_tls"]
+
+    def _proxies_for(self, url: str) -> dict:
+        """The environment's proxies (HTTPS_PROXY, NO_PROXY, ...) for ``url``, looked up once."""
+        proxies = self._proxies.get(url)
+        if proxies is None:
+            proxies = self._proxies[url] = requests.utils.get_environ_proxies(url)
+        return proxies
 
     def close_transport(self) -> None:
         self.session.close()
@@ -75,7 +86,8 @@ class HttpBuffer(Buffer):
         timeout = self.settings["timeout"]
         shown = url.split("?", 1)[0]
         try:
-            return self.session.post(url, timeout=(timeout, timeout), allow_redirects=False, **kwargs)
+            return self.session.post(url, timeout=(timeout, timeout), allow_redirects=False,
+                                     proxies=self._proxies_for(url), **kwargs)
         except requests.exceptions.SSLError as exc:
             raise AuthError(f"TLS certificate of {shown} not trusted: {short_error(exc)} "
                             f"(set ca_file to trust a private CA)") from None

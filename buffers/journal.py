@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
 
+from buffers.formats import compact_json
 from gateway.frame import Frame
 
 MAGIC = b"OGF1"
@@ -41,8 +42,8 @@ def segment_seq(name: str) -> Optional[int]:
 
 # -- readings <-> bytes -------------------------------------------------------------------
 def encode_reading(frame: Frame) -> bytes:
-    return json.dumps([frame.time, frame.node, frame.values, frame.names, frame.rssi, frame.source],
-                      separators=(",", ":")).encode()
+    return compact_json([frame.time, frame.node, frame.values, frame.names, frame.rssi,
+                          frame.source]).encode()
 
 
 def decode_reading(line: bytes) -> Frame:

@@ -58,7 +58,7 @@ class SpoolSettings:
     spill_interval: float = 60.0
     hot_segment_bytes: int = 256 * 1024
     cold_segment_bytes: int = 1024 * 1024
-    tail_items: int = 8192
+    tail_items: int = 2048
     cold_cursor_interval: float = 5.0
 
 

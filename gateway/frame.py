@@ -10,6 +10,8 @@ Node = Union[int, str]
 
 _NODE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+_NUMBER_CHARS = "0123456789+-.eE"
+_POSITIONAL_NAMES = tuple(str(i) for i in range(1, 257))
 _INT_LIMIT = 2 ** 53  # integers beyond this lose precision as floats downstream
 
 
@@ -39,7 +41,8 @@ class Frame:
 
         A radio frame's signal strength comes last, as ``rssi``, when the board measured it.
         """
-        names = self.names or [str(i) for i in range(1, len(self.values) + 1)]
+        names = self.names or (_POSITIONAL_NAMES if len(self.values) <= len(_POSITIONAL_NAMES)
+                               else [str(i) for i in range(1, len(self.values) + 1)])
         named = dict(zip(names, self.values))
         if self.rssi is not None:
             named["rssi"] = self.rssi
@@ -79,18 +82,20 @@ def parse_node(text: str) -> Node:
 
 def parse_number(text: str) -> Number:
     """An integer or decimal number; NaN, infinities and anything else raise FrameError."""
-    if not _NUMBER.fullmatch(text):
+    if text.isdigit() and text.isascii() and len(text) < 16:   # the common case, fast
+        return int(text)
+    # float() reads exactly the numbers we accept once the text holds only these characters
+    # (it would also take "nan", "inf", "1_000" and non-ASCII digits, which we refuse).
+    if not text.isascii() or text.strip(_NUMBER_CHARS):
         raise FrameError(f"value {text[:40]!r} is not a number")
-    if text.lstrip("+-").isdigit():
-        value = int(text)
-        if abs(value) <= _INT_LIMIT:
-            return value
     try:
         value = float(text)
-    except OverflowError:  # pragma: no cover - float() returns inf rather than raising
-        value = math.inf
+    except ValueError:
+        raise FrameError(f"value {text[:40]!r} is not a number") from None
     if not math.isfinite(value):
         raise FrameError(f"value {text[:40]!r} is out of range")
+    if text.lstrip("+-").isdigit() and abs(value) <= _INT_LIMIT:
+        return int(text)
     return value
 
 

@@ -10,7 +10,6 @@ import json
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
 log = logging.getLogger("oemgateway.status")
@@ -47,6 +46,7 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
             "last_error": redact(stats.last_error) if stats.last_error else None,
         }
     spool = gateway.spool
+    described = gateway.nodes.table.describe()
     return {
         "version": version,
         "uptime_s": round(time.monotonic() - started, 1),
@@ -58,11 +58,18 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
                   "disk_writes": spool.stats["spill_writes"], "disk_errors": spool.stats["spill_errors"]},
         "listeners": listeners,
         "buffers": buffers,
-        "nodes": {node: {"frames": n["frames"], "rssi": n["rssi"],
-                         "last_seen_age_s": _age(now, n["last_seen"]), "dropped": n["dropped"],
-                         "duplicates": n["duplicates"], "missed": n["missed"]}
+        "nodes": {node: dict({"frames": n["frames"], "rssi": n["rssi"],
+                              "last_seen_age_s": _age(now, n["last_seen"]), "dropped": n["dropped"],
+                              "duplicates": n["duplicates"], "missed": n["missed"], "values": n["values"]},
+                             **_node_labels(described.get(node, {})))
                   for node, n in gateway.nodes.snapshot().items()},
     }
+
+
+def _node_labels(described: dict) -> dict:
+    """A node's ``[nodes]`` name and its inputs' units by name, for people."""
+    units = dict(zip(described.get("names", []), described.get("units", [])))
+    return {"nodename": described.get("nodename"), "units": units}
 
 
 def prometheus(status: dict) -> str:
@@ -162,6 +169,8 @@ class StatusServer:
     """A small HTTP server on its own thread: GET /status and GET /metrics."""
 
     def __init__(self, bind: str, port: int, take_snapshot: Callable[[], Optional[dict]]):
+        # Imported here: a gateway without a status port does not pay the memory for it.
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         self.take_snapshot = take_snapshot
         server = self
 
