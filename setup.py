@@ -19,13 +19,15 @@ setup(
     python_requires=">=3.9",
     py_modules=["oemgateway"],
     packages=["gateway", "listeners", "buffers"],
+    package_data={"gateway": ["web/*.html", "web/*.js", "web/*.css"]},   # the web page
     install_requires=[
         "configobj>=5.0.6",   # the config format users know; validation with configspecs
         "requests>=2.25",     # HTTP with connection reuse, timeouts and TLS verification
         "pyserial>=3.5",      # serial ports and RFM2Pi boards
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8", "prometheus-client>=0.17"],
+        "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8", "prometheus-client>=0.17",
+                 "selenium>=4.10"],
     },
     entry_points={"console_scripts": ["oemgateway = oemgateway:main"]},
     data_files=[("share/oemgateway", ["oemgateway.conf"])],

@@ -30,6 +30,9 @@ log_backups = integer(min=0, max=100, default=1)
 syslog = boolean(default=False)
 status_port = integer(min=0, max=65535, default=0)
 status_bind = string(default='127.0.0.1')
+web_port = integer(min=0, max=65535, default=0)
+web_bind = string(default='127.0.0.1')
+web_password_hash = string(default='')
 """
 
 LEGACY_SUBSECTIONS = ("init_settings", "runtime_settings")

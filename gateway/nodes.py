@@ -341,6 +341,7 @@ class NodeStats:
     last_msg: Optional[int] = None
     rssi: Optional[int] = None
     last_seen: Optional[float] = None
+    values: Optional[dict] = None   # the last frame's values by input name
 
 
 @dataclass
@@ -399,7 +400,9 @@ class NodeDecoder:
         stats.last_seen = item.time
         stats.rssi = item.rssi if item.rssi is not None else stats.rssi
         node = spec.nodename if spec is not None and spec.nodename is not None else item.node
-        return Frame(node, values, item.time, names, item.rssi, item.source)
+        frame = Frame(node, values, item.time, names, item.rssi, item.source)
+        stats.values = frame.named_values()
+        return frame
 
     def _values(self, item, spec: Optional[NodeSpec]) -> Tuple[Number, ...]:
         rx = spec.rx if spec is not None else Layout()
