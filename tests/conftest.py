@@ -55,6 +55,30 @@ def listener_config(emoncms, listeners: str, extra: str = "", gateway: str = "cl
     """
 
 
+def socket_emoncms_config(port, url, gateway="", listener="", buffer="", apikey=None) -> str:
+    """The common end-to-end setup: DEBUG log, a socket listener ``[[tcp]]`` on ``port``, an
+    emoncms buffer sending to ``url`` that retries quickly. ``gateway``, ``listener`` and
+    ``buffer`` are extra lines for those sections."""
+    from tests.emoncms_server import WRITE_KEY
+    return f"""
+    [gateway]
+    loglevel = DEBUG
+    {gateway}
+    [listeners]
+    [[tcp]]
+    type = socket
+    port = {port}
+    {listener}
+    [buffers]
+    [[emoncms]]
+    type = emoncms
+    url = {url}
+    apikey = {apikey or WRITE_KEY}
+    retry_max = 0.2
+    {buffer}
+    """
+
+
 def values_by_node(rows) -> dict:
     """The test emoncms' rows as ``{node: {input name: value}}`` (the last value of each)."""
     out = {}

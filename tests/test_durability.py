@@ -12,30 +12,13 @@ import time
 
 import pytest
 
-from tests.conftest import WAIT, free_port, runtime_dir_for, send_lines
+from tests.conftest import WAIT, free_port, runtime_dir_for, send_lines, socket_emoncms_config
 from tests.emoncms_server import WRITE_KEY
 
 
 def config(port, url, extra="", spill_after=0):
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    spill_after = {spill_after}
-    spill_interval = 1
-    shutdown_timeout = 0.5
-    {extra}
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    [buffers]
-    [[emoncms]]
-    type = emoncms
-    url = {url}
-    apikey = {WRITE_KEY}
-    retry_max = 0.2
-    timeout = 0.5
-    """
+    gateway = f"spill_after = {spill_after}\n    spill_interval = 1\n    shutdown_timeout = 0.5\n    {extra}"
+    return socket_emoncms_config(port, url, gateway, buffer="timeout = 0.5")
 
 
 def ids(rows):

@@ -4,29 +4,13 @@ import signal
 import socket
 import time
 
-from tests.conftest import WAIT, free_port, rewrite_config, send_lines, FIXTURES
+from tests.conftest import WAIT, free_port, rewrite_config, send_lines, FIXTURES, socket_emoncms_config
 from tests.emoncms_server import READ_KEY, WRITE_KEY
 
 
 def config(port, url, key=WRITE_KEY, extra=""):
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    config_check_interval = 0.2
-    clock = trusted
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    [buffers]
-    [[emoncms]]
-    type = emoncms
-    url = {url}
-    apikey = {key}
-    retry_max = 0.2
-    timeout = 1
-    {extra}
-    """
+    return socket_emoncms_config(port, url, "config_check_interval = 0.2\n    clock = trusted",
+                                 buffer="timeout = 1\n    " + extra, apikey=key)
 
 
 def send_numbered(port, count, node=1, start=0):

@@ -6,29 +6,13 @@ import socket
 import subprocess
 import sys
 
-from tests.conftest import DAEMON, WAIT, free_port, send_lines
+from tests.conftest import DAEMON, WAIT, free_port, send_lines, socket_emoncms_config
 from tests.emoncms_server import WRITE_KEY
 
 
 def config(port, url, listener_extra="", gateway_extra=""):
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    clock = trusted
-    {gateway_extra}
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    {listener_extra}
-    [buffers]
-    [[emoncms]]
-    type = emoncms
-    url = {url}
-    apikey = {WRITE_KEY}
-    retry_max = 0.2
-    timeout = 0.5
-    """
+    return socket_emoncms_config(port, url, "clock = trusted\n    " + gateway_extra, listener_extra,
+                                 buffer="timeout = 0.5")
 
 
 def closed_by_server(sock) -> bool:

@@ -9,26 +9,12 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import DAEMON, WAIT, free_port, send_lines
+from tests.conftest import DAEMON, WAIT, free_port, send_lines, socket_emoncms_config
 from tests.emoncms_server import WRITE_KEY
 
 
 def config(port, status_port, url):
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    status_port = {status_port}
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    [buffers]
-    [[emoncms]]
-    type = emoncms
-    url = {url}
-    apikey = {WRITE_KEY}
-    retry_max = 0.2
-    """
+    return socket_emoncms_config(port, url, f"status_port = {status_port}")
 
 
 def get(status_port, path):
