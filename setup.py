@@ -24,6 +24,7 @@ setup(
         "configobj>=5.0.6",   # the config format users know; validation with configspecs
         "requests>=2.25",     # HTTP with connection reuse, timeouts and TLS verification
         "pyserial>=3.5",      # serial ports and RFM2Pi boards
+        "paho-mqtt>=2,<3",    # the MQTT buffer: the Eclipse reference client
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8", "prometheus-client>=0.17",
