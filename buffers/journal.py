@@ -47,7 +47,17 @@ def encode_reading(frame: Frame) -> bytes:
 
 
 def decode_reading(line: bytes) -> Frame:
-    time, node, values, names, rssi, source = json.loads(line)
+    return _frame(json.loads(line))
+
+
+def decode_readings(lines: List[bytes]) -> List[Frame]:
+    """Many readings at once: one JSON parse for all of them (much faster than one each).
+    Raises ValueError or TypeError if any of them is damaged."""
+    return [_frame(fields) for fields in json.loads(b"[" + b",".join(lines) + b"]")]
+
+
+def _frame(fields) -> Frame:
+    time, node, values, names, rssi, source = fields
     return Frame(node, tuple(values), time, tuple(names) if names else None, rssi, source)
 
 

@@ -778,6 +778,10 @@ class Spool:
 
 def _decoded(lines: List[Tuple[int, bytes]]) -> List[Tuple[int, Frame]]:
     """Decode readings, stopping before one that does not decode (a gap the reader counts)."""
+    try:
+        return list(zip([seq for seq, _ in lines], journal.decode_readings([line for _, line in lines])))
+    except (ValueError, TypeError):
+        pass   # one of them is damaged: find which, one by one
     out = []
     for seq, line in lines:
         try:
