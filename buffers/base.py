@@ -200,6 +200,9 @@ class Buffer(Plugin):
         except RejectedError as exc:
             self._on_rejected(batch, sendable, exc)
         except TooLargeError as exc:
+            if len(sendable) <= 1:   # one reading too large to ever send: it is the bad one
+                self._on_rejected(batch, sendable, RejectedError(str(exc)))
+                return
             self.queue.release()
             self._split_limit = max(1, len(batch) // 2)
             self._suspects = max(self._suspects, len(batch))

@@ -65,7 +65,6 @@ class InfluxDBBuffer(HttpBuffer):
                 self._params["rp"] = settings["retention_policy"]
             if settings["username"]:
                 self._auth = (settings["username"], settings["password"])
-        self._measurement = _escape(settings["measurement"], " ,")
 
     def inactive_reason(self) -> Optional[str]:
         settings = self.settings
@@ -78,19 +77,20 @@ class InfluxDBBuffer(HttpBuffer):
         return None
 
     def send(self, batch: List[Frame]) -> None:
-        body = "\n".join(self.point(frame) for frame in batch).encode("utf-8")
+        body = "\n".join(point(self.settings["measurement"], frame) for frame in batch).encode("utf-8")
         reply = self.post(self._write_url, params=self._params, data=body,
                           headers=self._headers, auth=self._auth)
         if not 200 <= reply.status_code < 300:
             self.judge(reply, "InfluxDB", error_detail(reply))
 
-    # -- line protocol ------------------------------------------------------------------
-    def point(self, frame: Frame) -> str:
-        """One reading as a line-protocol point."""
-        # An integer written without the ``i`` suffix is a float to InfluxDB.
-        fields = ",".join(f"{_escape(name, ' ,=')}={number_text(value)}"
-                          for name, value in frame.named_values().items())
-        return f"{self._measurement},node={_escape(str(frame.node), ' ,=')} {fields} {int(frame.time)}"
+
+def point(measurement: str, frame: Frame) -> str:
+    """One reading as a line-protocol point: ``measurement,node=<node> <fields> <seconds>``."""
+    # An integer written without the ``i`` suffix is a float to InfluxDB.
+    fields = ",".join(f"{_escape(name, ' ,=')}={number_text(value)}"
+                      for name, value in frame.named_values().items())
+    return (f"{_escape(measurement, ' ,')},node={_escape(str(frame.node), ' ,=')} "
+            f"{fields} {int(frame.time)}")
 
 
 def _escape(text: str, special: str) -> str:

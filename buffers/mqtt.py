@@ -46,7 +46,7 @@ BASE_PLACEHOLDER = "{base}"
 CLOSE_WAIT = 2.0   # s a clean close waits for the broker to take the "offline" status
 # CONNACK refusals that no retry will cure until the settings change
 _REFUSALS = {"Bad user name or password": "wrong username or password",
-             "Not authorized": "not authorised",
+             "Not authorized": "not authorised (check username and password)",
              "Client identifier not valid": "client_id refused",
              "Unsupported protocol version": "MQTT 3.1.1 not supported"}
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
@@ -139,6 +139,7 @@ class MqttBuffer(Buffer):
         self._client_id = settings["client_id"] or f"oemgateway-{socket.gethostname()}-{self.name}"
         if self._tx_log is None:
             self._tx_log = LogThrottle(self.log, logging.WARNING, 60.0)
+            self._retained_log = LogThrottle(self.log, logging.WARNING, 3600.0)
         if self._connection is not None:   # new settings (on the sender thread): reconnect
             self._disconnect(clean=True)
 
@@ -155,6 +156,7 @@ class MqttBuffer(Buffer):
     def close_transport(self) -> None:
         self._disconnect(clean=True)
         self._tx_log.flush()
+        self._retained_log.flush()
 
     # -- messages -----------------------------------------------------------------------
     def _messages(self, frame: Frame) -> List[Message]:
@@ -220,8 +222,9 @@ class MqttBuffer(Buffer):
         """A message on the TX topic: CSV values for the node named in the topic."""
         topic = message.topic
         if message.retain:
-            self._tx_log("%s: ignored a retained message on %s (a retained command would be sent "
-                         "again at every connection; publish TX messages without retain)", self, topic)
+            self._retained_log("%s: ignored a retained message on %s (a retained command would be "
+                               "sent again at every connection; publish TX messages without retain)",
+                               self, topic)
             return
         levels = topic.split("/")
         if self._tx_levels is None or len(levels) != len(self._tx_levels):
@@ -373,10 +376,12 @@ class _Connection:
             return
         buffer = self.buffer
         try:
-            if buffer._status_topic:
-                client.publish(buffer._status_topic, "online", qos=1, retain=True)
+            # Subscribe first: the broker takes a client's packets in order, so whoever sees
+            # "online" can count on the TX topic being listened to.
             for topic in buffer.subscriptions():
                 client.subscribe(topic, qos=buffer.settings["qos"])
+            if buffer._status_topic:
+                client.publish(buffer._status_topic, "online", qos=1, retain=True)
         except Exception:   # paho would end its thread on an exception
             self.log.exception("%s: after connecting", buffer)
 

@@ -12,11 +12,15 @@ never logged nor shown.
 """
 
 import json
+import re
 from typing import Dict, List, Optional
 
 from buffers.formats import json_time
 from buffers.http import HttpBuffer, error_detail
 from gateway.frame import Frame
+
+# Headers whose values are credentials (Authorization, X-API-Key, Cookie, X-Auth-Token, ...)
+_CREDENTIAL = re.compile(r"auth|key|token|secret|pass|cookie|signature|session", re.IGNORECASE)
 
 
 class WebhookBuffer(HttpBuffer):
@@ -38,6 +42,18 @@ class WebhookBuffer(HttpBuffer):
                                 "headers = \"Authorization: Bearer ...\", \"X-Site: home\")")
                 break
         return problems
+
+    @classmethod
+    def secret_values(cls, settings: dict) -> List[str]:
+        """What the log must never show: every header line, and the value (and its last word,
+        the token of ``Bearer <token>``) of a header that carries credentials."""
+        found = []
+        for header in settings["headers"]:
+            found.append(header)
+            name, _, value = header.partition(":")
+            if _CREDENTIAL.search(name) and value.strip():
+                found += [value.strip(), value.split()[-1]]
+        return found
 
     # -- plugin hooks -------------------------------------------------------------------
     def configure(self) -> None:

@@ -59,16 +59,15 @@ class PluginConfig:
     settings: dict
 
     def secrets(self) -> List[str]:
-        """The secret values to mask in logs. Each item of a secret list is one; a
-        ``Name: value`` item (an HTTP header) also has its value masked on its own."""
+        """The secret values to mask in logs: the ``SECRETS`` settings (each item of a list),
+        or what the plugin's ``secret_values(settings)`` says, when it has one."""
+        if hasattr(self.cls, "secret_values"):
+            return [str(s) for s in self.cls.secret_values(self.settings) if s]
         found = []
         for key in getattr(self.cls, "SECRETS", ()):
             value = self.settings.get(key)
-            for item in (value if isinstance(value, (list, tuple)) else [value]):
-                if item:
-                    found.append(str(item))
-                    if isinstance(value, (list, tuple)) and ":" in str(item):
-                        found.append(str(item).partition(":")[2].strip())
+            found += [str(item) for item in (value if isinstance(value, (list, tuple)) else [value])
+                      if item]
         return found
 
 

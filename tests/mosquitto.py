@@ -32,6 +32,7 @@ import pytest
 from tests.conftest import WAIT, free_port
 
 SEARCH = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
+_RUNNING = re.compile(r"mosquitto version \S+ running")
 
 
 def find_program(name: str) -> Optional[str]:
@@ -179,12 +180,13 @@ class Broker:
 
     def start(self) -> "Broker":
         """Start the broker and return once it accepts connections."""
+        runs = sum(1 for line in self.lines if _RUNNING.search(line))
         self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.config_path)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      errors="replace")
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
-        self.wait_for_log(r"mosquitto version \S+ running", count=self.log.count(" running") + 1)
+        self.wait_for_log(_RUNNING.pattern, count=runs + 1)
         return self
 
     def _read(self, proc: subprocess.Popen) -> None:
@@ -252,10 +254,12 @@ class Subscriber:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        self.topics = list(topics)
+        self._sync_topic = f"test/sync/{free_port()}"
+        self.topics = list(topics) + [self._sync_topic + "/#"]
         self.messages: List[Received] = []
         self._cond = threading.Condition()
         self._subacks = 0
+        self._syncs = 0
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-subscriber-{free_port()}")
         self.client.reconnect_delay_set(1, 1)
         if username:
@@ -297,6 +301,14 @@ class Subscriber:
                                      f"{len(self.messages)} messages, last: {self.messages[-5:]}")
             return list(self.messages)
 
+    def sync(self) -> None:
+        """Return once every message the broker had for this subscriber before now is in hand
+        (a marker published now comes after them: a broker keeps a client's messages in order)."""
+        self._syncs += 1
+        marker = f"{self._sync_topic}/{self._syncs}"
+        self.publish(marker, "")
+        self.wait(lambda messages: any(m.topic == marker for m in messages), "the sync marker")
+
     def on(self, topic: str) -> List[Received]:
         with self._cond:
             return [m for m in self.messages if m.topic == topic]
@@ -317,13 +329,10 @@ def _client_context(certs: Certificates) -> ssl.SSLContext:
 
 
 def retained(port: int, topic: str, **kwargs) -> Optional[Received]:
-    """What a new subscriber to ``topic`` is given at once: the retained message, or None.
-
-    The broker sends a retained message before the SUBACK, so after ``subscribed()`` it is
-    either in hand or there is none.
-    """
+    """What a new subscriber to ``topic`` is given at once: the retained message, or None."""
     subscriber = Subscriber(port, [topic], **kwargs)
     try:
+        subscriber.sync()
         found = subscriber.on(topic)
         return found[0] if found else None
     finally:
@@ -334,18 +343,21 @@ def retained(port: int, topic: str, **kwargs) -> Optional[Received]:
 class TcpProxy:
     """Forwards connections from 127.0.0.1:``port`` to ``target_port``, and can fail like a network.
 
-    ``hold_replies()``: the client's bytes still reach the server, the server's answers are
-    kept back (PUBACKs never arrive); ``cut()``: every connection is reset, what was held back
-    is lost; ``refuse()``: new connections are reset at once; ``allow()``: back to normal.
-    All socket work happens on the proxy's thread; each call returns once it is done.
+    ``lose_pubacks_after(n)``: from now on, forward ``n`` more PUBACKs from the server, then lose
+    the rest (the client's messages still reach the broker; it never learns they did);
+    ``cut()``: reset every connection (new ones work normally); ``refuse()``: reset new
+    connections at once; ``allow()``: back to normal. All socket work happens on the proxy's
+    thread; each call returns once it is done.
     """
+
+    PUBACK = 4
 
     def __init__(self, target_port: int):
         self.target_port = target_port
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
-        self._pairs: List[tuple] = []
-        self._holding = False
+        self._pairs: List[list] = []          # [client, server, bytes from the server not yet framed]
+        self._pubacks_left: Optional[int] = None
         self._refusing = False
         self._commands: List[tuple] = []
         self._lock = threading.Lock()
@@ -354,8 +366,8 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
-    def hold_replies(self) -> None:
-        self._do("hold")
+    def lose_pubacks_after(self, count: int) -> None:
+        self._do("lose", count)
 
     def cut(self) -> None:
         self._do("cut")
@@ -372,10 +384,10 @@ class TcpProxy:
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
 
-    def _do(self, command: str) -> None:
+    def _do(self, command: str, argument=None) -> None:
         done = threading.Event()
         with self._lock:
-            self._commands.append((command, done))
+            self._commands.append((command, argument, done))
         os.write(self._wake_w, b"x")
         if not done.wait(WAIT):
             raise AssertionError(f"proxy did not carry out {command!r}")
@@ -384,17 +396,18 @@ class TcpProxy:
         os.read(self._wake_r, 1024)
         with self._lock:
             commands, self._commands = self._commands, []
-        for command, done in commands:
-            if command == "hold":
-                self._holding = True
+        for command, argument, done in commands:
+            if command == "lose":
+                self._pubacks_left = argument
             elif command == "refuse":
                 self._refusing = True
             elif command == "allow":
-                self._holding = self._refusing = False
+                self._pubacks_left, self._refusing = None, False
             elif command in ("cut", "close"):
-                for pair in self._pairs:
-                    for sock in pair:
-                        _reset(sock)
+                self._pubacks_left = None   # what comes after a cut is a new, working path
+                for client, server, _ in self._pairs:
+                    _reset(client)
+                    _reset(server)
                 self._pairs = []
                 if command == "close":
                     self._listener.close()
@@ -403,9 +416,9 @@ class TcpProxy:
 
     def _serve(self) -> None:
         while self._running:
-            watched = [self._listener, self._wake_r] + [client for client, _ in self._pairs]
-            if not self._holding:
-                watched += [server for _, server in self._pairs]
+            watched = [self._listener, self._wake_r]
+            for client, server, _ in self._pairs:
+                watched += [client, server]
             ready, _, _ = select.select(watched, [], [])
             if self._wake_r in ready:
                 self._run_commands()
@@ -413,13 +426,16 @@ class TcpProxy:
             if self._listener in ready:
                 self._accept()
             for pair in list(self._pairs):
-                client, server = pair
-                for source, sink in ((client, server), (server, client)):
-                    if source in ready and not self._forward(source, sink):
-                        self._pairs.remove(pair)
-                        _reset(client)
-                        _reset(server)
-                        break
+                client, server, _ = pair
+                ok = True
+                if client in ready:
+                    ok = self._pass(client, server)
+                if ok and server in ready:
+                    ok = self._from_server(pair)
+                if not ok:
+                    self._pairs.remove(pair)
+                    _reset(client)
+                    _reset(server)
 
     def _accept(self) -> None:
         client, _ = self._listener.accept()
@@ -431,10 +447,10 @@ class TcpProxy:
         except OSError:
             _reset(client)
             return
-        self._pairs.append((client, server))
+        self._pairs.append([client, server, b""])
 
     @staticmethod
-    def _forward(source: socket.socket, sink: socket.socket) -> bool:
+    def _pass(source: socket.socket, sink: socket.socket) -> bool:
         try:
             data = source.recv(65536)
             if not data:
@@ -443,6 +459,45 @@ class TcpProxy:
             return True
         except OSError:
             return False
+
+    def _from_server(self, pair: list) -> bool:
+        """Forward the server's whole MQTT packets, losing PUBACKs as asked."""
+        client, server, pending = pair
+        try:
+            data = server.recv(65536)
+            if not data:
+                return False
+            pending += data
+            out = b""
+            while True:
+                size = _packet_size(pending)
+                if size is None:
+                    break
+                packet, pending = pending[:size], pending[size:]
+                if packet[0] >> 4 == self.PUBACK and self._pubacks_left is not None:
+                    if self._pubacks_left <= 0:
+                        continue
+                    self._pubacks_left -= 1
+                out += packet
+            pair[2] = pending
+            if out:
+                client.sendall(out)
+            return True
+        except OSError:
+            return False
+
+
+def _packet_size(data: bytes) -> Optional[int]:
+    """The length of the whole MQTT packet at the start of ``data``, or None if incomplete."""
+    length, shift = 0, 0
+    for index in range(1, min(len(data), 5)):
+        byte = data[index]
+        length += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            total = index + 1 + length
+            return total if len(data) >= total else None
+    return None
 
 
 def _reset(sock: socket.socket) -> None:

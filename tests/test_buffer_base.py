@@ -197,3 +197,14 @@ def test_stop_gives_up_at_the_deadline_when_the_destination_is_down(started):
     started(buffer)
     buffer.stop(time.monotonic() + 0.2)
     assert buffer.join(30) == 1
+
+
+def test_a_single_reading_too_large_to_send_is_dropped_not_retried_forever(started):
+    buffer = Recorder(fail=lambda batch: TooLargeError("413") if any(f.node == "huge" for f in batch) else None)
+    for node in (1, "huge", 2):
+        buffer.put(frame(node))
+    started(buffer)
+    assert buffer.wait_delivered(2) == [1, 2]
+    finish(buffer)
+    assert buffer.stats.dropped["rejected"] == 1
+    assert_accounting(buffer)
