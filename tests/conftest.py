@@ -79,6 +79,27 @@ def socket_emoncms_config(port, url, gateway="", listener="", buffer="", apikey=
     """
 
 
+def socket_buffer_config(port, name, buffer_type, settings: dict, nodes: str = "") -> str:
+    """A socket listener ``[[tcp]]`` on ``port`` feeding one buffer ``[[name]]`` of
+    ``buffer_type`` with ``settings``; DEBUG log, trusted clock, config checked every 0.2 s."""
+    lines = "\n".join(f"    {key} = {value}" for key, value in settings.items())
+    return f"""
+    [gateway]
+    loglevel = DEBUG
+    clock = trusted
+    config_check_interval = 0.2
+    [listeners]
+    [[tcp]]
+    type = socket
+    port = {port}
+    [buffers]
+    [[{name}]]
+    type = {buffer_type}
+{lines}
+    {nodes}
+    """
+
+
 def values_by_node(rows) -> dict:
     """The test emoncms' rows as ``{node: {input name: value}}`` (the last value of each)."""
     out = {}

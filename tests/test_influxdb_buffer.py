@@ -8,7 +8,7 @@ import pytest
 
 from buffers.influxdb import point
 from gateway.frame import Frame
-from tests.conftest import free_port, rewrite_config, send_lines
+from tests.conftest import free_port, rewrite_config, send_lines, socket_buffer_config
 from tests.influxdb_server import (BUCKET, DATABASE, ORG, PASSWORD, TOKEN, USER, FakeInfluxDB,
                                    parse_line)
 
@@ -25,22 +25,7 @@ names = power1
 def config(port, url, nodes="", **settings):
     keys = dict(url=url, org=ORG, bucket=BUCKET, token=TOKEN, retry_max=0.2, timeout=2)
     keys.update(settings)
-    lines = "\n".join(f"    {key} = {value}" for key, value in keys.items())
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    clock = trusted
-    config_check_interval = 0.2
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    [buffers]
-    [[influx]]
-    type = influxdb
-{lines}
-    {nodes}
-    """
+    return socket_buffer_config(port, "influx", "influxdb", keys, nodes)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port, rewrite_config, send_lines
+from tests.conftest import free_port, rewrite_config, send_lines, socket_buffer_config
 from tests.webhook_server import TOKEN, FakeWebhook
 
 NODES = """
@@ -20,22 +20,7 @@ def config(port, url, nodes="", token=TOKEN, **settings):
     keys = dict(url=url, headers=f'"Authorization: Bearer {token}", "X-Site: home"',
                 retry_max=0.2, timeout=2)
     keys.update(settings)
-    lines = "\n".join(f"    {key} = {value}" for key, value in keys.items())
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    clock = trusted
-    config_check_interval = 0.2
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    [buffers]
-    [[hook]]
-    type = webhook
-{lines}
-    {nodes}
-    """
+    return socket_buffer_config(port, "hook", "webhook", keys, nodes)
 
 
 @pytest.fixture
