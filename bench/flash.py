@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.harness import Daemon, free_port, tmpfs_folder
 from bench.server import make_server
 from buffers import journal
-from buffers.spool import CURSOR_FILE, CursorStore
+from buffers.spool import CursorStore
 from buffers.storage import OsFiles
 from gateway.frame import Frame
 

@@ -618,9 +618,6 @@ class Spool:
         return cursor.skips[0][0] if cursor.skips else None
 
     # -- the spool thread: spilling, cleanup, bounds -------------------------------------
-    def request_spill(self) -> None:
-        self._spill_due.set()
-
     def _run(self) -> None:
         while True:
             interval = self.settings.spill_interval

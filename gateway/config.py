@@ -7,11 +7,10 @@ section or, as in the original oem_gateway, in ``[[[init_settings]]]`` and
 file, the section path and the key.
 """
 
-import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from configobj import ConfigObj, ConfigObjError, Section, flatten_errors, get_extra_values
 from validate import ValidateError, Validator, VdtValueError

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 from gateway.frame import FrameError, Number, RawFrame, parse_values_line
 from gateway.logs import LogThrottle
 from listeners import rf12demo
-from listeners.rf12demo import BoardReport, Malformed, Notice, Packet
+from listeners.rf12demo import BoardReport, Notice, Packet
 from listeners.repeater import RepeaterServer
 from listeners.serialport import SerialPortListener
 

@@ -4,23 +4,21 @@ import hashlib
 import os
 import shutil
 import tempfile
-import re
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.proclog import WAIT, ProcessLog
 
 ROOT = Path(__file__).resolve().parent.parent
 DAEMON = ROOT / "oemgateway.py"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-WAIT = 30  # seconds: generous upper bound for any awaited event; passing tests never wait it out
 
 
 def free_port() -> int:
@@ -122,8 +120,7 @@ class GatewayProcess:
 
     def __init__(self, config_path: Path, extra_args=(), env=None):
         self.config_path = Path(config_path)
-        self.lines = []
-        self._cond = threading.Condition()
+        self.output = ProcessLog("the gateway")
         folder = self.config_path.parent
         # The spool's folders, as systemd's RuntimeDirectory=/StateDirectory= would give them:
         # the hot tier on a tmpfs, one per test folder (a restarted daemon finds its own again).
@@ -133,37 +130,15 @@ class GatewayProcess:
             [sys.executable, str(DAEMON), "--config-file", str(self.config_path), *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(folder), env=self.env,
             text=True, encoding="utf-8", errors="replace")
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
+        self.output.follow(self.proc)
 
     @property
     def log(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
+        return self.output.text
 
     def wait_for_log(self, pattern: str, count: int = 1, timeout: float = WAIT) -> str:
         """Block until ``count`` log lines match the regex ``pattern``; return the last match."""
-        regex = re.compile(pattern)
-
-        def matches():
-            return [line for line in self.lines if regex.search(line)]
-
-        with self._cond:
-            ok = self._cond.wait_for(
-                lambda: len(matches()) >= count or self.proc.poll() is not None and not self._reader.is_alive(),
-                timeout)
-            found = matches()
-            if len(found) < count:
-                raise AssertionError(f"log never showed {count} x {pattern!r} (ok={ok}); log:\n" + self.log)
-            return found[count - 1]
+        return self.output.wait_for(pattern, count, timeout)
 
     def wait_ready(self) -> "GatewayProcess":
         self.wait_for_log(r"INFO oemgateway: ready")
@@ -180,14 +155,14 @@ class GatewayProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()
-        self._reader.join(WAIT)
+        self.output.join()
         return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self._reader.join(WAIT)
+        self.output.join()
 
 
 @pytest.fixture

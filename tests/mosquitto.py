@@ -30,6 +30,7 @@ from typing import Callable, List, NamedTuple, Optional
 import pytest
 
 from tests.conftest import WAIT, free_port
+from tests.proclog import ProcessLog
 
 SEARCH = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
 _RUNNING = re.compile(r"mosquitto version \S+ running")
@@ -158,10 +159,8 @@ class Broker:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.lines: List[str] = []
-        self._cond = threading.Condition()
+        self.output = ProcessLog("mosquitto")
         self.proc: Optional[subprocess.Popen] = None
-        self._reader: Optional[threading.Thread] = None
         config = [f"listener {self.port} 127.0.0.1",
                   f"allow_anonymous {'false' if users else 'true'}",
                   f"user {getpass.getuser()}",          # as root, do not drop to 'mosquitto'
@@ -180,49 +179,27 @@ class Broker:
 
     def start(self) -> "Broker":
         """Start the broker and return once it accepts connections."""
-        runs = sum(1 for line in self.lines if _RUNNING.search(line))
+        runs = self.output.count(_RUNNING.pattern)
         self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.config_path)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      errors="replace")
-        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
-        self._reader.start()
-        self.wait_for_log(_RUNNING.pattern, count=runs + 1)
+        self.output.follow(self.proc)
+        self.output.wait_for(_RUNNING.pattern, count=runs + 1)
         return self
-
-    def _read(self, proc: subprocess.Popen) -> None:
-        for line in proc.stdout:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
 
     @property
     def log(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
+        return self.output.text
 
     def wait_for_log(self, pattern: str, count: int = 1, timeout: float = WAIT) -> None:
-        regex = re.compile(pattern)
-        proc = self.proc
-
-        def found():
-            return sum(1 for line in self.lines if regex.search(line))
-
-        with self._cond:
-            self._cond.wait_for(lambda: found() >= count or proc.poll() is not None
-                                and not self._reader.is_alive(), timeout)
-            if found() < count:
-                raise AssertionError(f"mosquitto never logged {count} x {pattern!r}; its log:\n"
-                                     + "\n".join(self.lines))
+        self.output.wait_for(pattern, count, timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the broker with ``sig`` (SIGKILL: as a crash) and wait until it is gone."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(WAIT)
-        if self._reader is not None:
-            self._reader.join(WAIT)
+        self.output.join()
 
     def restart(self, sig: int = signal.SIGTERM) -> "Broker":
         self.stop(sig)

@@ -4,7 +4,6 @@ server. The daemon runs as a subprocess; emoncms is the test server."""
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -13,7 +12,6 @@ import time
 import pytest
 
 from tests.conftest import WAIT, free_port, runtime_dir_for, send_lines, socket_emoncms_config
-from tests.emoncms_server import WRITE_KEY
 
 
 def config(port, url, extra="", spill_after=0):

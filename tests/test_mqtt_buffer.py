@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port, rewrite_config, send_lines
+from tests.conftest import free_port, rewrite_config, send_lines, socket_buffer_config
 from tests.fakeboard import FakeBoard
 from tests.mosquitto import Broker, Certificates, Subscriber, TcpProxy, retained
 
@@ -20,25 +20,8 @@ USERS = {"emonpi": "emonpimqtt2016"}
 
 
 def config(port, broker_port, extra="", host="127.0.0.1", nodes=""):
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    clock = trusted
-    config_check_interval = 0.2
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    [buffers]
-    [[mqtt]]
-    type = mqtt
-    host = {host}
-    port = {broker_port}
-    retry_max = 0.2
-    timeout = 5
-    {extra}
-    {nodes}
-    """
+    settings = {"host": host, "port": broker_port, "retry_max": 0.2, "timeout": 5}
+    return socket_buffer_config(port, "mqtt", "mqtt", settings, f"{extra}\n    {nodes}")
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_unplug_and_replug_without_restart(gateway_factory, emoncms, device):
     gw.stop()
     assert gw.log.count("ready") == 1
     # one line when it goes, one when it is back, nothing in between
-    port_lines = [l.split(f"listener 'tx': ")[1] for l in gw.log.splitlines()
+    port_lines = [l.split("listener 'tx': ")[1] for l in gw.log.splitlines()
                   if "oemgateway.listener.tx:" in l and " DEBUG " not in l and "ttyUSB" in l]
     assert [l.split(" ")[0] for l in port_lines] == ["reading", "lost", str(device.link)], port_lines
 
