@@ -42,6 +42,7 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
             "type": gateway.config.buffers[name].type_name if name in gateway.config.buffers else "?",
             "state": buffer.state, "queued": queued, "oldest_queued_age_s": _age(now, oldest),
             "accepted": stats.accepted, "delivered": stats.delivered, "dropped": dict(stats.dropped),
+            "rejected_by_node": dict(buffer.rejected_by_node),
             "retries": stats.retries, "last_success_age_s": _age(now, stats.last_success),
             "last_error": redact(stats.last_error) if stats.last_error else None,
         }
@@ -150,6 +151,9 @@ def format_status(status: dict) -> str:
         if dropped:
             line += ", dropped " + ", ".join(f"{n} {r}" for r, n in b["dropped"].items() if n)
         out.append(line)
+        if b.get("rejected_by_node"):
+            out.append(f"  {'':<16} rejected by node: " + ", ".join(
+                f"node {node} {n}" for node, n in b["rejected_by_node"].items()))
         if b["last_error"] and b["state"] != "ok":
             out.append(f"  {'':<16} last error: {b['last_error']}")
     spool = status["spool"]

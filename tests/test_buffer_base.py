@@ -151,6 +151,7 @@ def test_check_drops_readings_the_plugin_knows_are_unsendable(started):
         buffer.put(frame(value, value))
     started(buffer)
     assert buffer.wait_delivered(2) == [1, 2]
+    finish(buffer)
     assert buffer.stats.dropped["rejected"] == 1
     assert_accounting(buffer)
 
