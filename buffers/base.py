@@ -302,22 +302,26 @@ class Buffer(Plugin):
         return self.check(frame)
 
     def _settle(self, batch: List[Frame], count: int, verdicts: List[Optional[str]]) -> None:
-        """The first ``count`` readings of the batch in flight are done with: each counted once,
-        as delivered (verdict None) or rejected (its verdict says why), then let go."""
-        delivered = 0
-        for frame, verdict in zip(batch[:count], verdicts[:count]):
+        """The first ``count`` readings of the batch in flight are done with: let go, then each
+        counted once, as delivered (verdict None) or rejected (its verdict says why); not those
+        a spool bound dropped while they were in flight (the oldest: counted there)."""
+        first = count - self.queue.ack(count)
+        delivered = []
+        for frame, verdict in zip(batch[first:count], verdicts[first:count]):
             if verdict is None:
-                delivered += 1
+                delivered.append(frame)
             else:
                 self._count_rejected(frame, verdict)
-        self.stats.delivered += delivered
         if delivered:
-            self.stats.last_success = time.time()
-        self.queue.ack(count)
+            self._count_delivered(delivered)
         if self._search:
             self._search.suspects -= count
             if self._search.suspects <= 0:
                 self._search = None
+
+    def _count_delivered(self, frames: List[Frame]) -> None:
+        self.stats.delivered += len(frames)
+        self.stats.last_success = time.time()
 
     def _count_rejected(self, frame: Frame, why: str) -> None:
         self.stats.dropped["rejected"] += 1
