@@ -536,10 +536,8 @@ def _parse_route(path: str) -> Optional[List[str]]:
 
 def _form_params(content_type: str, body: bytes) -> Dict[str, str]:
     """``$_POST``: only an ``application/x-www-form-urlencoded`` body is parsed; a JSON body is
-    ignored (doc §1); a body over ``post_max_size`` is dropped (doc §3)."""
+    ignored (doc §1); a body over ``post_max_size`` never gets here (doc §3)."""
     if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-        return {}
-    if len(body) > POST_MAX_SIZE:
         return {}
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
@@ -743,13 +741,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _php_request(self, body: bytes) -> _Request:
         target = urlsplit(self.path)
+        if len(body) > self.server.fake.post_max_size:
+            body = b""   # PHP drops a body over post_max_size, silently (doc §3)
         return _Request(
             method=self.command,
             request_line=self.requestline,
             path=target.path,
             query=dict(parse_qsl(target.query, keep_blank_values=True)),
             form=_form_params(self.headers.get("Content-Type", ""), body),
-            body=b"" if len(body) > POST_MAX_SIZE else body,
+            body=body,
             authorization=self.headers.get("Authorization"),
         )
 
@@ -801,8 +801,10 @@ class FakeEmoncms:
     """
 
     def __init__(self, write_key: str = WRITE_KEY, read_key: str = READ_KEY, max_nodes: int = 32,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, post_max_size: int = POST_MAX_SIZE):
+        """``max_nodes``: emoncms' ``[input] max_node_id_limit``; ``post_max_size``: PHP's."""
         self.write_key = write_key.lower()
+        self.post_max_size = post_max_size
         self.read_key = read_key.lower()
         self.host = host
         self._port = port

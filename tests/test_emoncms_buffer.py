@@ -8,6 +8,14 @@ import socket
 import time
 import urllib.request
 
+import pytest
+
+from buffers.base import AuthError, RejectedError, TooLargeError, TransientError
+from buffers.emoncms import EmoncmsBuffer
+from buffers.spool import BufferStats, Spool, SpoolSettings
+from buffers.storage import MemoryFiles
+from gateway.frame import Frame
+
 from tests.conftest import WAIT, free_port, rewrite_config, send_lines, FIXTURES, socket_emoncms_config
 from tests.emoncms_server import READ_KEY, WRITE_KEY, FakeEmoncms
 
@@ -320,3 +328,83 @@ def test_clock_auto_on_an_unsynchronised_machine_rebases_from_the_very_first_rea
     emoncms.wait_for_rows(1)
     assert [p for _, p, _ in emoncms.requests_seen] == ["/input/bulk"]
     assert "the system clock is not synchronised" in gw.log
+
+
+# -- what emoncms' answers mean, the plugin against the test server (research §3, §7) ----------
+
+def plugin(url, key=WRITE_KEY):
+    """The emoncms buffer in this process, to call send() on directly (no sender thread)."""
+    spool = Spool(MemoryFiles(), None, SpoolSettings())
+    spool.open()
+    settings = {"active": True, "max_items": 0, "batch_size": 500, "retry_max": 5, "timeout": 5,
+                "verify_tls": True, "ca_file": "", "url": url, "apikey": key, "protocol": None,
+                "domain": None, "path": None}
+    return EmoncmsBuffer("emoncms", settings, spool.register("emoncms", BufferStats()))
+
+
+def readings(*specs):
+    return [Frame(node, tuple(values), 1_700_000_000.0 + i, None, None, "t")
+            for i, (node, *values) in enumerate(specs)]
+
+
+def test_an_out_of_range_crash_names_the_row_by_emoncms_rule(emoncms):
+    """200 + "Fatal error ... Out of range value for column 'value'": the rows in front were
+    stored, the first row beyond a MySQL FLOAT is the refused one."""
+    with pytest.raises(RejectedError) as refusal:
+        plugin(emoncms.url).send(readings((1, 1), (2, 3.4028234663852886e38), (3, 1e39), (4, 1)))
+    assert refusal.value.delivered == 2 and not refusal.value.node_refused
+    assert "Out of range value for column 'value'" in str(refusal.value)
+    assert [r.node for r in emoncms.rows] == ["1", "2"]
+
+
+def test_the_node_limit_names_the_row_and_the_node():
+    with FakeEmoncms(max_nodes=2) as server:
+        with pytest.raises(RejectedError) as refusal:
+            plugin(server.url).send(readings((1, 1), (2, 1), (1, 2), ("emontx3", 1), (2, 2)))
+        assert (refusal.value.delivered, refusal.value.node_refused) == (3, True)
+        assert "Node 'emontx3' was ignored" in str(refusal.value)
+        with pytest.raises(RejectedError) as refusal:
+            plugin(server.url).send(readings(("emontx3", 5)))   # input/post says the same
+        assert (refusal.value.delivered, refusal.value.node_refused) == (0, True)
+
+
+def test_a_database_down_page_is_server_trouble_not_a_refusal(emoncms):
+    emoncms.set_mode("db_down")
+    for batch in (readings((1, 1)), readings((1, 1), (1, 2))):
+        with pytest.raises(TransientError, match="Access denied"):
+            plugin(emoncms.url).send(batch)
+
+
+def test_a_read_only_key_keeps_everything(emoncms):
+    with pytest.raises(AuthError, match="read-only"):
+        plugin(emoncms.url, READ_KEY).send(readings((1, 1), (1, 2)))
+
+
+def test_a_body_php_dropped_means_smaller_batches_never_a_dropped_reading():
+    """A body over post_max_size never reaches emoncms: for a bulk it reads as "json string
+    supplied is not valid"; nothing was stored. One reading alone is not too large: retried."""
+    with FakeEmoncms(post_max_size=2000) as server:
+        with pytest.raises(TooLargeError):
+            plugin(server.url).send(readings(*[(1, i, i) for i in range(200)]))
+        with pytest.raises(TransientError, match="did not receive"):
+            plugin(server.url).send(readings((1, *range(200))))
+        plugin(server.url).send(readings(*[(1, i) for i in range(10)]))
+        assert len(server.rows) == 10
+
+
+def test_a_url_too_long_keeps_everything(emoncms):
+    """414 from Apache: the request line is too long; once a batch is one reading, smaller
+    batches cannot help: the url is wrong, as for a 404."""
+    long_url = emoncms.url + "/" + "x" * 8200
+    with pytest.raises(TooLargeError):
+        plugin(long_url).send(readings((1, 1), (1, 2)))
+    with pytest.raises(AuthError, match="414"):
+        plugin(long_url).send(readings((1, 1)))
+    assert emoncms.rows == []
+
+
+def test_readings_emoncms_cannot_store_are_found_before_sending(emoncms):
+    buffer = plugin(emoncms.url)
+    assert buffer.check(readings((1, 1e39))[0]) and buffer.check(readings((1, float("nan")))[0])
+    assert buffer.check(readings((1, 3.4028234663852886e38))[0]) is None
+    assert buffer.check(Frame(1, (1,), 2.0 ** 31, None, None, "t"))   # beyond input.time (INT)
