@@ -289,7 +289,8 @@ class Buffer(Plugin):
             self._on_failure(DeliveryError(f"internal error: {exc!r}"))
         else:
             self._settle(batch, len(batch), verdicts)
-            self._on_success()
+            if sendable:   # the destination answered (not so if nothing was to be sent)
+                self._on_success()
 
     def _verdict(self, frame: Frame) -> Optional[str]:
         """Why ``frame`` is not to be sent (the destination refuses it or its node), or None."""

@@ -237,27 +237,37 @@ def test_a_reading_refused_unnamed_is_found_and_full_batches_follow_at_once(star
     assert sum(sizes(buffer)) - 2000 <= 2 * (500 + 30)
 
 
+class StoresUpToRefused(Recorder):
+    """A destination that, like emoncms, stores the readings in front of the first one it
+    refuses, and names it: ``refuses(frame)`` gives the RejectedError for a refused reading."""
+
+    def __init__(self, refuses, **kwargs):
+        super().__init__(**kwargs)
+        self.refuses = refuses
+
+    def send(self, batch):
+        for i, f in enumerate(batch):
+            error = self.refuses(f, i)
+            if error:
+                with self.cond:
+                    self.batches.append([x.node for x in batch])
+                    self.delivered.extend(batch[:i])
+                    self.cond.notify_all()
+                raise error
+        super().send(batch)
+
+
 def test_a_refusal_naming_the_reading_keeps_what_was_stored_and_sends_full_batches(started):
     """emoncms' way: the rows in front of the refused one are stored; they are delivered, never
     sent again, and the next batch starts right after the refused reading, full."""
-    stored = []
-
-    class Prefix(Recorder):
-        def send(self, batch):
-            with self.cond:
-                self.batches.append([f.node for f in batch])
-            for i, f in enumerate(batch):
-                if f.node == 42:
-                    stored.extend(x.node for x in batch[:i])
-                    raise RejectedError("Out of range value", delivered=i)
-            stored.extend(f.node for f in batch)
-
-    buffer = Prefix(settings={"batch_size": 50})
+    buffer = StoresUpToRefused(
+        lambda f, i: RejectedError("Out of range value", delivered=i) if f.node == 42 else None,
+        settings={"batch_size": 50})
     for i in range(120):
         buffer.put(frame(i))
     started(buffer)
     finish(buffer)
-    assert stored == [i for i in range(120) if i != 42]
+    assert [f.node for f in buffer.delivered] == [i for i in range(120) if i != 42]
     assert [b[0] for b in buffer.batches] == [0, 43, 93] and sizes(buffer) == [50, 50, 27]
     assert (buffer.stats.delivered, buffer.stats.dropped["rejected"]) == (119, 1)
     assert buffer.rejected_by_node == {"42": 1}
@@ -265,22 +275,8 @@ def test_a_refusal_naming_the_reading_keeps_what_was_stored_and_sends_full_batch
 
 def test_a_refused_node_is_not_sent_until_forgotten_or_the_settings_change(started, caplog):
     clock = [1000.0]
-
-    class NodeLimit(Recorder):
-        def send(self, batch):
-            with self.cond:
-                self.batches.append([f.node for f in batch])
-            for i, f in enumerate(batch):
-                if f.node == 9:
-                    with self.cond:
-                        self.delivered.extend(batch[:i])
-                        self.cond.notify_all()
-                    raise RejectedError("Node '9' was ignored", delivered=i, node_refused=True)
-            with self.cond:
-                self.delivered.extend(batch)
-                self.cond.notify_all()
-
-    buffer = NodeLimit()
+    buffer = StoresUpToRefused(lambda f, i: RejectedError("Node '9' was ignored", delivered=i, node_refused=True)
+                               if f.node == 9 else None)
     buffer.monotonic = lambda: clock[0]
     started(buffer)
 
