@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional
 import serial
 
 from gateway.eventloop import EventLoop, Timer
-from gateway.lines import BadLine, LineSplitter
+from gateway.lines import BadLine, LineSplitter, split_first_line
 from listeners.base import Listener
 
 RETRY_MIN = 1.0          # seconds before the first reopen attempt; doubles up to RETRY_MAX
@@ -322,10 +322,10 @@ class SerialPortListener(Listener):
                 self._settling = False
                 return data
             self._fragment = bytearray()
-        head, newline, rest = data.partition(b"\n")
+        head, rest = split_first_line(data)
         self._fragment += head[-80:]
         del self._fragment[:-80]
-        if not newline:
+        if rest is None:
             return b""
         self._settling = False
         if self._fragment.strip():
