@@ -18,8 +18,8 @@ HEADER = "time,node,values\n"
 class FileBuffer(Buffer):
     SPEC = """
     path = path(default='readings/%Y-%m-%d.csv')
-    max_bytes = integer(min=0, default=0)
-    backups = integer(min=0, default=5)
+    max_bytes = integer(min=0, max=1099511627776, default=0)
+    backups = integer(min=0, max=1000, default=5)
     """
 
     def configure(self) -> None:

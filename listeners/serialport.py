@@ -117,7 +117,7 @@ class SerialPortListener(Listener):
     SPEC = """
     com_port = string(default='/dev/ttyUSB0')
     com_baud = integer(min=50, max=4000000, default=9600)
-    idle_timeout = float(min=0, default=0)
+    idle_timeout = float(min=0, max=604800, default=0)
     """
     LIVE_SETTINGS = Listener.LIVE_SETTINGS | {"max_line", "idle_timeout"}
     BAUD_HINT = ""   # what the usual baud rates are, for the wrong-baud hint
@@ -147,6 +147,12 @@ class SerialPortListener(Listener):
             return [f"com_port = {port}: unknown URL type {scheme}:// "
                     f"(a device path, or one of {', '.join(s + '://' for s in URL_SCHEMES)})"]
         return []
+
+    @classmethod
+    def claims(cls, settings: dict) -> list:
+        """The serial device this listener reads (see gateway.config: a device has one reader)."""
+        port = settings.get("com_port") or ""
+        return [] if "://" in port else [("com_port", ("device", os.path.realpath(port)))]
 
     @property
     def port_name(self) -> str:

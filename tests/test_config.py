@@ -1,6 +1,8 @@
 """Config loading: the shipped file, legacy files, and errors that name file, section and key."""
 
 import json
+import logging
+import re
 import subprocess
 import sys
 import textwrap
@@ -10,7 +12,7 @@ import pytest
 from buffers import BUFFERS
 from gateway.config import ConfigError, ConfigLoader
 from listeners import LISTENERS
-from tests.conftest import DAEMON, FIXTURES, ROOT
+from tests.conftest import DAEMON, FIXTURES, ROOT, WAIT, free_port, rewrite_config, send_lines, socket_emoncms_config
 
 
 def load(tmp_path, text):
@@ -218,3 +220,229 @@ def test_show_settings_masks_secrets(tmp_path):
 def test_version():
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("OEM Gateway ")
+
+
+# -- what --check must catch: everything that would fail at start ---------------------------------
+def test_one_port_claimed_twice_is_an_error_naming_both(tmp_path):
+    problems = problems_of(tmp_path, """
+        [gateway]
+        status_port = 50100
+        web_port = 50101
+        web_bind = 0.0.0.0
+        [listeners]
+        [[a]]
+        type = socket
+        port = 50101
+        [[b]]
+        type = socket
+        bind = ::
+        port = 50100
+        [[c]]
+        type = socket
+        bind = 127.0.0.2
+        port = 50101
+        [[legacy]]
+        type = OemGatewaySocketListener
+        [[[init_settings]]]
+        port_nb = 50102
+        [[radio]]
+        type = rfm2pi
+        repeater_port = 50102
+        [[v6]]
+        type = socket
+        bind = ::1
+        port = 50103
+        [[v4]]
+        type = socket
+        port = 50103
+        """)
+    path = tmp_path / "gw.conf"
+    assert problems == [
+        f"{path}: [listeners] [[a]] port = 50101: 127.0.0.1:50101 overlaps [gateway] web_port "
+        "(0.0.0.0:50101): one port cannot be listened on twice",
+        f"{path}: [listeners] [[b]] port = 50100: [::]:50100 overlaps [gateway] status_port "
+        "(127.0.0.1:50100): one port cannot be listened on twice",
+        f"{path}: [listeners] [[c]] port = 50101: 127.0.0.2:50101 overlaps [gateway] web_port "
+        "(0.0.0.0:50101): one port cannot be listened on twice",
+        f"{path}: [listeners] [[radio]] repeater_port = 50102: 127.0.0.1:50102 overlaps [listeners] "
+        "[[legacy]] [[[init_settings]]] port_nb (0.0.0.0:50102): one port cannot be listened on twice",
+    ]   # ::1 and 127.0.0.1 are different addresses: [[v6]] and [[v4]] can share a port number
+
+
+def test_one_serial_device_read_twice_is_an_error(tmp_path):
+    (tmp_path / "serial0").symlink_to(tmp_path / "ttyAMA0")
+    problems = problems_of(tmp_path, f"""
+        [listeners]
+        [[radio]]
+        type = rfm2pi
+        com_port = {tmp_path / 'ttyAMA0'}
+        [[meter]]
+        type = serial
+        com_port = {tmp_path / 'serial0'}
+        [[loop1]]
+        type = serial
+        com_port = loop://
+        [[loop2]]
+        type = serial
+        com_port = loop://
+        """)
+    assert problems == [f"{tmp_path / 'gw.conf'}: [listeners] [[meter]] com_port = {tmp_path / 'ttyAMA0'}: "
+                        "the same device as [listeners] [[radio]] com_port; a serial port has one reader"]
+
+
+@pytest.mark.parametrize("value, reason", [("1e308", "too big"), ("inf", "too big"),
+                                           ("nan", "unacceptable"), ("1e309", "too big")])
+def test_numbers_that_cannot_be_used_are_errors(tmp_path, value, reason):
+    from buffers.spool import SPOOL_SPEC
+    path = tmp_path / "gw.conf"
+    path.write_text(textwrap.dedent(f"""
+        [gateway]
+        hot_max_mb = {value}
+        shutdown_timeout = {value}
+        [listeners]
+        [[s]]
+        type = socket
+        idle_timeout = {value}
+        [buffers]
+        [[e]]
+        type = emoncms
+        retry_max = {value}
+        """))
+    with pytest.raises(ConfigError) as info:
+        ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC).load(str(path))
+    problems = info.value.problems
+    assert sorted(p.split(": ", 1)[1].split(" = ")[0] for p in problems) == [
+        "[buffers] [[e]] retry_max", "[gateway] hot_max_mb", "[gateway] shutdown_timeout",
+        "[listeners] [[s]] idle_timeout"]
+    assert all(reason in p for p in problems), problems
+
+
+def test_bind_that_is_no_address_is_an_error(tmp_path):
+    problems = problems_of(tmp_path, """
+        [gateway]
+        status_port = 50110
+        status_bind = 300.1.2.3
+        [listeners]
+        [[s]]
+        type = socket
+        bind = 10.0.0.256
+        [[t]]
+        type = socket
+        port = 50111
+        bind = gateway-host.local
+        """)
+    assert len(problems) == 2, problems
+    assert "[listeners] [[s]]: bind = 10.0.0.256: not an IP address" in problems[0]
+    assert "[gateway] status_bind = 300.1.2.3: not an IP address nor a host name" in problems[1]
+
+
+def spec_lines():
+    """Every configspec line of [gateway] and of every plugin type: ``(where, line)``."""
+    from buffers.spool import SPOOL_SPEC
+    from gateway.config import GATEWAY_SPEC
+    found = [("[gateway]", line) for line in (GATEWAY_SPEC + SPOOL_SPEC).splitlines() if line.strip()]
+    for registry in (LISTENERS, BUFFERS):
+        for name in registry.names():
+            found += [(name, line) for line in registry.resolve(name).settings_spec().splitlines()]
+    return found
+
+
+def test_every_number_setting_has_a_maximum():
+    """A number without a maximum validates (1e308, 10**30) and then overflows a conversion
+    or a timer at start, or makes a loop run forever: every one has a sensible bound."""
+    unbounded = [(where, line) for where, line in spec_lines()
+                 if re.search(r"=\s*(float|integer)\(", line) and "max=" not in line]
+    assert unbounded == []
+
+
+def at_maximum(cls_or_spec: str, skip=()) -> str:
+    """Config lines setting every bounded number of a configspec to its maximum."""
+    out = []
+    for line in cls_or_spec.splitlines():
+        match = re.match(r"\s*(\w+)\s*=\s*(?:float|integer)\(.*max=([^,)]+)", line)
+        if match and match.group(1) not in skip:
+            out.append(f"{match.group(1)} = {match.group(2)}")
+    return "\n".join(out)
+
+
+def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
+    """The whole class at once: a gateway with each number setting of [gateway] and of every
+    plugin at its maximum starts, takes a frame, re-reads its config and stops cleanly."""
+    from buffers.spool import SPOOL_SPEC
+    from gateway.config import GATEWAY_SPEC
+    from tests.emoncms_server import WRITE_KEY
+    port = free_port()
+    ports = dict(status_port=free_port(), web_port=free_port())
+
+    def plugin(kind, name, extra=""):
+        cls = (LISTENERS if kind == "listeners" else BUFFERS).resolve(name)
+        return f"[[{name}]]\ntype = {name}\n{extra}\n" + at_maximum(cls.settings_spec(), skip=(
+            "port", "port_nb", "repeater_port", "keepalive")) + "\n"
+
+    dead = tmp_path / "no-such-device"
+    text = "\n".join([
+        "[gateway]", "clock = trusted", f"runtime_dir = {tmp_path / 'run'}",
+        at_maximum(GATEWAY_SPEC + SPOOL_SPEC, skip=ports) + "\n"
+        + "\n".join(f"{k} = {v}" for k, v in ports.items()),
+        "[listeners]", plugin("listeners", "socket", f"port = {port}"),
+        plugin("listeners", "serial", f"com_port = {dead}"), plugin("listeners", "rfm2pi", f"com_port = {dead}2"),
+        "[buffers]", plugin("buffers", "emoncms", f"url = {emoncms.url}\napikey = {WRITE_KEY}"),
+        plugin("buffers", "file", f"path = {tmp_path / 'out.csv'}"),
+        *(plugin("buffers", name, "active = False") for name in ("mqtt", "influxdb", "webhook")),
+    ])
+    gw = gateway_factory(text)
+    send_lines(port, b"7 1 2\n")
+    emoncms.wait_for_rows(2)
+    gw.signal(__import__("signal").SIGHUP)
+    gw.wait_for_log("re-read")
+    assert gw.stop() == 0
+    assert "Traceback" not in gw.log and "internal error" not in gw.log and " ERROR " not in gw.log
+    assert (tmp_path / "out.csv").read_text().endswith(",7,1,2\n")
+
+
+def test_check_catches_a_port_used_twice_and_an_overflowing_number(tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text("[gateway]\nhot_max_mb = 1e308\n[listeners]\n[[a]]\ntype = socket\nport = 50120\n"
+                    "[[b]]\ntype = socket\nport = 50120\n")
+    result = run_cli("--config-file", str(conf), "--check")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.splitlines()[1:] == [
+        f"  {conf}: [gateway] hot_max_mb = '1e308': the value \"1e+308\" is too big "
+        "(expected float(min=0.1, max=4096))",
+        f"  {conf}: [listeners] [[b]] port = 50120: 127.0.0.1:50120 overlaps [listeners] [[a]] port "
+        "(127.0.0.1:50120): one port cannot be listened on twice"]
+
+
+# -- files the loader must survive ------------------------------------------------------------
+def nested(depth: int) -> str:
+    return "\n".join("[" * level + f"s{level}" + "]" * level for level in range(1, depth + 1)) + "\n"
+
+
+@pytest.mark.parametrize("depth", [400, 5000])
+def test_deeply_nested_sections_are_a_clear_error(tmp_path, depth):
+    conf = tmp_path / "deep.conf"
+    conf.write_text("[listeners]\n[[a]]\ntype = socket\n" + nested(depth).split("\n", 2)[2])
+    result = run_cli("--config-file", str(conf), "--check")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[1].startswith(f"  {conf}: [listeners] [[a]] [[[s3]]]")
+    assert result.stderr.splitlines()[1].endswith(
+        "its section 's9' is nested 9 levels deep, more than the 8 a config can have (check the brackets)")
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("gateway = 3\n", "gateway must be a section [gateway], not a key"),
+    ("[gateway]\nlog_levels = 3\n[[x]]\n[[[y]]]\n[[[[z]]]]\n", None),
+    ("[listeners]\n[[a]]\ntype = socket\nallow = ,\n", None),
+    ("[nodes]\n[[10]]\nnames = a\nscale = nan\n", "[nodes] [[10]] scale = 'nan'"),
+    ("[buffers]\n[[f]]\ntype = file\nbackups = 99999999999999999999999\n", "too big"),
+    ("\ufeff[gateway]\nloglevel = INFO\n", None),
+])
+def test_odd_files_give_an_answer_never_a_crash(tmp_path, text, problem):
+    path = tmp_path / "gw.conf"
+    path.write_text(text)
+    try:
+        ConfigLoader(LISTENERS, BUFFERS).load(str(path))
+        assert problem is None
+    except ConfigError as exc:
+        assert problem is not None and problem in "\n".join(exc.problems), exc.problems
