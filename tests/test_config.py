@@ -446,3 +446,76 @@ def test_odd_files_give_an_answer_never_a_crash(tmp_path, text, problem):
         assert problem is None
     except ConfigError as exc:
         assert problem is not None and problem in "\n".join(exc.problems), exc.problems
+
+
+# -- reloading: whatever goes wrong, the file stays watched ---------------------------------------
+def test_a_file_that_breaks_the_reader_is_reported_and_later_saves_apply(gateway_factory, emoncms):
+    port, port2 = free_port(), free_port()
+    text = socket_emoncms_config(port, emoncms.url, "config_check_interval = 0.2\n    clock = trusted")
+    gw = gateway_factory(text)
+    rewrite_config(gw.config_path, text + "    [nodes]\n" + nested(400).split("\n", 1)[1])
+    error = gw.wait_for_log(r"ERROR oemgateway: config .* not applied \(the file changed\)")
+    gw.wait_for_log(r"its section 's9' is nested 9 levels deep")
+    assert str(gw.config_path) in error
+    rewrite_config(gw.config_path, text.replace("[buffers]", f"[[tcp2]]\n    type = socket\n    port = {port2}\n    [buffers]"))
+    gw.wait_for_log(f"listening on 127.0.0.1:{port2}")
+    send_lines(port2, b"5 5\n")
+    assert emoncms.wait_for_rows(1)[0].node == "5"
+    assert "Traceback" not in gw.log
+
+
+class LogWatch(logging.Handler):
+    """Stops the loop when a log record matches; keeps every message."""
+
+    def __init__(self, loop):
+        super().__init__()
+        self.loop, self.pattern, self.messages = loop, None, []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+        if self.pattern and re.search(self.pattern, self.messages[-1]):
+            self.loop.stop()
+
+    def run_until(self, pattern):
+        """Run the loop until a record matches ``pattern``; AssertionError after WAIT seconds."""
+        self.pattern = pattern
+        deadline = self.loop.call_later(WAIT, self.loop.stop)
+        self.loop.run()
+        deadline.cancel()
+        assert any(re.search(pattern, m) for m in self.messages), (pattern, self.messages)
+
+
+@pytest.mark.parametrize("fault", ["loader", "apply"])
+def test_an_unexpected_error_while_reloading_is_logged_and_the_watch_goes_on(tmp_path, fault):
+    import oemgateway
+    from buffers.spool import SPOOL_SPEC, build_spool
+    from gateway.eventloop import EventLoop
+    from gateway.logs import Redactor
+    path = tmp_path / "gw.conf"
+    path.write_text("[gateway]\nconfig_check_interval = 0.01\ndurability = none\n")
+    loader = ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC)
+    config = loader.load(str(path))
+    loop = EventLoop()
+    watch = LogWatch(loop)
+    logging.getLogger("oemgateway").addHandler(watch)
+    gateway = oemgateway.Gateway(loop, loader, Redactor(), build_spool(config.gateway))
+    try:
+        gateway.start(config)
+        if fault == "loader":
+            gateway.loader = type("Broken", (), {"load": lambda self, path: 1 / 0})()
+        else:
+            gateway.apply = lambda config: 1 / 0
+        rewrite_config(path, "[gateway]\nconfig_check_interval = 0.01\ndurability = none\nclock = trusted\n")
+        watch.run_until(r"not applied|applied only in part")
+        gateway.loader = loader
+        vars(gateway).pop("apply", None)
+        rewrite_config(path, "[gateway]\nconfig_check_interval = 0.01\ndurability = none\nloglevel = DEBUG\n")
+        watch.run_until(r"re-read \(the file changed\)")
+    finally:
+        logging.getLogger("oemgateway").removeHandler(watch)
+        gateway.shutdown()
+        loop.close()
+    assert gateway.config.gateway["loglevel"] == "DEBUG"
+    expected = {"loader": "not applied (the file changed): it could not be read",
+                "apply": "(the file changed) applied only in part: an internal error stopped it"}[fault]
+    assert sum(expected in m for m in watch.messages) == 1, watch.messages

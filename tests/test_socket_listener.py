@@ -141,8 +141,13 @@ def run_check(conf):
                           capture_output=True, text=True, timeout=WAIT)
 
 
-def test_port_in_use_is_reported_and_the_rest_runs(gateway_factory, emoncms):
-    with socket.socket() as taken:
+def test_port_in_use_is_reported_the_rest_runs_and_it_starts_once_free(gateway_factory, emoncms, tmp_path):
+    """A listener that cannot open at start: an ERROR naming it and why, the 'ready' line and
+    systemd's status say it is not running; it is tried again and starts once the port is free."""
+    notify_path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify, socket.socket() as taken:
+        notify.bind(notify_path)
+        notify.settimeout(WAIT)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
@@ -151,11 +156,31 @@ def test_port_in_use_is_reported_and_the_rest_runs(gateway_factory, emoncms):
     [[busy]]
     type = socket
     port = {busy}
-    [buffers]"""))
-        assert f"cannot listen on 127.0.0.1:{busy}" in gw.log
-        assert "is using that port" in gw.log
+    [buffers]"""), env={"NOTIFY_SOCKET": notify_path})
+        error = gw.wait_for_log(r" ERROR oemgateway: listener 'busy': cannot listen")
+        assert f"cannot listen on 127.0.0.1:{busy}: Address already in use (another program, or " \
+               "another listener, is using that port); trying again in 1 s" in error
+        assert gw.wait_for_log("INFO oemgateway: ready").endswith(
+            "ready; not running: listener 'busy' (see the error above; it is tried again in the background)")
+        status = next_notification(notify, "READY=1")
+        assert status.startswith("READY=1\nSTATUS=1 listeners, 1 buffers; NOT RUNNING: listener 'busy': "
+                                 f"cannot listen on 127.0.0.1:{busy}")
         send_lines(port, b"3 3\n")
         assert emoncms.wait_for_rows(1)[0].node == "3"
+        taken.close()
+        gw.wait_for_log("listener 'busy': started after all")
+        assert next_notification(notify, "STATUS=") == "STATUS=2 listeners, 1 buffers"
+    send_lines(busy, b"4 4\n")
+    assert emoncms.wait_for_rows(2)[1].node == "4"
+    assert gw.output.count("ERROR") == 1    # one error, not one per attempt
+
+
+def next_notification(notify, prefix: str) -> str:
+    """The next datagram systemd would get that starts with ``prefix``."""
+    while True:
+        message = notify.recv(4096).decode()
+        if message.startswith(prefix):
+            return message
 
 
 # -- idle connections and max_clients ---------------------------------------------------------
