@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import textwrap
 import pytest
 
 from buffers import BUFFERS
+from buffers.spool import SPOOL_SPEC
 from gateway.config import ConfigError, ConfigLoader
 from listeners import LISTENERS
 from tests.conftest import DAEMON, FIXTURES, ROOT, WAIT, free_port, rewrite_config, send_lines, socket_emoncms_config
@@ -18,7 +20,7 @@ from tests.conftest import DAEMON, FIXTURES, ROOT, WAIT, free_port, rewrite_conf
 def load(tmp_path, text):
     path = tmp_path / "gw.conf"
     path.write_text(textwrap.dedent(text))
-    return ConfigLoader(LISTENERS, BUFFERS).load(str(path))
+    return ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC).load(str(path))
 
 
 def problems_of(tmp_path, text):
@@ -293,9 +295,7 @@ def test_one_serial_device_read_twice_is_an_error(tmp_path):
 @pytest.mark.parametrize("value, reason", [("1e308", "too big"), ("inf", "too big"),
                                            ("nan", "unacceptable"), ("1e309", "too big")])
 def test_numbers_that_cannot_be_used_are_errors(tmp_path, value, reason):
-    from buffers.spool import SPOOL_SPEC
-    path = tmp_path / "gw.conf"
-    path.write_text(textwrap.dedent(f"""
+    problems = problems_of(tmp_path, f"""
         [gateway]
         hot_max_mb = {value}
         shutdown_timeout = {value}
@@ -307,10 +307,7 @@ def test_numbers_that_cannot_be_used_are_errors(tmp_path, value, reason):
         [[e]]
         type = emoncms
         retry_max = {value}
-        """))
-    with pytest.raises(ConfigError) as info:
-        ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC).load(str(path))
-    problems = info.value.problems
+        """)
     assert sorted(p.split(": ", 1)[1].split(" = ")[0] for p in problems) == [
         "[buffers] [[e]] retry_max", "[gateway] hot_max_mb", "[gateway] shutdown_timeout",
         "[listeners] [[s]] idle_timeout"]
@@ -338,7 +335,6 @@ def test_bind_that_is_no_address_is_an_error(tmp_path):
 
 def spec_lines():
     """Every configspec line of [gateway] and of every plugin type: ``(where, line)``."""
-    from buffers.spool import SPOOL_SPEC
     from gateway.config import GATEWAY_SPEC
     found = [("[gateway]", line) for line in (GATEWAY_SPEC + SPOOL_SPEC).splitlines() if line.strip()]
     for registry in (LISTENERS, BUFFERS):
@@ -355,10 +351,10 @@ def test_every_number_setting_has_a_maximum():
     assert unbounded == []
 
 
-def at_maximum(cls_or_spec: str, skip=()) -> str:
+def at_maximum(spec: str, skip=()) -> str:
     """Config lines setting every bounded number of a configspec to its maximum."""
     out = []
-    for line in cls_or_spec.splitlines():
+    for line in spec.splitlines():
         match = re.match(r"\s*(\w+)\s*=\s*(?:float|integer)\(.*max=([^,)]+)", line)
         if match and match.group(1) not in skip:
             out.append(f"{match.group(1)} = {match.group(2)}")
@@ -368,7 +364,6 @@ def at_maximum(cls_or_spec: str, skip=()) -> str:
 def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
     """The whole class at once: a gateway with each number setting of [gateway] and of every
     plugin at its maximum starts, takes a frame, re-reads its config and stops cleanly."""
-    from buffers.spool import SPOOL_SPEC
     from gateway.config import GATEWAY_SPEC
     from tests.emoncms_server import WRITE_KEY
     port = free_port()
@@ -381,7 +376,7 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
 
     dead = tmp_path / "no-such-device"
     text = "\n".join([
-        "[gateway]", "clock = trusted", f"runtime_dir = {tmp_path / 'run'}",
+        "[gateway]", "clock = trusted",
         at_maximum(GATEWAY_SPEC + SPOOL_SPEC, skip=ports) + "\n"
         + "\n".join(f"{k} = {v}" for k, v in ports.items()),
         "[listeners]", plugin("listeners", "socket", f"port = {port}"),
@@ -393,7 +388,7 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
     gw = gateway_factory(text)
     send_lines(port, b"7 1 2\n")
     emoncms.wait_for_rows(2)
-    gw.signal(__import__("signal").SIGHUP)
+    gw.signal(signal.SIGHUP)
     gw.wait_for_log("re-read")
     assert gw.stop() == 0
     assert "Traceback" not in gw.log and "internal error" not in gw.log and " ERROR " not in gw.log
@@ -488,7 +483,7 @@ class LogWatch(logging.Handler):
 @pytest.mark.parametrize("fault", ["loader", "apply"])
 def test_an_unexpected_error_while_reloading_is_logged_and_the_watch_goes_on(tmp_path, fault):
     import oemgateway
-    from buffers.spool import SPOOL_SPEC, build_spool
+    from buffers.spool import build_spool
     from gateway.eventloop import EventLoop
     from gateway.logs import Redactor
     path = tmp_path / "gw.conf"
