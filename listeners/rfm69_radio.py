@@ -342,18 +342,40 @@ def rssi_dbm(register: int) -> int:
     return -register >> 1
 
 
-class LowPowerLab:
+class PacketFormat:
+    """What the two formats share: a length byte, then ``header`` bytes, then the payload."""
+
+    header = 0
+    header_names = ""
+
+    def __init__(self, settings: RadioSettings):
+        self.settings = settings
+
+    def length_problem(self, data: bytes, rssi: int) -> Optional[BadPacket]:
+        """A BadPacket if the length byte cannot be right for this format, else None."""
+        if not data or data[0] < self.header:
+            return BadPacket(BAD_LENGTH, f"length byte {data[0] if data else 'missing'}: shorter than "
+                             f"the {self.header_names}", bytes(data), rssi)
+        if data[0] > FIFO_SIZE:
+            return BadPacket(BAD_LENGTH, f"length byte {data[0]}: more than the {FIFO_SIZE}-byte FIFO "
+                             "holds", bytes(data), rssi)
+        if len(data) < data[0] + 1:
+            return BadPacket(BAD_LENGTH, f"length byte {data[0]} but only {len(data) - 1} bytes",
+                             bytes(data), rssi)
+        return None
+
+
+class LowPowerLab(PacketFormat):
     """``[length, target, sender, CTL, payload...]``; length = 3 + payload bytes."""
 
     name = "lpl"
+    header = 3
+    header_names = "LowPowerLab header (target, sender, CTL)"
     max_node_id = 254
     broadcast = 255            # the OEM fork's broadcast id; upstream LowPowerLab now uses 0
     max_payload = 61           # LowPowerLab's limit: the frame fits the FIFO with AES on
     CTL_ACK = 0x80             # this packet is an ACK
     CTL_ACK_REQUEST = 0x40     # the sender wants an ACK
-
-    def __init__(self, settings: RadioSettings):
-        self.settings = settings
 
     def registers(self) -> List[Tuple[int, int]]:
         """The configuration rpi-rfm69 writes (emonhub's RFM69 LPL interfacer), in order."""
@@ -384,13 +406,9 @@ class LowPowerLab:
     def parse(self, data: bytes, rssi: int) -> Union[Packet, BadPacket, _Skipped]:
         """A packet from the bytes read from the FIFO (length byte first). Never raises."""
         settings = self.settings
-        if not data or data[0] < 3:
-            return BadPacket(BAD_LENGTH, f"length byte {data[0] if data else 'missing'}: shorter than "
-                             "the LowPowerLab header (target, sender, CTL)", bytes(data), rssi)
-        if data[0] > FIFO_SIZE or len(data) < data[0] + 1:
-            return BadPacket(BAD_LENGTH, f"length byte {data[0]}: more than the {FIFO_SIZE}-byte FIFO "
-                             "holds" if data[0] > FIFO_SIZE else f"length byte {data[0]} but only "
-                             f"{len(data) - 1} bytes", bytes(data), rssi)
+        bad = self.length_problem(data, rssi)
+        if bad is not None:
+            return bad
         target, sender, ctl = data[1], data[2], data[3]
         mine = target == settings.node_id
         if not (mine or target in (self.broadcast, 0) or settings.promiscuous):
@@ -412,7 +430,7 @@ class LowPowerLab:
         return bytes([3, packet.sender, self.settings.node_id, self.CTL_ACK])
 
 
-class JeeLibNative:
+class JeeLibNative(PacketFormat):
     """``[length, parity|dest, flags|source, payload...]``; length = 2 + payload bytes.
 
     The top two bits of the dest byte are the group's parity, so a packet of another group is
@@ -420,6 +438,8 @@ class JeeLibNative:
     """
 
     name = "jeelib"
+    header = 2
+    header_names = "JeeLib header (dest, source)"
     max_node_id = 63
     broadcast = 0
     max_payload = 62
@@ -432,7 +452,7 @@ class JeeLibNative:
         return (bits ^ (bits << 2)) & 0xC0
 
     def __init__(self, settings: RadioSettings):
-        self.settings = settings
+        super().__init__(settings)
         self.group_parity = self.parity(settings.network)
 
     def registers(self) -> List[Tuple[int, int]]:
@@ -468,13 +488,9 @@ class JeeLibNative:
     def parse(self, data: bytes, rssi: int) -> Union[Packet, BadPacket, _Skipped]:
         """A packet from the bytes read from the FIFO (length byte first). Never raises."""
         settings = self.settings
-        if not data or data[0] < 2:
-            return BadPacket(BAD_LENGTH, f"length byte {data[0] if data else 'missing'}: shorter than "
-                             "the JeeLib header (dest, source)", bytes(data), rssi)
-        if data[0] > FIFO_SIZE or len(data) < data[0] + 1:
-            return BadPacket(BAD_LENGTH, f"length byte {data[0]}: more than the {FIFO_SIZE}-byte FIFO "
-                             "holds" if data[0] > FIFO_SIZE else f"length byte {data[0]} but only "
-                             f"{len(data) - 1} bytes", bytes(data), rssi)
+        bad = self.length_problem(data, rssi)
+        if bad is not None:
+            return bad
         dest, source = data[1], data[2]
         parity = self.group_parity
         if dest & 0xC0 != parity:
