@@ -190,7 +190,7 @@ remove_sysv_script() {
 
 check_config() {
     local report
-    if report=$(runuser -u "$SERVICE_USER" -- "$VENV/bin/oemgateway" --config-file "$CONFIG" --check 2>&1); then
+    if report=$(cd / && runuser -u "$SERVICE_USER" -- "$VENV/bin/oemgateway" --config-file "$CONFIG" --check 2>&1); then
         printf '%s\n' "$report" | sed 's/^/  check     /'
     else
         printf '%s\n' "$report" | sed 's/^/    /' >&2
