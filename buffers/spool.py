@@ -837,9 +837,11 @@ def _first_private(candidates: List[Tuple[str, str]], tier: str, key: str) -> st
             return chosen
     if len(candidates) == 1:
         raise UnsafeFolderError(problems[0][1])
-    raise UnsafeFolderError(f"no folder for the spool's {tier} is safe to use: "
-                            f"{'; '.join(text for _, text in problems)}. Remove a folder someone "
-                            f"else made, or set [gateway] {key} to a folder of the gateway's own")
+    advice = f"set [gateway] {key} to a folder of the gateway's own"
+    if any(level == logging.WARNING for level, _ in problems):
+        advice = f"remove a folder someone else made, or {advice}"
+    raise UnsafeFolderError(f"no folder for the spool's {tier} can be used: "
+                            f"{'; '.join(text for _, text in problems)}. To fix: {advice}")
 
 
 def _candidates(configured: str, key: str, service_variable: str, env, fallbacks) -> List[Tuple[str, str]]:

@@ -306,9 +306,9 @@ def test_without_its_service_folders_the_daemon_never_uses_a_planted_one(inst):
         os.symlink(victim, planted / "spool/cursors")
         result = subprocess.run(command, env=env, cwd="/", capture_output=True, text=True, timeout=WAIT)
         assert result.returncode == 2, result.stderr
-        assert "cannot open the spool: no folder for the spool's hot tier (a tmpfs) is safe to use: " in result.stderr
+        assert "cannot open the spool: no folder for the spool's hot tier (a tmpfs) can be used: " in result.stderr
         assert f"; {planted} belongs to nobody, not to {inst.user} who runs the gateway" in result.stderr
-        assert "set [gateway] runtime_dir to a folder of the gateway's own" in result.stderr
+        assert ". To fix: remove a folder someone else made, or set [gateway] runtime_dir to a folder of the gateway's own" in result.stderr
         # The same as a link of nobody's to a folder the user owns.
         shutil.rmtree(planted)
         decoy = inst.state / "decoy"
