@@ -279,6 +279,8 @@ class MeterRead:
             exchange = read.next()
         read.readings, read.missing, read.errors
 
+    Pass ``answer`` the first item the FrameParser gives that is not ``from_master`` (an
+    adapter's echo of the request), or None when ``reply_timeout`` passes without one.
     A lost or garbled answer is asked for again with the same FCB, up to ``retries`` more
     times. A link reset the meter does not acknowledge ends the read: the meter is silent.
     A telegram ending in DIF 0x1F is followed by the next (FCB toggled), up to

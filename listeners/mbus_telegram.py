@@ -203,6 +203,11 @@ class ShortFrame:
     control: int
     address: int
 
+    @property
+    def from_master(self) -> bool:
+        """True for a master's frame (C field bit 6): an adapter's echo of a request."""
+        return bool(self.control & 0x40)
+
 
 @dataclass(frozen=True)
 class LongFrame:
@@ -212,6 +217,11 @@ class LongFrame:
     address: int
     ci: int
     data: bytes
+
+    @property
+    def from_master(self) -> bool:
+        """True for a master's frame (C field bit 6): an adapter's echo of a request."""
+        return bool(self.control & 0x40)
 
     def encode(self) -> bytes:
         return long_frame(self.control, self.address, self.ci, self.data)
@@ -228,10 +238,13 @@ class FrameParser:
     as garbage. ``pending`` says how many more bytes the frame in progress needs (0 when none),
     so a reader can wait for exactly those; ``end`` is called when the answer is over (a
     timeout): it reports the frame in progress as truncated and looks for frames in what follows
-    its start. A bad checksum is reported as an error and counted, never passed on as a frame.
+    its start. A bad checksum is reported as an error and counted, never passed on as a frame,
+    unless ``check_checksum`` is False (emonhub's ``validate_checksum = False``, for a meter known
+    to send wrong checksums): then the long frame is passed on and still counted as ``checksum``.
     """
 
-    def __init__(self):
+    def __init__(self, check_checksum: bool = True):
+        self.check_checksum = check_checksum
         self._buffer = bytearray()
         self.counts: Dict[str, int] = {"frames": 0, "acks": 0, "garbage_bytes": 0, "checksum": 0,
                                         "stop": 0, "length": 0, "truncated": 0}
@@ -324,7 +337,9 @@ class FrameParser:
                 return self._error("stop", f"long frame of L = {length}: byte {length + 5} is "
                                    f"{frame[-1]:02X}, not the stop byte 16", frame), 1
             body = frame[4:4 + length]
-            if checksum(body) != frame[-2]:
+            if checksum(body) != frame[-2] and not self.check_checksum:
+                self.counts["checksum"] += 1
+            elif checksum(body) != frame[-2]:
                 return self._error("checksum", f"long frame of {len(frame)} bytes from address "
                                    f"{body[1]}: checksum {frame[-2]:02X}, expected {checksum(body):02X}",
                                    frame), len(frame)

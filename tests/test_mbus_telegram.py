@@ -115,6 +115,20 @@ def test_bad_checksum_is_an_error_counted_and_the_next_frame_still_found():
     assert short.feed(b"\x10\x5b\x01\x00\x16")[0].kind == "checksum"
 
 
+def test_checksums_can_be_ignored_for_a_meter_that_gets_them_wrong_but_are_still_counted():
+    bad = bytearray(load_hex(FIXTURES / "kamstrup_multical_601.hex"))
+    bad[-2] ^= 0xFF                                   # the checksum byte itself is wrong
+    parser = FrameParser(check_checksum=False)
+    assert parser.feed(bytes(bad)) == [frame_of("kamstrup_multical_601")]
+    assert parser.counts["checksum"] == 1 and parser.counts["frames"] == 1
+
+
+def test_an_adapters_echo_of_the_request_is_told_from_the_answer():
+    items = FrameParser().feed(mbus.req_ud2(1, True) + load_hex(FIXTURES / "kamstrup_multical_601.hex"))
+    assert [item.from_master for item in items] == [True, False]
+    assert FrameParser().feed(mbus.select_data(1, b"\x01\x7a\x05"))[0].from_master
+
+
 def test_length_bytes_that_differ_and_a_missing_stop_byte():
     kamstrup = load_hex(FIXTURES / "kamstrup_multical_601.hex")
     wrong_l = bytearray(kamstrup)
