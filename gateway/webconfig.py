@@ -17,7 +17,7 @@ from gateway.config import LEGACY_SUBSECTIONS, PLUGIN_KINDS, ConfigError, Config
 
 MASK = "********"
 GATEWAY_SECRETS = ("web_password_hash",)
-MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_BYTES = 256 * 1024   # a big config is ~20 KiB; JSON may double it within LARGE_BODY
 
 _SECTION_LINE = re.compile(r"^\s*(\[+)\s*(.*?)\s*\]+\s*(?:#.*)?$")
 _KEY_LINE = re.compile(r"^\s*([^\s=#\[][^=]*?)\s*=\s*(.*?)\s*$")
