@@ -185,6 +185,52 @@ def test_a_file_that_does_not_parse_still_has_its_secrets_masked(editor):
     assert editor.check(text.replace("[nodes", "[nodes]")) == {"ok": True, "problems": [], "warnings": []}
 
 
+def test_secrets_are_masked_where_the_type_is_misspelled_over_lines_and_on_bad_lines(editor):
+    """A section whose type is misspelled, a triple-quoted secret on two lines, a secret on a
+    line that does not parse: each masked in the text; the problems name no secret either."""
+    two_lines = CONFIG.replace("[nodes]", "    [[broker]]\n        type = mqtt\n"
+                                          "        password = \'\'\'first-line-pw\nsecond-line-pw\'\'\'  # two\n"
+                                          "[nodes]")
+    typo = "    [[typo]]\n        type = emoncmss\n        apikey = typo-key-1234\n[nodes]"
+    with open(editor.path, "w") as f:
+        f.write(two_lines.replace("[nodes]", typo))
+    text = editor.masked_text()
+    for secret in ("typo-key-1234", "first-line-pw", "second-line-pw"):
+        assert secret not in text
+    assert "password = ********  # two" in text and "apikey = ********" in text
+    answer = editor.check(text)
+    assert "emoncmss" in answer["problems"][0]["message"] and "typo-key-1234" not in json.dumps(answer)
+    with open(editor.path, "w") as f:
+        f.write(two_lines)
+    editor.save(editor.masked_text().replace("nodename = house", "nodename = home"))   # masks come back
+    assert editor.read() == two_lines.replace("nodename = house", "nodename = home")
+
+    with open(editor.path, "w") as f:
+        f.write(CONFIG.replace("[nodes]", "    apikey: loose-line-secret-42\n[nodes]"))
+    text = editor.masked_text()
+    assert "loose-line-secret-42" not in text and "apikey: ********" in text
+    answer = editor.check(text)
+    assert not answer["ok"] and "loose-line-secret-42" not in json.dumps(answer)
+    [problem] = answer["problems"]
+    assert problem["line"] == text.splitlines().index("    apikey: ********") + 1
+    assert "neither a [section] nor a key = value" in problem["message"]
+
+
+def test_url_credentials_are_masked_and_come_back_only_to_the_same_url(editor):
+    with open(editor.path, "w") as f:
+        f.write(CONFIG.replace("url = http://127.0.0.1:1", "url = http://me:url-pw-99@127.0.0.1:1/x"))
+    text = editor.masked_text()
+    assert "url-pw-99" not in text and f"url = http://{MASK}@127.0.0.1:1/x" in text
+    assert editor.masked_sections()["buffers"]["emoncms"]["url"] == f"http://{MASK}@127.0.0.1:1/x"
+    assert editor.check(text)["ok"]
+    moved = editor.check(text.replace("@127.0.0.1:1/x", "@attacker.example:1/x"))
+    assert not moved["ok"] and "the URL changed: type its user and password again" in moved["problems"][0]["message"]
+    editor.save(text.replace(f"http://{MASK}@127.0.0.1:1/x", "http://me:new-pw@127.0.0.1:1/x"))
+    assert "url = http://me:new-pw@127.0.0.1:1/x" in editor.read()
+    editor.edit_section(["buffers", "emoncms"], {"url": f"http://{MASK}@127.0.0.1:1/x", "timeout": "5"})
+    assert "url = http://me:new-pw@127.0.0.1:1/x" in editor.read()
+
+
 def test_section_edits_for_the_forms(editor):
     editor.edit_section(["nodes", "10"], {"nodename": "home", "names": "power, voltage", "units": "W, V"})
     editor.edit_section(["buffers", "emoncms"], {"apikey": MASK, "url": "http://127.0.0.1:3"})
