@@ -34,6 +34,7 @@ status_bind = string(default='127.0.0.1')
 web_port = integer(min=0, max=65535, default=0)
 web_bind = string(default='127.0.0.1')
 web_password_hash = string(default='')
+file_roots = force_list(default=list())
 """
 
 GATEWAY_SECRETS = ("web_password_hash",)

@@ -24,7 +24,7 @@ import ipaddress
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from gateway.httpd import BoundedHTTPServer, BufferedRequestHandler
 from gateway.logs import LogThrottle, RedactingFormatter
@@ -418,11 +418,15 @@ class WebServer:
 
 
 def serve_page(config, loader, take_snapshot: Callable[[], Optional[dict]], redactor,
-               password_hash: Callable[[], str], apply_config: Callable[[], bool]) -> Optional[WebServer]:
-    """Start the page on ``[gateway] web_bind:web_port``; None (logged) if the port cannot be had."""
+               password_hash: Callable[[], str], apply_config: Callable[[], bool],
+               data_folder: Optional[str] = None, protected: Sequence[str] = ()) -> Optional[WebServer]:
+    """Start the page on ``[gateway] web_bind:web_port``; None (logged) if the port cannot be had.
+    Files named by settings saved from the page must be under ``data_folder`` or a folder of
+    ``[gateway] file_roots``, and never in ``protected`` (``gateway.fileroots``)."""
     bind, port = config.gateway["web_bind"], config.gateway["web_port"]
     recent = RecentLog(RedactingFormatter(redactor))
-    app = WebApp(take_snapshot, ConfigEditor(config.path, loader), password_hash, apply_config, recent)
+    editor = ConfigEditor(config.path, loader, data_folder, protected)
+    app = WebApp(take_snapshot, editor, password_hash, apply_config, recent)
     try:
         server = WebServer(bind, port, app)
     except OSError as exc:

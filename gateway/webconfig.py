@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from configobj import ConfigObj, ConfigObjError, Section
 
 from gateway import configtext
-from gateway.config import PLUGIN_KINDS, ConfigError, ConfigLoader, parse_problem, section_label
+from gateway.config import ConfigError, ConfigLoader, GatewayConfig, parse_problem, section_label
+from gateway.fileroots import FileRoots
 from gateway.logs import Redactor, mask_url_credentials
 
 MASK = "********"
@@ -45,9 +46,11 @@ def _parse(text: str) -> ConfigObj:
 class ConfigEditor:
     """Reads, checks and saves one config file for the web page."""
 
-    def __init__(self, path: str, loader: ConfigLoader):
+    def __init__(self, path: str, loader: ConfigLoader, data_folder: Optional[str] = None,
+                 protected: Sequence[str] = ()):
         self.path = os.path.abspath(path)
         self.loader = loader
+        self.file_roots = FileRoots(self.path, data_folder, protected)
 
     # -- secrets ------------------------------------------------------------------------
     def secrets(self, text: str) -> Dict[configtext.Place, configtext.Secret]:
@@ -162,13 +165,29 @@ class ConfigEditor:
                 f.write(text)
             try:
                 config = self.loader.load(temp)
+                problems = self.file_roots.problems(config, *self._current(), self.loader.gateway_spec)
             except ConfigError as exc:
+                problems = exc.problems
+            if problems:
                 raise ConfigEditError(self._scrubbed([self._locate(p.replace(temp, self.path), text)
-                                                      for p in exc.problems], text, self.read())) from None
+                                                      for p in problems], text, self.read())) from None
             return self._scrubbed([self._locate(w.replace(temp, self.path), text) for w in config.warnings],
                                   text, self.read())
         finally:
             os.unlink(temp)
+
+    def _current(self) -> Tuple[Optional[GatewayConfig], List[str]]:
+        """The config in the file (None if it does not load) and its ``[gateway] file_roots``."""
+        try:
+            config = self.loader.load(self.path)
+            return config, list(config.gateway["file_roots"])
+        except ConfigError:
+            pass
+        try:
+            roots = _parse(self.read()).get("gateway", {}).get("file_roots", [])
+        except (ConfigEditError, AttributeError):
+            roots = []
+        return None, [roots] if isinstance(roots, str) else list(roots)
 
     def _write(self, text: str) -> None:
         """Copy the file to ``.bak``, then replace it with ``text`` in one rename (same mode)."""
