@@ -19,6 +19,8 @@ from gateway.fileroots import FileRoots
 from gateway.logs import Redactor, mask_url_credentials
 
 MASK = "********"
+# Where a buffer sends (and with it, its secrets): changed on the page, its secrets are typed again.
+DESTINATION_KEYS = frozenset({"url", "host", "port", "domain", "protocol"})
 MAX_CONFIG_BYTES = 256 * 1024   # a big config is ~20 KiB; JSON may double it within LARGE_BODY
 
 _PROBLEM_LINE = re.compile(r"^:(\d+): ")
@@ -76,10 +78,14 @@ class ConfigEditor:
 
     def unmask(self, text: str) -> str:
         """``text`` with every secret still reading MASK given back its value from the file.
-        A URL's masked user and password come back only if the rest of the URL is unchanged:
-        they are not sent to an address typed on the page unless typed with it."""
+
+        A secret is never sent to an address typed on the page unless typed with it: a URL's
+        masked user and password come back only if the rest of the URL is unchanged, and a
+        buffer's masked key only if its ``url``/``host``/``port``... are unchanged.
+        """
         current_text = self.read()
         current = self.secrets(current_text)
+        moved = _moved_destinations(text, current_text)
         problems, edits = [], []
         for place, secret in self.secrets(text).items():
             if text[secret.start:secret.end] != MASK:
@@ -93,6 +99,10 @@ class ConfigEditor:
             elif part == "userinfo" and _with_mask(current_text, old) != text[secret.entry.start:secret.entry.end]:
                 problems.append(self._problem(f"{where}: the URL changed: type its user and password "
                                               f"again", (path, key), secret.entry.line))
+            elif path[:2] in moved:
+                problems.append(self._problem(f"{where}: {moved[path[:2]]} changed, so the saved value "
+                                              f"would go to a new address: type it again", (path, key),
+                                              secret.entry.line))
             else:
                 edits.append((secret.start, secret.end, current_text[old.start:old.end]))
         if problems:
@@ -234,6 +244,26 @@ class ConfigEditor:
             line = configtext.section_line(text, section)
         return {"message": message, "line": None if line is None else line + 1,
                 "section": list(section), "key": key}
+
+
+def _moved_destinations(text: str, current_text: str) -> Dict[Tuple[str, ...], str]:
+    """The buffers whose address (DESTINATION_KEYS) differs between the texts: their section
+    path -> the keys that changed, in words."""
+    def addresses(source):
+        found: Dict[Tuple[str, ...], Dict[str, str]] = {}
+        for entry in configtext.entries(source):
+            if entry.path[:1] == ("buffers",) and len(entry.path) >= 2 and entry.key in DESTINATION_KEYS:
+                value = mask_url_credentials(source[entry.start:entry.end], MASK)   # the address only
+                found.setdefault(entry.path[:2], {})[entry.key] = value
+        return found
+    new, old = addresses(text), addresses(current_text)
+    moved = {}
+    for path in set(new) | set(old):
+        keys = sorted(k for k in set(new.get(path, {})) | set(old.get(path, {}))
+                      if new.get(path, {}).get(k) != old.get(path, {}).get(k))
+        if keys:
+            moved[path] = " and ".join(keys)
+    return moved
 
 
 def _with_mask(text: str, secret: configtext.Secret) -> str:

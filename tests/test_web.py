@@ -231,9 +231,22 @@ def test_url_credentials_are_masked_and_come_back_only_to_the_same_url(editor):
     assert "url = http://me:new-pw@127.0.0.1:1/x" in editor.read()
 
 
+def test_a_masked_key_is_not_sent_to_a_new_address_typed_on_the_page(editor):
+    moved = editor.masked_text().replace("url = http://127.0.0.1:1", "url = http://attacker.example")
+    answer = editor.check(moved)
+    assert not answer["ok"]
+    [problem] = answer["problems"]
+    assert problem["key"] == "apikey" and problem["section"] == ["buffers", "emoncms"]
+    assert "url changed, so the saved value would go to a new address: type it again" in problem["message"]
+    assert editor.check(moved.replace(f"apikey = {MASK}", "apikey = " + "f" * 32, 1))["ok"]
+    with pytest.raises(ConfigEditError):
+        editor.edit_section(["buffers", "emoncms"], {"url": "http://attacker.example", "apikey": MASK})
+    editor.edit_section(["buffers", "emoncms"], {"url": "http://attacker.example", "apikey": "e" * 32})
+
+
 def test_section_edits_for_the_forms(editor):
     editor.edit_section(["nodes", "10"], {"nodename": "home", "names": "power, voltage", "units": "W, V"})
-    editor.edit_section(["buffers", "emoncms"], {"apikey": MASK, "url": "http://127.0.0.1:3"})
+    editor.edit_section(["buffers", "emoncms"], {"apikey": MASK, "timeout": "3"})
     editor.edit_section(["listeners", "serial"], {"type": "serial", "com_port": "loop://"})
     editor.edit_section(["buffers", "old"], None, remove=True)
     config = editor.loader.load(editor.path)
