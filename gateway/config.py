@@ -118,7 +118,7 @@ def is_gateway_secret(key: str) -> bool:
 
 
 def secret_names(registries: Dict[str, Registry]) -> frozenset:
-    """The names of every plugin's secret settings."""
+    """The names of every plugin's secret settings (this imports every plugin)."""
     names = set(GATEWAY_SECRETS)
     for registry in registries.values():
         for type_name in registry.names():
@@ -168,14 +168,14 @@ def raw_secrets(raw: Section, registries: Dict[str, Registry]) -> List[str]:
     """The secret values of a config as parsed, before validation (types may be unknown)."""
     found = secrets_of(raw.get("gateway") if isinstance(raw.get("gateway"), Section) else {},
                        is_gateway_secret)
-    any_plugin = secret_names(registries)
     for kind in PLUGIN_KINDS:
         group = raw.get(kind)
         for name in group.sections if isinstance(group, Section) else ():
             try:
                 cls = registries[kind].resolve(str(group[name].get("type")))
-            except LookupError:
-                cls = None
+                any_plugin: Iterable[str] = ()
+            except LookupError:   # (only then are all plugins imported, to learn their names)
+                cls, any_plugin = None, secret_names(registries)
             for section in [group[name]] + [group[name][s] for s in group[name].sections]:
                 found += secrets_of(section, lambda key: is_secret(key, cls, any_plugin))
     for name in raw.sections:

@@ -115,7 +115,6 @@ def secrets(text: str, registries: Dict[str, Registry]) -> Dict[Place, Secret]:
     found = entries(text)
     types = {entry.path: text[entry.start:entry.end].strip("'\"") for entry in found
              if entry.key == "type" and len(entry.path) == 2 and entry.path[0] in PLUGIN_KINDS}
-    any_plugin = secret_names(registries)
     places: Dict[Place, Secret] = {}
     seen: Dict[Tuple[Path, str, str], int] = {}
 
@@ -124,7 +123,7 @@ def secrets(text: str, registries: Dict[str, Registry]) -> Dict[Place, Secret]:
         places[(entry.path, entry.key, part, n)] = Secret(entry, start, end)
 
     for entry in found:
-        if _is_secret(entry, types, registries, any_plugin):
+        if _is_secret(entry, types, registries):
             add(entry, "value", entry.start, entry.end)
             continue
         for url in _URL_USERINFO.finditer(text, entry.start, entry.end):
@@ -132,14 +131,15 @@ def secrets(text: str, registries: Dict[str, Registry]) -> Dict[Place, Secret]:
     return places
 
 
-def _is_secret(entry: Entry, types: Dict[Path, str], registries, any_plugin) -> bool:
+def _is_secret(entry: Entry, types: Dict[Path, str], registries: Dict[str, Registry]) -> bool:
+    """The rule of ``gateway.config``: ``[gateway]``'s secrets; a plugin's ``SECRETS`` (any
+    plugin's, where its type is unknown); anywhere, a key named like a secret."""
     path = entry.path
     if path == ("gateway",):
         return is_gateway_secret(entry.key)
-    cls = None
-    if len(path) >= 2 and path[0] in PLUGIN_KINDS and path[0] in registries:
-        try:
-            cls = registries[path[0]].resolve(types.get(path[:2], ""))
-        except LookupError:
-            cls = None
-    return is_secret(entry.key, cls, any_plugin)
+    if len(path) < 2 or path[0] not in PLUGIN_KINDS or path[0] not in registries:
+        return is_secret(entry.key, None)
+    try:
+        return is_secret(entry.key, registries[path[0]].resolve(types.get(path[:2], "")))
+    except LookupError:
+        return is_secret(entry.key, None, secret_names(registries))

@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Set
 
 from gateway.logs import LogThrottle
 
@@ -124,7 +124,7 @@ class BoundedHTTPServer:
         self._selector.register(self.socket, selectors.EVENT_READ)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._reading: Dict[int, _Connection] = {}
-        self._busy = 0                       # connections handed to the workers
+        self._busy: Set[socket.socket] = set()   # connections handed to the workers
         self._busy_lock = threading.Lock()
         self._workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{name}-worker")
         self._stopping = threading.Event()
@@ -139,14 +139,20 @@ class BoundedHTTPServer:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop accepting, close every connection, wait for the workers."""
+        """Stop accepting and close every connection (answers being written end at once)."""
         self._stopping.set()
         try:
             self._wake_w.send(b"x")
         except OSError:
             pass
         self._thread.join(5)
-        self._workers.shutdown(wait=True)
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        with self._busy_lock:
+            for sock in self._busy:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         for conn in list(self._reading.values()):
             conn.sock.close()
         self._reading.clear()
@@ -161,15 +167,15 @@ class BoundedHTTPServer:
         while not self._stopping.is_set():
             deadline = min((c.deadline for c in self._reading.values()), default=None)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            for key, _ in self._selector.select(timeout):
-                if key.fileobj is self.socket:
-                    self._accept()
+            events = self._selector.select(timeout)
+            for key, _ in events:   # what clients sent first, then new connections
+                conn = self._reading.get(key.fd)
+                if conn is not None:
+                    self._guarded(self._on_readable, conn)
                 elif key.fileobj is self._wake_r:
                     self._wake_r.recv(64)
-                else:
-                    conn = self._reading.get(key.fd)
-                    if conn is not None:
-                        self._guarded(self._on_readable, conn)
+            if any(key.fileobj is self.socket for key, _ in events):
+                self._accept()
             now = time.monotonic()
             for conn in [c for c in self._reading.values() if c.deadline <= now]:
                 self._guarded(self._expired, conn)
@@ -191,7 +197,7 @@ class BoundedHTTPServer:
             except OSError as exc:   # EMFILE and the like: the next select tries again
                 self._crowded("%s: cannot accept a connection: %s", self.name, exc)
                 return
-            if len(self._reading) + self._busy >= self.max_connections and not self._evict_oldest():
+            if len(self._reading) + len(self._busy) >= self.max_connections and not self._evict_oldest():
                 self._crowded("%s: %d connections at once: refused one from %s",
                               self.name, self.max_connections, address[0])
                 sock.close()
@@ -203,16 +209,19 @@ class BoundedHTTPServer:
             self._selector.register(sock, selectors.EVENT_READ)
 
     def _evict_oldest(self) -> bool:
-        """Close the connection that has been sending its request the longest: the slowest."""
-        if not self._reading:
-            return False
-        oldest = min(self._reading.values(), key=lambda c: (not c.lingering, c.opened))
-        if not oldest.lingering:
-            self._crowded("%s: %d connections at once: closed the one from %s that had not sent "
-                          "its request in %.1f s", self.name, self.max_connections, oldest.address[0],
-                          time.monotonic() - oldest.opened)
-        self._drop(oldest)
-        return True
+        """Close the connection that has been sending its request the longest: the slowest.
+        Each one is read once more first: a request that has arrived meanwhile is served."""
+        for oldest in sorted(self._reading.values(), key=lambda c: (not c.lingering, c.opened)):
+            if not oldest.lingering:
+                self._guarded(self._on_readable, oldest)
+                if oldest.sock.fileno() not in self._reading or self._reading[oldest.sock.fileno()] is not oldest:
+                    continue   # it was complete (now with a worker) or closed
+                self._crowded("%s: %d connections at once: closed the one from %s that had not sent "
+                              "its request in %.1f s", self.name, self.max_connections, oldest.address[0],
+                              time.monotonic() - oldest.opened)
+            self._drop(oldest)
+            return True
+        return False
 
     def _on_readable(self, conn: _Connection) -> None:
         try:
@@ -264,7 +273,7 @@ class BoundedHTTPServer:
         """A complete request: off to a worker."""
         self._forget(conn)
         with self._busy_lock:
-            self._busy += 1
+            self._busy.add(conn.sock)
         request = BufferedRequest(conn.sock, bytes(conn.data[:conn.expected]))
         try:
             self._workers.submit(self._handle, request, conn.address)
@@ -284,13 +293,13 @@ class BoundedHTTPServer:
             self._handled(request.sock)
 
     def _handled(self, sock: socket.socket) -> None:
+        with self._busy_lock:
+            self._busy.discard(sock)
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         sock.close()
-        with self._busy_lock:
-            self._busy -= 1
 
     def _expired(self, conn: _Connection) -> None:
         if conn.lingering:
