@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from bench import harness
+from tests.raw_http import answer_code, login_request, parallel_logins
 
 PASSWORD = "bench password"
 
@@ -51,50 +52,14 @@ def _status(pid: int) -> dict:
             "peak_rss_mb": int(fields["VmHWM"].split()[0]) / 1024}
 
 
-def _answer(sock: socket.socket, timeout: float = 30) -> int:
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except OSError:
-        pass
-    return int(data.split()[1]) if data.startswith(b"HTTP/") else 0
-
-
-def _login(port: int, password: str, announce: int = None, body: bool = True):
-    payload = json.dumps({"password": password}).encode()
+def _login(port: int, password: str, announce: int = None, body: bool = True) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                 % (announce or len(payload)) + (payload if body else b""))
+    sock.sendall(login_request(password, announce, body))
     return sock
 
 
 def race(port: int) -> dict:
-    barrier, codes, lock = threading.Barrier(200), [], threading.Lock()
-
-    def guess(i):
-        code = 0
-        try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-            barrier.wait()
-            body = json.dumps({"password": f"wrong {i}"}).encode()
-            sock.sendall(b"POST /api/login HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-            code = _answer(sock)
-            sock.close()
-        except (OSError, threading.BrokenBarrierError):
-            pass
-        with lock:
-            codes.append(code)
-
-    threads = [threading.Thread(target=guess, args=(i,)) for i in range(200)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    codes = parallel_logins(port, 200)
     return {"checked": codes.count(401), "refused_429": codes.count(429), "closed": codes.count(0)}
 
 
@@ -130,7 +95,7 @@ def slow_headers(port: int, pid: int, seconds: float) -> dict:
         worst = {k: max(worst[k], now[k]) for k in worst}
         started = time.monotonic()
         sock = _login(port, PASSWORD)
-        code = _answer(sock)
+        code = answer_code(sock)
         sock.close()
         good.append((code, time.monotonic() - started))
         stop.wait(1.0)
@@ -157,7 +122,7 @@ def big_bodies(port: int, pid: int) -> dict:
     senders = [threading.Thread(target=push, args=(s,)) for s in socks]
     for t in senders:
         t.start()
-    codes = [_answer(s) for s in socks]
+    codes = [answer_code(s) for s in socks]
     for t in senders:
         t.join()
     after = _status(pid)

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from configobj import ConfigObj, ConfigObjError, ParseError, Section, flatten_errors, get_extra_values
 from validate import ValidateError, Validator, VdtValueError
 
-from gateway.logs import MASK, Redactor, mask_url_credentials
+from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
 
@@ -41,7 +41,6 @@ GATEWAY_SECRETS = ("web_password_hash",)
 # A key the gateway does not know (a typo, a section whose type is misspelled) is taken for a
 # secret when its name says so: better a masked value too many than a key shown.
 _SECRET_NAME = re.compile(r"pass|secret|token|api_?key|auth|credential", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://([^\s/?#]*)@")
 
 LEGACY_SUBSECTIONS = ("init_settings", "runtime_settings")
 PLUGIN_KINDS = ("listeners", "buffers")
@@ -130,7 +129,7 @@ def url_credentials(value: str) -> List[str]:
     """The ``user:password``, user and password (as written and %-decoded) of every URL in
     ``value``."""
     found = []
-    for userinfo in _URL_USERINFO.findall(value):
+    for userinfo in (m.group(2) for m in URL_USERINFO.finditer(value)):
         user, _, password = userinfo.partition(":")
         for part in (userinfo, user, password):
             found += [part, unquote(part)] if part else []

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from gateway.config import PLUGIN_KINDS, is_gateway_secret, is_secret, secret_names
+from gateway.logs import URL_USERINFO
 from gateway.registry import Registry
 
 SECTION_LINE = re.compile(r"^\s*(\[+)\s*(.*?)\s*\]+\s*(?:#.*)?$")
 _KEY_LINE = re.compile(r"^\s*([^\s=#\[][^=]*?)\s*=\s*(.*?)\s*$")
 _LOOSE_LINE = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(?::\s*|\s+)(\S.*?)\s*$")   # "apikey: 0123"
-_URL_USERINFO = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://([^\s/?#\"']*)@")
 _TRIPLE_QUOTES = ('"""', "'''")
 
 Path = Tuple[str, ...]
@@ -126,8 +126,8 @@ def secrets(text: str, registries: Dict[str, Registry]) -> Dict[Place, Secret]:
         if _is_secret(entry, types, registries):
             add(entry, "value", entry.start, entry.end)
             continue
-        for url in _URL_USERINFO.finditer(text, entry.start, entry.end):
-            add(entry, "userinfo", url.start(1), url.end(1))
+        for url in URL_USERINFO.finditer(text, entry.start, entry.end):
+            add(entry, "userinfo", url.start(2), url.end(2))
     return places
 
 

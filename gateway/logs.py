@@ -10,14 +10,14 @@ from typing import Callable, Iterable, List, Optional
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
-# The user and password of any URL (``scheme://user:pass@host``); the greedy part runs to the
-# last ``@`` before the host's end, so a password holding an ``@`` is masked whole.
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@\"'<>]*(?:@[^\s/?#@\"'<>]*)*@")
+# The user and password of any URL (``scheme://user:pass@host``): group 2. The greedy part
+# runs to the last ``@`` before the host's end, so a password holding an ``@`` is taken whole.
+URL_USERINFO = re.compile(r"""(?i)\b([a-z][a-z0-9+.-]*://)([^\s/?#"'<>]*)@""")
 
 
 def mask_url_credentials(text: str, mask: str = MASK) -> str:
     """``text`` with the user and password of every URL in it replaced by ``mask``."""
-    return _URL_USERINFO.sub(lambda m: m.group(1) + mask + "@", text) if "@" in text else text
+    return URL_USERINFO.sub(lambda m: m.group(1) + mask + "@", text) if "@" in text else text
 
 
 class Redactor:

@@ -17,10 +17,10 @@ import base64
 import collections
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
-import ipaddress
 import threading
 import time
 from pathlib import Path

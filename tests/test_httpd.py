@@ -8,7 +8,7 @@ import pytest
 
 from gateway.httpd import BoundedHTTPServer, BufferedRequestHandler
 from tests.conftest import WAIT
-from tests.test_web_limits import answer_code
+from tests.raw_http import answer_code
 
 
 class Echo(BufferedRequestHandler):

@@ -137,25 +137,10 @@ FTP_PASS = "ftp-url-pass-2718"
 def full_config(port, status_port, web_port, emoncms, password_hash, apikey=WRITE_KEY):
     """Every buffer type, each holding a secret, those with URLs holding credentials in them."""
     host_port = emoncms.url.split("//", 1)[1].split("/", 1)[0]
-    return f"""
-[gateway]
-loglevel = DEBUG
-clock = trusted
-status_port = {status_port}
-web_port = {web_port}
-web_password_hash = {password_hash}
-[listeners]
-[[tcp]]
-type = socket
-port = {port}
-token = {TOKEN}
-[buffers]
-[[emoncms]]
-type = emoncms
-url = {emoncms.url}
-apikey = {apikey}
-retry_max = 0.2
-timeout = 0.5
+    gateway = "\n".join(("clock = trusted", f"status_port = {status_port}", f"web_port = {web_port}",
+                         f"web_password_hash = {password_hash}"))
+    return textwrap.dedent(socket_emoncms_config(port, emoncms.url, gateway, f"token = {TOKEN}",
+                                                 "timeout = 0.5", apikey)) + f"""
 [[hook]]
 type = webhook
 url = http://{HOOK_USER}:{HOOK_PASS}@127.0.0.1:{free_port()}/hook
@@ -173,8 +158,8 @@ type = mqtt
 host = 127.0.0.1
 port = {free_port()}
 username = gateway
-password = '''{MQTT_LINES[0]}
-{MQTT_LINES[1]}'''
+password = \'\'\'{MQTT_LINES[0]}
+{MQTT_LINES[1]}\'\'\'
 retry_max = 0.2
 """
 

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.web import hash_password
 from tests.conftest import WAIT, free_port
+from tests.raw_http import answer_code, login_request, parallel_logins
 from tests.test_web import PASSWORD, Browser, web_config
 
 SLOW_HASH = hash_password(PASSWORD)   # the default cost: a check takes long enough to race
@@ -28,27 +29,6 @@ def rss_kb(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def answer_code(sock: socket.socket) -> int:
-    """The status code of the HTTP answer on ``sock`` (0 if the server closed it unanswered)."""
-    sock.settimeout(WAIT)
-    data = b""
-    try:
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    except (ConnectionResetError, BrokenPipeError):
-        pass
-    return int(data.split()[1]) if data.startswith(b"HTTP/") else 0
-
-
-def login_request(password: str, length: int = None) -> bytes:
-    body = json.dumps({"password": password}).encode()
-    return (b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % (len(body) if length is None else length)) + body
-
-
 @pytest.fixture
 def page(gateway_factory, emoncms):
     port, web_port = free_port(), free_port()
@@ -60,31 +40,7 @@ def page(gateway_factory, emoncms):
 def test_parallel_wrong_passwords_get_no_more_checks_than_the_limit(page):
     """200 wrong passwords at once: the limit (5 a minute) holds, however they interleave."""
     gw, web_port = page
-    barrier = threading.Barrier(200)
-    codes = []
-    lock = threading.Lock()
-
-    def guess(i):
-        try:
-            sock = socket.create_connection(("127.0.0.1", web_port), timeout=WAIT)
-        except OSError:
-            code = 0
-        else:
-            with sock:
-                barrier.wait()
-                try:
-                    sock.sendall(login_request(f"guess {i}"))
-                except OSError:
-                    pass
-                code = answer_code(sock)
-        with lock:
-            codes.append(code)
-
-    threads = [threading.Thread(target=guess, args=(i,)) for i in range(200)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    codes = parallel_logins(web_port, 200)
     checked = codes.count(401)
     print(f"200 parallel wrong passwords: {checked} checked, {codes.count(429)} refused (429), "
           f"{codes.count(0)} closed unanswered, {codes.count(503)} busy (503)")
@@ -149,7 +105,7 @@ def test_oversized_bodies_are_refused_before_they_are_read(page):
     at once, while the body has not even been sent."""
     gw, web_port = page
     with socket.create_connection(("127.0.0.1", web_port), timeout=WAIT) as sock:
-        sock.sendall(login_request("x", length=1_000_000)[:-len(b'{"password": "x"}')])
+        sock.sendall(login_request("x", length=1_000_000, body=False))
         assert answer_code(sock) == 413
     browser = Browser(web_port)
     assert browser.login()[0] == 200
@@ -180,7 +136,7 @@ def test_big_bodies_from_many_clients_do_not_fill_the_memory(page):
     for _ in range(150):
         sock = socket.create_connection(("127.0.0.1", web_port), timeout=WAIT)
         socks.append(sock)
-        sock.sendall(login_request("", length=len(body))[:-len(b'{"password": ""}')])
+        sock.sendall(login_request("", length=len(body), body=False))
     senders = []
     for sock in socks:
         def push(s=sock):
