@@ -57,6 +57,14 @@ def test_a_file_buffer_cannot_be_pointed_outside_the_data_folder(page, emoncms):
     assert victim.read_text() == "precious\n" and not os.path.exists(f"{victim}.1")
 
 
+def test_paths_that_climb_out_are_refused_however_written(page):
+    gw, browser = page()
+    for path in (f"{page.data}/../outside/x.csv", f"{page.data}/%Y/../../outside/x.csv",
+                 "outside/x.csv", "readings/%Y-%m-%d.csv", "~/x.csv"):   # relative: to the config's folder
+        code, answer = add_section(browser, ["buffers", "csv"], {"type": "file", "path": path})
+        assert code == 422 and refused(answer, "path"), (path, answer)
+
+
 def test_a_file_buffer_in_the_data_folder_is_saved_and_writes(page):
     gw, browser = page()
     target = page.data / "readings" / "out.csv"
