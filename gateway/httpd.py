@@ -35,9 +35,10 @@ from typing import Callable, Dict, Optional, Set
 from gateway.logs import LogThrottle
 
 RECV_SIZE = 65536
-LINGER = 2.0             # s an answered-early connection is drained before it is closed ...
-LINGER_BYTES = 65536     # ... or until this much more came (read and forgotten)
-SEND_TIMEOUT = 10.0  # s a worker waits for a client that does not read its answer
+LINGER = 2.0          # s an answered-early connection is drained before it is closed ...
+LINGER_BYTES = 65536  # ... or until this much more came (read and forgotten)
+SEND_TIMEOUT = 10.0   # s a worker waits for a client that does not read its answer
+ACCEPT_PAUSE = 1.0    # s without accepting after accept() failed (no file descriptor left)
 
 BodyLimit = Callable[[str, str, Message], int]
 
@@ -128,6 +129,7 @@ class BoundedHTTPServer:
         self._busy_lock = threading.Lock()
         self._workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{name}-worker")
         self._stopping = threading.Event()
+        self._accepting_at: Optional[float] = None   # when accepting resumes after a failure
         self._crowded = LogThrottle(self.log, logging.WARNING, 60.0)
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
@@ -165,8 +167,10 @@ class BoundedHTTPServer:
     # -- the server thread --------------------------------------------------------------
     def _serve(self) -> None:
         while not self._stopping.is_set():
-            deadline = min((c.deadline for c in self._reading.values()), default=None)
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            deadlines = [c.deadline for c in self._reading.values()]
+            if self._accepting_at is not None:
+                deadlines.append(self._accepting_at)
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             events = self._selector.select(timeout)
             for key, _ in events:   # what clients sent first, then new connections
                 conn = self._reading.get(key.fd)
@@ -177,6 +181,9 @@ class BoundedHTTPServer:
             if any(key.fileobj is self.socket for key, _ in events):
                 self._accept()
             now = time.monotonic()
+            if self._accepting_at is not None and self._accepting_at <= now:
+                self._accepting_at = None
+                self._selector.register(self.socket, selectors.EVENT_READ)
             for conn in [c for c in self._reading.values() if c.deadline <= now]:
                 self._guarded(self._expired, conn)
 
@@ -194,8 +201,10 @@ class BoundedHTTPServer:
                 sock, address = self.socket.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:   # EMFILE and the like: the next select tries again
+            except OSError as exc:   # out of file descriptors: pause rather than spin
                 self._crowded("%s: cannot accept a connection: %s", self.name, exc)
+                self._selector.unregister(self.socket)
+                self._accepting_at = time.monotonic() + ACCEPT_PAUSE
                 return
             if len(self._reading) + len(self._busy) >= self.max_connections and not self._evict_oldest():
                 self._crowded("%s: %d connections at once: refused one from %s",
