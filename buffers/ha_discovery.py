@@ -46,8 +46,8 @@ import json
 import math
 import re
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field, replace
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from gateway import __version__
 from gateway.frame import Frame, Node
