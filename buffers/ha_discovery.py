@@ -255,6 +255,8 @@ class _Node:
     fixed_interval: Optional[float] = None
     expire: Optional[int] = None
     announced: Dict[str, str] = field(default_factory=dict)   # topic -> payload last published
+    seen: tuple = ()          # the last frame's names and whether it had an RSSI
+    dirty: bool = True        # something changed since the payloads were last built
 
 
 class Discovery:
@@ -284,19 +286,25 @@ class Discovery:
         if state is None:
             state = self._nodes[frame.node] = _Node(frame.node)
             state.interval = _Interval(self.config.learn_frames)
-        state.radio = state.radio or frame.rssi is not None
-        state.model = model or state.model
-        state.manufacturer = manufacturer or state.manufacturer
-        state.fixed_interval = interval or state.fixed_interval
-        units = units or {}
-        for name in frame.named_values():
-            if name not in state.inputs:
-                state.inputs[name] = classify(name, units.get(name))
+        seen = (frame.names, len(frame.values), frame.rssi is not None)
+        if seen != state.seen:            # the common case, the same inputs again, skips this
+            state.seen = seen
+            state.radio = state.radio or frame.rssi is not None
+            units = units or {}
+            for name in frame.named_values():
+                if name not in state.inputs:
+                    state.inputs[name] = classify(name, units.get(name))
+                    state.dirty = True
+        for attribute, value in (("model", model), ("manufacturer", manufacturer),
+                                 ("fixed_interval", interval)):
+            if value and value != getattr(state, attribute):
+                setattr(state, attribute, value)
+                state.dirty = True
         state.interval.observe(frame.time)
         self._update_expiry(state)
         messages = [] if self._gateway_sent else self.gateway_messages()
         self._gateway_sent = True
-        return messages + self._changed(state)
+        return messages + self._changed(state) if state.dirty else messages
 
     def republish(self) -> List[Message]:
         """Everything again (Home Assistant published ``online``: it may have lost it all)."""
@@ -304,6 +312,7 @@ class Discovery:
         self._gateway_sent = True
         for state in self._nodes.values():
             state.announced.clear()
+            state.dirty = True
             messages += self._changed(state)
         return messages
 
@@ -315,6 +324,15 @@ class Discovery:
             topics = [self._device_topic(node)] if self.config.style == "device" else []
         self.published += len(topics)
         return [(topic, "") for topic in topics]
+
+    def reclassify(self, nodes: Optional[Iterable[Node]] = None) -> None:
+        """Classify the inputs of ``nodes`` (all when None) again from the units given with
+        their next frame (after ``[nodes]`` changed); a changed class is then published."""
+        for node in list(self._nodes) if nodes is None else nodes:
+            state = self._nodes.get(node)
+            if state is not None:
+                state.inputs.clear()
+                state.seen = ()
 
     def nodes(self) -> List[Node]:
         return list(self._nodes)
@@ -356,6 +374,7 @@ class Discovery:
             if state.announced.get(topic) != payload:
                 state.announced[topic] = payload
                 messages.append((topic, payload))
+        state.dirty = False
         self.published += len(messages)
         return messages
 
@@ -416,7 +435,7 @@ class Discovery:
             return
         expire = max(self.config.min_expire, math.ceil(self.config.expire_periods * interval))
         if state.expire is None or not state.expire / 1.5 <= expire <= state.expire * 1.5:
-            state.expire = expire
+            state.expire, state.dirty = expire, True
 
 
 def _without(mapping: dict, key: str) -> dict:

@@ -176,6 +176,17 @@ def test_a_new_input_republishes_the_node():
     assert list(sent["homeassistant/device/oemgw_pi1_tx/config"]["components"]) == ["P1", "P2"]
 
 
+def test_units_changed_in_the_config_republish_the_node_with_its_new_classes():
+    d = Discovery(config())
+    d.observe(frame("tx", [1], ["P1"]))
+    assert d.observe(frame("tx", [1], ["P1"]), units={"P1": "W"}) == []   # known: not reread
+    d.reclassify(["tx"])
+    sent = payloads(d.observe(frame("tx", [1], ["P1"]), units={"P1": "W"}))
+    assert sent["homeassistant/device/oemgw_pi1_tx/config"]["components"]["P1"]["device_class"] == "power"
+    d.reclassify()
+    assert d.observe(frame("tx", [1], ["P1"]), units={"P1": "W"}) == []   # the same: nothing
+
+
 def test_home_assistant_coming_online_gets_everything_again():
     d = Discovery(config())
     first = d.observe(frame("a", [1], ["P1"])) + d.observe(frame("b", [1], ["P1"]))
