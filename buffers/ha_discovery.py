@@ -669,15 +669,24 @@ def _check_availability(data: dict, where: str, problems: List[str]) -> None:
         problems.append(f"{where}: availability_mode must be all, any or latest")
 
 
+def _sub_object(value, name: str, table: Mapping[str, str], keys: set, where: str,
+                problems: List[str]) -> Optional[dict]:
+    """``device`` or ``origin``: an object, abbreviations expanded, no unknown keys."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        problems.append(f"{where}: {name!r} must be an object")
+        return None
+    value = _expand(value, table, where, problems)
+    for key in sorted(set(value) - keys):
+        problems.append(f"{where}: {key!r} is not {'an' if name[0] in 'aeiou' else 'a'} {name} option")
+    return value
+
+
 def _check_device(device, where: str, problems: List[str]) -> None:
+    device = _sub_object(device, "device", DEVICE_ABBREVIATIONS, DEVICE_KEYS, where, problems)
     if device is None:
         return
-    if not isinstance(device, dict):
-        problems.append(f"{where}: 'device' must be an object")
-        return
-    device = _expand(device, DEVICE_ABBREVIATIONS, where, problems)
-    for key in sorted(set(device) - DEVICE_KEYS):
-        problems.append(f"{where}: {key!r} is not a device option")
     ids = device.get("identifiers")
     if ids is None and not device.get("connections"):
         problems.append(f"{where}: the device needs 'identifiers' or 'connections'")
@@ -689,15 +698,9 @@ def _check_device(device, where: str, problems: List[str]) -> None:
 
 
 def _check_origin(origin, where: str, problems: List[str]) -> None:
-    if origin is None:
-        return
-    if not isinstance(origin, dict):
-        problems.append(f"{where}: 'origin' must be an object")
-        return
-    origin = _expand(origin, ORIGIN_ABBREVIATIONS, where, problems)
-    for key in sorted(set(origin) - ORIGIN_KEYS):
-        problems.append(f"{where}: {key!r} is not an origin option")
-    _require_str(origin, "name", where, problems, required=True, what="origin ")
+    origin = _sub_object(origin, "origin", ORIGIN_ABBREVIATIONS, ORIGIN_KEYS, where, problems)
+    if origin is not None:
+        _require_str(origin, "name", where, problems, required=True, what="origin ")
 
 
 def _require_str(data: Mapping, key: str, where: str, problems: List[str], required: bool = False,

@@ -517,16 +517,30 @@ def _phase(n: int, wanted: tuple, board: Board, default: float) -> float:
 
 
 class Dialect:
-    """One firmware family: the command for each setting, and how it saves."""
+    """One firmware family: the command for each setting, and how it saves.
+
+    ``numbers`` and ``switches`` map the settings that are one letter and a value (``g210``,
+    ``j1``) to their letter; ``special()`` builds the others.
+    """
 
     name = ""
     save: Optional[str] = "s"
     verifies = True          # it lists its settings with ``l``
     persistent = frozenset(ORDER)
     can_transmit = False
+    numbers = {"group": "g", "node": "n", "power": "p", "period": "d", "acfreq": "f"}
+    switches: Dict[str, str] = {}
 
     def command(self, setting: str, value: Value, board: Board) -> Union[str, Unsupported]:
-        raise NotImplementedError
+        """The command line that gives the board ``setting`` = ``value``, or why there is none."""
+        if setting in self.numbers:
+            return f"{self.numbers[setting]}{_num(value)}"
+        if setting in self.switches:
+            return f"{self.switches[setting]}{int(value)}"
+        return self.special(setting, value, board)
+
+    def special(self, setting: str, value: Value, board: Board) -> Union[str, Unsupported]:
+        return Unsupported(f"{self.name} has no {setting} setting")
 
     def listings(self, wanted: Mapping[str, Value]) -> List[str]:
         return ["l"]
@@ -537,14 +551,12 @@ class Avrdb(Dialect):
 
     name = "avrdb"
     persistent = frozenset(ORDER) - {"acfreq"}      # ``f`` is not stored in EEPROM
+    switches = {"json": "j"}
 
-    def command(self, setting, value, board):
+    def special(self, setting, value, board):
         firmware, hardware = board.firmware, board.info.get("hardware", "")
         cm = not firmware.startswith("emon_DB")
         channels = 12 if firmware.startswith("emon_DB_12CT") else 6
-        simple = {"group": "g", "node": "n", "power": "p", "period": "d", "acfreq": "f"}
-        if setting in simple:
-            return f"{simple[setting]}{_num(value)}"
         if setting == "band":
             if value == "433.92" and not firmware.startswith("emon_DB_6CT"):
                 return Unsupported(f"{firmware or 'this firmware'} has no 433.92 MHz band "
@@ -560,8 +572,6 @@ class Avrdb(Dialect):
             return f"a{_num(value)}"
         if setting == "temperature":
             return f"t{int(value)}"
-        if setting == "json":
-            return f"j{int(value)}"
         if setting == "vcal1":
             return f"k0 {_num(value[0])}"
         if setting in ("vcal2", "vcal3"):
@@ -574,7 +584,7 @@ class Avrdb(Dialect):
         if setting == "pulse":
             on, period = _pulse(value, board)
             return f"m{int(on)} {period}"
-        return Unsupported(f"not a setting of {self.name}")
+        return super().special(setting, value, board)
 
 
 def _pulse(value: tuple, board: Board) -> Tuple[bool, int]:
@@ -590,24 +600,18 @@ class Emon32(Dialect):
     """emonTx6 and emonPi3 (emon32): ``k4 1 100 3.2 1 1`` for CT1, ``x0`` for 433.92 MHz..."""
 
     name = "emon32"
+    switches = {"radio": "w", "json": "j"}
 
     def listings(self, wanted):
         return ["l", "lh"] if "acfreq" in wanted else ["l"]   # only ``lh`` shows the line frequency
 
-    def command(self, setting, value, board):
-        simple = {"group": "g", "node": "n", "power": "p", "period": "d", "acfreq": "f"}
-        if setting in simple:
-            return f"{simple[setting]}{_num(value)}"
+    def special(self, setting, value, board):
         if setting == "band":
             have = board.values.get("band")
             if value in ("433", "433.92") and have in ("433", "433.92", None):
                 return "x1" if value == "433" else "x0"
             return Unsupported(f"this board's radio is {have} MHz: only 433 and 433.92 MHz "
                                f"can be switched")
-        if setting == "radio":
-            return f"w{int(value)}"
-        if setting == "json":
-            return f"j{int(value)}"
         if setting == "assumed_v":
             return f"a{int(round(value))}"
         if setting.startswith("vcal"):
@@ -629,7 +633,7 @@ class Emon32(Dialect):
             return f"m1 {int(on)} {func} {int(bool(pullup))} {period}"
         if setting == "temperature":
             return Unsupported("emon32 finds temperature sensors on its OneWire inputs itself")
-        return Unsupported(f"not a setting of {self.name}")
+        return super().special(setting, value, board)
 
 
 class EmonPiCM(Dialect):
@@ -637,12 +641,9 @@ class EmonPiCM(Dialect):
 
     name = "emonpicm"
     can_transmit = True
+    numbers = dict(Dialect.numbers, assumed_v="a")
 
-    def command(self, setting, value, board):
-        simple = {"group": "g", "node": "n", "power": "p", "period": "d", "acfreq": "f",
-                  "assumed_v": "a"}
-        if setting in simple:
-            return f"{simple[setting]}{_num(value)}"
+    def special(self, setting, value, board):
         if setting == "band":
             if value == "433.92":
                 return Unsupported("emonPiCM has no 433.92 MHz band")
@@ -657,7 +658,7 @@ class EmonPiCM(Dialect):
             return f"m{int(on)} {period}"
         if setting == "temperature":
             return f"t0 {int(value)}"
-        return Unsupported(f"emonPiCM has no {setting} setting")
+        return super().special(setting, value, board)
 
 
 class RF12Demo(Dialect):
@@ -666,9 +667,9 @@ class RF12Demo(Dialect):
     name = "rf12demo"
     save = None
     verifies = False
-    can_transmit = False
+    numbers = {}
 
-    def command(self, setting, value, board):
+    def special(self, setting, value, board):
         if setting == "group":
             return f"{value}g"
         if setting == "node":
