@@ -413,8 +413,14 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     web = None
     if config.gateway["web_port"]:
         from gateway.web import serve_page   # only a gateway with the page on pays for it
+        # The page may name files only in the gateway's data folder (where the spool keeps its
+        # disk tier) or [gateway] file_roots, never in the spool's own folders.
+        folders = {tier.name: getattr(tier.files, "folder", None) for tier in (spool.hot, spool.cold)
+                   if tier is not None}
+        data_folder = os.path.dirname(folders["cold"]) if folders.get("cold") else None
         web = serve_page(config, loader, take_snapshot, redactor, lambda: gateway.config.gateway["web_password_hash"],
-                         lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True))
+                         lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True),
+                         data_folder, [f for f in folders.values() if f])
     if systemd.watchdog_interval:
         ping_watchdog(loop, systemd)
     systemd.ready(gateway.summary())

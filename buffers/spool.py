@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from buffers import journal
-from buffers.storage import Files, MemoryFiles, OsFiles
+from buffers.storage import Files, MemoryFiles, OsFiles, UnsafeFolderError, open_regular, private_folder
 from gateway.frame import Frame
 from gateway.logs import LogThrottle
 
@@ -817,32 +817,67 @@ def spool_settings(gateway: dict) -> SpoolSettings:
     )
 
 
-def _first_writable(candidates: List[str]) -> str:
-    for folder in candidates:
+def _first_private(candidates: List[Tuple[str, str]], tier: str, key: str) -> str:
+    """The first of ``candidates`` ((where it comes from, folder)) that is, or can be made, a
+    folder of this user's that nobody else can change (``storage.private_folder``): never one
+    another user made or can reach through a link, so nobody can point the spool elsewhere.
+    The spool's own folder inside it is strictly private (``OsFiles``)."""
+    problems = []
+    for source, folder in candidates:
         try:
-            os.makedirs(folder, exist_ok=True)
-            if os.access(folder, os.W_OK | os.X_OK):
-                return folder
-        except OSError:
-            continue
-    raise OSError(f"none of these folders is writable: {', '.join(candidates)}")
+            chosen = private_folder(folder, sticky_ok=True)
+        except UnsafeFolderError as exc:
+            problems.append((logging.WARNING, f"{source}{exc}"))
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            problems.append((logging.DEBUG, f"{source}{folder}: cannot create it ({reason})"))
+        else:
+            for level, problem in problems:
+                log.log(level, "spool: not using %s", problem)
+            return chosen
+    if len(candidates) == 1:
+        raise UnsafeFolderError(problems[0][1])
+    advice = f"set [gateway] {key} to a folder of the gateway's own"
+    if any(level == logging.WARNING for level, _ in problems):
+        advice = f"remove a folder someone else made, or {advice}"
+    raise UnsafeFolderError(f"no folder for the spool's {tier} can be used: "
+                            f"{'; '.join(text for _, text in problems)}. To fix: {advice}")
+
+
+def _candidates(configured: str, key: str, service_variable: str, env, fallbacks) -> List[Tuple[str, str]]:
+    if configured:
+        return [(f"[gateway] {key}: ", configured)]
+    service = env.get(service_variable, "").split(":")[0]
+    return ([(f"${service_variable}: ", service)] if service else []) + fallbacks
+
+
+def runtime_candidates(configured: str, env=os.environ) -> List[Tuple[str, str]]:
+    """Where the hot tier may live (a tmpfs), best first: the config's ``runtime_dir``; else
+    the service's folder (systemd's ``RuntimeDirectory=`` and the SysV script set
+    $RUNTIME_DIRECTORY); the user's own $XDG_RUNTIME_DIR; /run/oemgateway; /dev/shm."""
+    own = [("$XDG_RUNTIME_DIR: ", os.path.join(env["XDG_RUNTIME_DIR"], "oemgateway"))] \
+        if env.get("XDG_RUNTIME_DIR") else []
+    return _candidates(configured, "runtime_dir", "RUNTIME_DIRECTORY", env, own + [
+        ("", "/run/oemgateway"), ("", f"/dev/shm/oemgateway-{os.geteuid()}")])
+
+
+def state_candidates(configured: str, env=os.environ) -> List[Tuple[str, str]]:
+    """Where the cold tier may live (persistent storage), best first: the config's
+    ``state_dir``; else $STATE_DIRECTORY (systemd's ``StateDirectory=``, the SysV script);
+    /var/lib/oemgateway; the user's own $XDG_STATE_HOME (~/.local/state)."""
+    home = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return _candidates(configured, "state_dir", "STATE_DIRECTORY", env, [
+        ("", "/var/lib/oemgateway"), ("", os.path.join(home, "oemgateway"))])
 
 
 def runtime_dir(configured: str) -> str:
-    """Where the hot tier lives: a tmpfs. systemd's ``RuntimeDirectory=`` sets $RUNTIME_DIRECTORY."""
-    if configured:
-        return _first_writable([configured])
-    env = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    return _first_writable([p for p in (env, "/run/oemgateway", f"/dev/shm/oemgateway-{os.getuid()}") if p])
+    """The hot tier's folder: see :func:`runtime_candidates`."""
+    return _first_private(runtime_candidates(configured), "hot tier (a tmpfs)", "runtime_dir")
 
 
 def state_dir(configured: str) -> str:
-    """Where the cold tier lives: persistent storage. systemd's ``StateDirectory=`` sets $STATE_DIRECTORY."""
-    if configured:
-        return _first_writable([configured])
-    env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    home = os.path.expanduser("~/.local/state/oemgateway")
-    return _first_writable([p for p in (env, "/var/lib/oemgateway", home) if p])
+    """The cold tier's folder: see :func:`state_candidates`."""
+    return _first_private(state_candidates(configured), "disk tier", "state_dir")
 
 
 def filesystem_type(path: str) -> str:
@@ -880,7 +915,7 @@ def build_spool(gateway: dict) -> Spool:
 
 def _lock_folder(folder: str) -> None:
     """Hold an exclusive lock on ``folder`` for the life of the process."""
-    fd = os.open(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_regular(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -12,11 +12,13 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from urllib.parse import unquote
 
-from configobj import ConfigObj, ConfigObjError, Section, flatten_errors, get_extra_values
+from configobj import ConfigObj, ConfigObjError, ParseError, Section, flatten_errors, get_extra_values
 from validate import ValidateError, Validator, VdtValueError, is_float
 
+from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
 
@@ -34,7 +36,13 @@ status_bind = string(default='127.0.0.1')
 web_port = integer(min=0, max=65535, default=0)
 web_bind = string(default='127.0.0.1')
 web_password_hash = string(default='')
+file_roots = force_list(default=list())
 """
+
+GATEWAY_SECRETS = ("web_password_hash",)
+# A key the gateway does not know (a typo, a section whose type is misspelled) is taken for a
+# secret when its name says so: better a masked value too many than a key shown.
+_SECRET_NAME = re.compile(r"pass|secret|token|api_?key|auth|credential", re.IGNORECASE)
 
 LEGACY_SUBSECTIONS = ("init_settings", "runtime_settings")
 MAX_DEPTH = 8   # section levels read; the deepest in use is [nodes] [[n]] [[[rx]]] (emonhub: 5)
@@ -62,15 +70,16 @@ class PluginConfig:
 
     def secrets(self) -> List[str]:
         """The secret values to mask in logs: the ``SECRETS`` settings (each item of a list),
-        or what the plugin's ``secret_values(settings)`` says, when it has one."""
-        if hasattr(self.cls, "secret_values"):
-            return [str(s) for s in self.cls.secret_values(self.settings) if s]
+        or what the plugin's ``secret_values(settings)`` says, when it has one; and the
+        credentials of any URL among the settings."""
         found = []
-        for key in getattr(self.cls, "SECRETS", ()):
-            value = self.settings.get(key)
-            found += [str(item) for item in (value if isinstance(value, (list, tuple)) else [value])
-                      if item]
-        return found
+        if hasattr(self.cls, "secret_values"):
+            found += [str(s) for s in self.cls.secret_values(self.settings) if s]
+        return found + secrets_of(self.settings, lambda key: is_secret(key, self.cls))
+
+    def masked(self) -> dict:
+        """The settings, each secret replaced by ``***`` and URLs without their credentials."""
+        return dict({"type": self.type_name}, **masked_settings(self.settings, lambda key: is_secret(key, self.cls)))
 
 
 @dataclass
@@ -83,19 +92,112 @@ class GatewayConfig:
     nodes: NodeTable = field(default_factory=NodeTable)
 
     def secrets(self) -> List[str]:
-        found = []
+        """Every secret value of the config: what the log, /status and the page must mask."""
+        found = secrets_of(self.gateway, is_gateway_secret)
         for plugin in list(self.listeners.values()) + list(self.buffers.values()):
             found.extend(plugin.secrets())
         return found
 
     def masked(self) -> dict:
         """The effective settings, secrets replaced by ``***``: safe to print or log."""
-        def plugins(group):
-            return {name: dict({"type": p.type_name}, **{
-                k: ("***" if k in getattr(p.cls, "SECRETS", ()) and v else v)
-                for k, v in p.settings.items()}) for name, p in group.items()}
-        return {"gateway": dict(self.gateway), "listeners": plugins(self.listeners),
-                "buffers": plugins(self.buffers), "nodes": self.nodes.describe()}
+        return {"gateway": masked_settings(self.gateway, is_gateway_secret),
+                "listeners": {name: p.masked() for name, p in self.listeners.items()},
+                "buffers": {name: p.masked() for name, p in self.buffers.items()},
+                "nodes": self.nodes.describe()}
+
+
+# -- secrets ------------------------------------------------------------------------------
+def is_secret(key: str, cls: Optional[type], any_plugin: Iterable[str] = ()) -> bool:
+    """Whether setting ``key`` of a plugin of class ``cls`` holds a secret. ``cls`` None: the
+    type is unknown (misspelled?), so a secret of any plugin (``any_plugin``) counts."""
+    if _SECRET_NAME.search(key):
+        return True
+    return key in (getattr(cls, "SECRETS", ()) if cls is not None else any_plugin)
+
+
+def is_gateway_secret(key: str) -> bool:
+    return key in GATEWAY_SECRETS or bool(_SECRET_NAME.search(key))
+
+
+def secret_names(registries: Dict[str, Registry]) -> frozenset:
+    """The names of every plugin's secret settings (this imports every plugin)."""
+    names = set(GATEWAY_SECRETS)
+    for registry in registries.values():
+        for type_name in registry.names():
+            names.update(getattr(registry.resolve(type_name), "SECRETS", ()))
+    return frozenset(names)
+
+
+def url_credentials(value: str) -> List[str]:
+    """The ``user:password``, user and password (as written and %-decoded) of every URL in
+    ``value``."""
+    found = []
+    for userinfo in (m.group(2) for m in URL_USERINFO.finditer(value)):
+        user, _, password = userinfo.partition(":")
+        for part in (userinfo, user, password):
+            found += [part, unquote(part)] if part else []
+    return found
+
+
+def secrets_of(settings, secret_key: Callable[[str], bool]) -> List[str]:
+    """The secret values among ``settings`` (a dict or configobj Section): the values (each
+    item of a list) of the keys ``secret_key`` names, and URL credentials in any value."""
+    found = []
+    for key, value in settings.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        items = [str(item) for item in items if item not in (None, "") and not isinstance(item, dict)]
+        if secret_key(str(key)):
+            found += items
+        for item in items:
+            found += url_credentials(item)
+    return found
+
+
+def masked_settings(settings: dict, secret_key: Callable[[str], bool]) -> dict:
+    """``settings`` with secret values as ``***`` and URLs without their credentials."""
+    def masked(key, value):
+        if secret_key(key) and value not in (None, "", [], ()):
+            return MASK
+        if isinstance(value, str):
+            return mask_url_credentials(value)
+        if isinstance(value, (list, tuple)):
+            return [mask_url_credentials(v) if isinstance(v, str) else v for v in value]
+        return value
+    return {key: masked(key, value) for key, value in settings.items()}
+
+
+def raw_secrets(raw: Section, registries: Dict[str, Registry]) -> List[str]:
+    """The secret values of a config as parsed, before validation (types may be unknown)."""
+    found = secrets_of(raw.get("gateway") if isinstance(raw.get("gateway"), Section) else {},
+                       is_gateway_secret)
+    for kind in PLUGIN_KINDS:
+        group = raw.get(kind)
+        for name in group.sections if isinstance(group, Section) else ():
+            try:
+                cls = registries[kind].resolve(str(group[name].get("type")))
+                any_plugin: Iterable[str] = ()
+            except LookupError:   # (only then are all plugins imported, to learn their names)
+                cls, any_plugin = None, secret_names(registries)
+            for section in [group[name]] + [group[name][s] for s in group[name].sections]:
+                found += secrets_of(section, lambda key: is_secret(key, cls, any_plugin))
+    for name in raw.sections:
+        if name not in PLUGIN_KINDS + ("gateway",):
+            found += _nested_secrets(raw[name])
+    return found
+
+
+def _nested_secrets(section: Section) -> List[str]:
+    found = secrets_of(section, lambda key: bool(_SECRET_NAME.search(key)))
+    for name in section.sections:
+        found += _nested_secrets(section[name])
+    return found
+
+
+def parse_problem(error: Exception) -> str:
+    """A configobj parse error without the text of the line (which may hold a secret)."""
+    if isinstance(error, ParseError) and str(error).startswith("Invalid line"):
+        return "this line is neither a [section] nor a key = value"
+    return str(error)
 
 
 def section_label(path: Tuple[str, ...]) -> str:
@@ -133,8 +235,9 @@ class ConfigLoader:
         except ConfigError:
             raise
         except Exception as exc:   # a file odd in a way no check foresaw: still a clear answer
-            raise ConfigError(path, [f"{path}: could not be checked ({type(exc).__name__}: {exc}); "
-                                     "the file is unusual in a way the gateway does not handle"]) from exc
+            # (the exception's text is not shown: it could quote a line, and so a secret)
+            raise ConfigError(path, [f"{path}: could not be checked ({type(exc).__name__}): the file "
+                                     "is unusual in a way the gateway does not handle"]) from exc
 
     def _load(self, path: str) -> GatewayConfig:
         raw = self._parse(path)
@@ -194,6 +297,10 @@ class ConfigLoader:
             {k: v for k, v in config["nodes"].items() if ("nodes", k) not in invalid})
         problems += [f"{path}: {message}" for message in node_problems]
         warnings += [f"{path}: {message}" for message in node_warnings]
+        secrets = Redactor()   # a message may quote a value: none of them shows a secret
+        secrets.set_secrets(raw_secrets(raw, self.registries))
+        problems = [secrets.redact(p) for p in problems]
+        warnings = [secrets.redact(w) for w in warnings]
         if problems:
             raise ConfigError(path, problems)
         return GatewayConfig(path, dict(config["gateway"]), plugins["listeners"], plugins["buffers"],
@@ -208,7 +315,8 @@ class ConfigLoader:
             return ConfigObj(path, file_error=True, interpolation=False, encoding="utf-8")
         except ConfigObjError as exc:
             errors = getattr(exc, "errors", None) or [exc]
-            raise ConfigError(path, [f"{path}:{getattr(e, 'line_number', '?')}: {e}" for e in errors]) from None
+            raise ConfigError(path, [f"{path}:{getattr(e, 'line_number', '?')}: {parse_problem(e)}"
+                                     for e in errors]) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(path, [f"{path}: cannot read: {exc}"]) from None
 
@@ -314,8 +422,6 @@ class ConfigLoader:
             where = f"{path}: {section_label(shown)}" if shown else f"{path}:"
             warnings.append(f"{where}: '{name}' is not a known setting and is ignored (a typo?)")
         return warnings
-
-
 
 
 # -- checks across the whole file ---------------------------------------------------------------

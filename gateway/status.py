@@ -166,15 +166,16 @@ def _escape(value) -> str:
 
 
 class StatusServer:
-    """A small HTTP server on its own thread: GET /status and GET /metrics."""
+    """GET /status and GET /metrics, served by ``gateway.httpd`` (bounded connections, read
+    times and request sizes: it has no login, so anyone who reaches the port may try it)."""
 
     def __init__(self, bind: str, port: int, take_snapshot: Callable[[], Optional[dict]]):
         # Imported here: a gateway without a status port does not pay the memory for it.
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from gateway.httpd import BoundedHTTPServer, BufferedRequestHandler
         self.take_snapshot = take_snapshot
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(BufferedRequestHandler):
             def do_GET(self):   # noqa: N802 - http.server's naming
                 path = self.path.split("?", 1)[0]
                 if path not in ("/status", "/metrics"):
@@ -196,16 +197,14 @@ class StatusServer:
             def log_message(self, format, *args):   # noqa: A002
                 log.debug("status: " + format, *args)
 
-        self.httpd = ThreadingHTTPServer((bind, port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="status", daemon=True)
+        self.httpd = BoundedHTTPServer(bind, port, Handler, lambda method, path, headers: 0,
+                                       name="status", log=log)
 
     def start(self) -> None:
-        self.thread.start()
+        self.httpd.start()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.httpd.close()
 
 
 def on_loop(loop, fn: Callable[[], dict]) -> Optional[dict]:

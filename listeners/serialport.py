@@ -15,6 +15,7 @@ A subclass turns lines into frames (``handle_text``) and may react to ``port_ope
 import errno
 import os
 import time
+import urllib.parse
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
@@ -153,6 +154,17 @@ class SerialPortListener(Listener):
         """The serial device this listener reads (see gateway.config: a device has one reader)."""
         port = settings.get("com_port") or ""
         return [] if "://" in port else [("com_port", ("device", os.path.realpath(port)))]
+
+    @classmethod
+    def file_settings(cls, settings: dict) -> Dict[str, str]:
+        """pyserial's ``spy://`` port writes its trace to the file its ``file=`` names."""
+        files = super().file_settings(settings)
+        port = settings.get("com_port") or ""
+        if port.startswith("spy://"):
+            traced = urllib.parse.parse_qs(urllib.parse.urlsplit(port).query).get("file")
+            if traced:
+                files["com_port"] = traced[0]
+        return files
 
     @property
     def port_name(self) -> str:
