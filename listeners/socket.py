@@ -13,7 +13,11 @@ silent ones arrive, and a new client's first lines are read before it could be p
 With a ``token``, a connection that has not sent it within ``TOKEN_WAIT`` seconds is closed;
 with ``idle_timeout``, any connection without a complete line for that long is closed.
 ``max_clients`` is capped by the number of files the process may open (the soft limit is
-raised to the hard limit if that helps); the log says so once.
+raised to the hard limit if that helps); the log says so once. Near that limit a listener
+keeps its number of connections level (closing its idle-longest for each new one), so that
+RESERVED_FILES descriptors stay for the spool and the buffers; each listener may still use a
+few of them (FEW_CLIENTS), so that a flood on one listener cannot lock another's clients out.
+Out of descriptors all the same, it stops accepting for a moment rather than spin.
 """
 
 import errno
@@ -36,6 +40,7 @@ RECV_SIZE = 65536
 TOKEN_WAIT = 10.0      # s a new connection has to send the token, when one is set
 RESERVED_FILES = 64    # descriptors kept for the rest of the gateway (spool, servers, ports)
 ACCEPT_PAUSE = 1.0     # s without accepting when the process is out of descriptors
+FEW_CLIENTS = 8        # places a listener keeps near that limit, whatever other listeners hold
 LOW_ON_FILES = "the process is near its limit of open files"
 OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -190,10 +195,8 @@ class SocketListener(Listener):
             return
         if self.clients >= self._capacity:
             self._make_room(f"already {self.clients} clients, the 'max_clients' limit")
-        elif sock.fileno() >= self._fd_ceiling and not self._keep_files_in_reserve():
-            self.refused("%s: refused a connection from %s (%s)", self, peer_text, LOW_ON_FILES)
-            sock.close()
-            return
+        elif sock.fileno() >= self._fd_ceiling:
+            self._keep_files_in_reserve()
         sock.setblocking(False)
         self._silent[sock] = Client(self.settings["max_line"], peer_text, not self.settings["token"])
         self.loop.add_reader(sock, lambda: self._read(sock))
@@ -232,20 +235,21 @@ class SocketListener(Listener):
         self._drop_client(sock)
         return True
 
-    def _keep_files_in_reserve(self) -> bool:
-        """Close idle connections of this listener until RESERVED_FILES descriptors are left
-        for the rest of the gateway; False if it has none left to close. Only called when a
-        new descriptor is numbered this high (the lowest free number is given first, so below
-        that nothing is counted: the count costs a directory listing)."""
+    def _keep_files_in_reserve(self) -> None:
+        """Near the open-file limit, close idle connections of this listener until
+        RESERVED_FILES descriptors are left for the rest of the gateway; but each listener
+        keeps FEW_CLIENTS places (taken from the reserve), so that a flood on another listener
+        cannot lock its clients out. Called only when a new descriptor is numbered this high
+        (the lowest free number is given first), as the count costs a directory listing."""
+        if self.clients < FEW_CLIENTS:
+            return
         try:
             in_use = len(os.listdir("/proc/self/fd"))
         except OSError:
             in_use = self._fd_ceiling
-        while in_use >= self._fd_ceiling:
-            if not self._make_room(LOW_ON_FILES):
-                return False
+        while in_use >= self._fd_ceiling and self.clients >= FEW_CLIENTS:
+            self._make_room(LOW_ON_FILES)
             in_use -= 1
-        return True
 
     def _refusal(self, peer) -> Optional[str]:
         """Why a new connection from ``peer`` is not let in, or None."""
