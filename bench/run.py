@@ -363,6 +363,42 @@ def run_memory(ctx: Context) -> dict:
         }
 
 
+def run_backlog(ctx: Context) -> dict:
+    """A very long outage: every reading queued (no ``max_items``), the spool's default bounds
+    (16 MiB hot tier, the rest saved to disk); RSS with all of them queued, then the drain."""
+    frames, per_frame = ctx.size["frames"], ctx.size["values"]
+    payload, counts = frames_payload(frames, NODES, per_frame)
+    with Rig(ctx.server_kind, ctx.timeout, buffer_settings={"max_items": 0}) as rig:
+        d = rig.daemon
+        rig.server.set_mode("refuse")
+        _, _, t_accepted = push_all(rig.port, payload, timeout=ctx.timeout)
+        time.sleep(ctx.size["settle_s"])   # the spool saves what the hot tier cannot hold
+        rig.check()
+        rss_queued, peak_queued, spool = d.rss_mb(), d.peak_rss_mb(), d.spool_ram_mb()
+        disk = harness.dir_bytes(str(Path(rig.folder) / "state")) / 2 ** 20
+        if rig.server.count():
+            raise Fail("rows arrived while the server was refusing connections")
+        t_up = rig.server.set_mode("ok")
+        answer = rig.server.wait_rows(frames * per_frame, max(1.0, ctx.timeout - 30))
+        rig.check()
+        checks = check_delivery(rig.server.verify(counts, per_frame))
+        if not answer["ok"]:
+            raise Fail(f"only {answer['count']} of {frames * per_frame} rows arrived")
+        drain = answer["last_arrival"] - t_up
+        return {
+            "metrics": {
+                "rss_queued_mb": rss_queued,
+                "peak_rss_mb": peak_queued,
+                "peak_rss_drain_mb": d.peak_rss_mb(),
+                "spool_tmpfs_mb": spool,
+                "spool_disk_mb": disk,
+                "drain_s": drain,
+                "drain_frames_per_s": frames / drain,
+            },
+            "checks": checks,
+        }
+
+
 def run_serial(ctx: Context) -> dict:
     """An RFM2Pi listener reading a pseudo-terminal at full rate.
 
@@ -518,6 +554,9 @@ SCENARIOS: Dict[str, Scenario] = {s.name: s for s in [
     Scenario("memory", "RSS with readings queued (server down)", run_memory,
              lambda q: {"frames": 20_000 if q else 100_000, "values": PER_FRAME, "settle_s": 1.0},
              lambda q: 60 if q else 120),
+    Scenario("backlog", "1,000,000 readings queued (server down, default bounds), then drained", run_backlog,
+             lambda q: {"frames": 100_000 if q else 1_000_000, "values": 2, "settle_s": 3.0},
+             lambda q: 120 if q else 600),
     Scenario("serial", "RFM2Pi listener decoding a pty at full rate", run_serial,
              lambda q: {"frames": 2_000 if q else 20_000},
              lambda q: 60 if q else 180),
@@ -533,6 +572,7 @@ TARGETS = {
     ("latency", "p99_ms"): ("<", 20, "< 20 ms", None),
     ("catchup", "catchup_s"): ("<", 10, "< 10 s", ("frames", 86_400)),
     ("memory", "rss_queued_mb"): ("<", 40, "< 40 MB", ("frames", 100_000)),
+    ("backlog", "rss_queued_mb"): ("<=", 100, "<= 100 MB", ("frames", 1_000_000)),
     ("steady", "rss_mb"): ("<", 30, "< 30 MB", None),
 }
 
@@ -545,7 +585,7 @@ UNITS = {
     "p50_ms": "ms", "p99_ms": "ms", "max_ms": "ms",
     "rss_mb": "MB", "peak_rss_mb": "MB", "rss_idle_mb": "MB", "rss_queued_mb": "MB",
     "bytes_per_frame": "B", "achieved_rate": "frames/s", "spool_tmpfs_mb": "MB",
-    "ram_total_mb": "MB",
+    "ram_total_mb": "MB", "peak_rss_drain_mb": "MB", "spool_disk_mb": "MB", "drain_s": "s",
 }
 
 

@@ -19,6 +19,7 @@ readings in them counted as lost), files with nothing readable are set aside.
 
 import dataclasses
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from buffers import journal
 from buffers.storage import Files, MemoryFiles, OsFiles
@@ -47,6 +48,7 @@ DROP_TEXT = {
     "lost": "damaged on disk, or not yet saved when the power went",
     "disk_error": "they could not be saved and memory was full",
 }
+SPILL_CHUNK = 16 * journal.FRAME_READINGS   # readings a spill reads and writes at a time
 
 
 @dataclass
@@ -90,6 +92,13 @@ class Segment:
         return last.first_seq + last.count - 1
 
 
+class Written(NamedTuple):
+    """A frame ``Tier.write`` wrote: where it went (``new``: into a segment it created)."""
+    segment: Segment
+    entry: journal.Entry
+    new: bool
+
+
 class Tier:
     """A folder of segments (the hot or the cold one)."""
 
@@ -100,6 +109,8 @@ class Tier:
         self.segments: List[Segment] = []
         self.bytes = 0
         self.damaged_frames = 0
+        self._unsynced: Set[Segment] = set()   # segments written to since the last sync
+        self._new_files = False                 # ...and whether one was created meanwhile
 
     # -- recovery -----------------------------------------------------------------------
     def recover(self) -> None:
@@ -141,38 +152,65 @@ class Tier:
         else:
             self.files.unlink(segment.name)
         self.segments.remove(segment)
+        self._unsynced.discard(segment)
         self.bytes -= segment.size
 
     # -- writing ------------------------------------------------------------------------
-    def append(self, first_seq: int, readings: List[bytes], compress: bool, sync: bool) -> int:
-        """Write readings as one frame and record it; returns the frame's size in bytes."""
-        written = self.write(first_seq, readings, compress, sync)
-        self.commit(*written)
-        return written[1].length
+    def append(self, first_seq: int, readings: List[bytes], compress: bool) -> None:
+        """Write consecutive readings and record them (``write`` then ``commit``)."""
+        self.commit(self.write(first_seq, readings, compress))
 
-    def write(self, first_seq: int, readings: List[bytes], compress: bool, sync: bool):
+    def write(self, first_seq: int, readings: List[bytes], compress: bool) -> List[Written]:
         """The file I/O half of ``append`` (no index changes): safe to run without the spool's
-        lock by the one thread that writes this tier. Pass the result to ``commit``."""
-        data = journal.encode_frame(first_seq, readings, compress)
-        last = self.segments[-1] if self.segments else None
-        new = last is None or last.size + len(data) > self.segment_bytes
-        segment = Segment(journal.segment_name(first_seq), first_seq) if new else last
-        offset = 0 if new else segment.size
-        if new:
-            segment.entries = []
-        self.files.append(segment.name, data)
-        if sync:
-            self.files.sync(segment.name)
+        lock by the one thread that writes this tier. The readings go as frames of at most
+        ``journal.FRAME_READINGS``, one append per segment, a new segment begun when the last
+        one is full; nothing is synced (``sync`` does that). After an error no byte written
+        stays. Pass the result to ``commit``."""
+        planned: List[Tuple[Written, bytes]] = []
+        segment = self.segments[-1] if self.segments else None
+        size = segment.size if segment else 0
+        for entry, data in journal.encode_frames(first_seq, readings, compress):
+            new = segment is None or (size > 0 and size + len(data) > self.segment_bytes)
             if new:
-                self.files.sync_dir()
-        return segment, journal.Entry(first_seq, len(readings), offset, len(data)), new
+                segment, size = Segment(journal.segment_name(entry.first_seq), entry.first_seq), 0
+                segment.entries = []
+            entry.offset = size
+            size += entry.length
+            planned.append((Written(segment, entry, new), data))
+        appended: List[Written] = []
+        try:
+            for segment, group in itertools.groupby(planned, key=lambda p: p[0].segment):
+                group = list(group)
+                self.files.append(segment.name, b"".join(data for _, data in group))
+                appended.append(group[0][0])
+        except OSError:
+            for first in appended:   # leave no bytes the index does not know of
+                if first.new:
+                    self.files.unlink(first.segment.name)
+                else:
+                    self.files.truncate(first.segment.name, first.segment.size)
+            raise
+        return [written for written, _ in planned]
 
-    def commit(self, segment: Segment, entry: journal.Entry, new: bool) -> None:
-        if new:
-            self.segments.append(segment)
-        segment.entries.append(entry)
-        segment.size += entry.length
-        self.bytes += entry.length
+    def commit(self, written: List[Written]) -> None:
+        for item in written:
+            if item.new:
+                self.segments.append(item.segment)
+                self._new_files = True
+            item.segment.entries.append(item.entry)
+            item.segment.size += item.entry.length
+            self.bytes += item.entry.length
+            self._unsynced.add(item.segment)
+
+    def sync(self) -> None:
+        """Make what was written since the last sync durable: one fdatasync per file written
+        to, and one of the folder when a file was created."""
+        for segment in [s for s in self.segments if s in self._unsynced]:
+            self.files.sync(segment.name)
+            self._unsynced.discard(segment)
+        if self._new_files:
+            self.files.sync_dir()
+            self._new_files = False
 
     def delete_through(self, seq: int) -> None:
         """Delete every segment whose readings all have sequence numbers <= ``seq``."""
@@ -209,7 +247,7 @@ class Tier:
             self.index(segment)
             if segment not in self.segments:  # set aside while indexing
                 continue
-            for entry in segment.entries:
+            for entry in list(segment.entries):
                 if entry.first_seq + entry.count - 1 <= after:
                     continue
                 if out and entry.first_seq != out[-1][0] + 1:
@@ -217,8 +255,12 @@ class Tier:
                 data = self.files.read(segment.name, entry.offset, entry.length)
                 header = journal.parse_header(data)
                 if header is None or not journal.frame_ok(header, data[journal.HEADER.size:]):
-                    self.damaged_frames += 1   # damaged since it was indexed: its readings are lost
-                    return out
+                    # Damaged since it was indexed: its readings are lost, the next frames not.
+                    self.damaged_frames += 1
+                    segment.entries.remove(entry)
+                    if out:
+                        return out
+                    continue
                 for seq, line in journal.iter_readings(data, entry):
                     if seq > after:
                         out.append((seq, line))
@@ -344,13 +386,14 @@ class Spool:
         self.cursors: Dict[str, Cursor] = {}
         self.head = 0             # last sequence number accepted
         self.flushed = 0          # last sequence number written to the hot tier
-        self.cold_high = 0        # last sequence number spilled to the cold tier
+        self.cold_high = 0        # last sequence number the cold tier holds durably (synced)
         self._pending: List[bytes] = []
         self._tail: deque = deque(maxlen=settings.tail_items)
         self._saved_state: Dict[str, dict] = {}
         self.corrections: List[List[float]] = []   # [first_seq, last_seq, seconds]: clock fixes
         self._lock = threading.RLock()
         self._data = threading.Condition(self._lock)
+        self._maintenance = threading.Lock()   # the spool thread's, or the last one at close
         self._spill_due = threading.Event()
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
@@ -460,16 +503,15 @@ class Spool:
         return seq
 
     def flush(self) -> None:
-        """Write what was appended since the last flush to the hot tier, as one frame."""
+        """Write what was appended since the last flush to the hot tier."""
         with self._lock:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
         if not self._pending:
             return
-        first = self.flushed + 1
         try:
-            self.hot.append(first, self._pending, compress=False, sync=False)
+            self.hot.append(self.flushed + 1, self._pending, compress=False)
         except OSError as exc:
             log.error("spool: cannot write to %s: %s (readings stay in memory)", self.hot.files.describe(), exc)
             return
@@ -636,14 +678,18 @@ class Spool:
         """Spill what needs it, delete what every buffer is done with, enforce the bounds.
 
         Writing to the SD card (and its fdatasync) happens without the spool's lock, so a slow
-        card never delays accepting readings or delivering them.
+        card never delays accepting readings or delivering them; one maintenance at a time.
         """
+        with self._maintenance:
+            self._maintain(stopping)
+
+    def _maintain(self, stopping: bool) -> None:
         with self._lock:
             self._flush_locked()
-            plan = self._spill_plan(stopping or self.hot.bytes > 0.75 * self.settings.hot_max_bytes,
+            span = self._spill_span(stopping or self.hot.bytes > 0.75 * self.settings.hot_max_bytes,
                                     stopping) if self.cold is not None else None
-        if plan is not None:
-            self._spill(*plan)
+        if span is not None:
+            self._spill(*span)
         with self._lock:
             self._cleanup()
             self._enforce_bounds()
@@ -663,33 +709,38 @@ class Spool:
         acked += [s["acked"] for n, s in self._saved_state.items() if n not in self.cursors]
         return min(acked) if acked else self.head
 
-    def _spill_plan(self, force: bool, stopping: bool) -> Optional[Tuple[int, List[bytes]]]:
-        """Which readings to write to the cold tier now: those not yet there that some buffer
-        still needs, once the oldest of them has waited ``spill_after`` (all of them if
-        ``force``). Returns ``(first_seq, encoded readings)`` or None."""
+    def _spill_span(self, force: bool, stopping: bool) -> Optional[Tuple[int, int]]:
+        """Which readings to write to the cold tier now, as ``(first, last)`` sequence
+        numbers: those not yet there that some buffer still needs, once the oldest of them
+        has waited ``spill_after`` (all of them if ``force``)."""
         if self._cold_retry_at > self.clock() and not stopping:
             return None
-        start = max(self.cold_high, self._min_acked()) + 1
-        end = self.flushed
-        if start > end:
+        start = max(self.cold.last_seq, self._min_acked()) + 1
+        if start > self.flushed:
             return None
         if not force:
             oldest = self._oldest_time_from(start)
             if oldest is None or self.clock() - oldest < self.settings.spill_after:
                 return None
-        lines: List[bytes] = []
-        after = start - 1
-        while after < end:
-            chunk = [(seq, line) for seq, line in self.hot.read(after, 5000) if seq <= end]
-            if not chunk or chunk[0][0] != after + 1:
-                break
-            lines.extend(line for _, line in chunk)
-            after = chunk[-1][0]
-        return (start, lines) if lines else None
+        return start, self.flushed
 
-    def _spill(self, start: int, lines: List[bytes]) -> None:
+    def _spill(self, first: int, last: int) -> None:
+        """Save readings ``first``..``last`` to the cold tier, then sync it once. They are read
+        from the hot tier and written ``SPILL_CHUNK`` at a time: a backlog of any size is never
+        held in memory whole."""
+        after = first - 1
         try:
-            written = self.cold.write(start, lines, compress=len(lines) >= 8, sync=True)
+            while after < last:
+                with self._lock:
+                    lines = [(seq, line) for seq, line in self.hot.read(after, SPILL_CHUNK) if seq <= last]
+                if not lines:
+                    break
+                written = self.cold.write(lines[0][0], [line for _, line in lines], compress=True)
+                with self._lock:
+                    self.cold.commit(written)
+                    self.stats["spill_bytes"] += sum(item.entry.length for item in written)
+                after = lines[-1][0]
+            self.cold.sync()
         except OSError as exc:
             with self._lock:
                 self._cold_failures += 1
@@ -697,15 +748,13 @@ class Spool:
                 delay = min(300.0, 2.0 ** self._cold_failures)
                 self._cold_retry_at = self.clock() + delay
             self._cold_log("spool: cannot save %d readings to %s: %s (they stay in %s; retrying in %.0f s)",
-                           len(lines), self.cold.files.describe(), exc, self.hot.files.describe(), delay)
+                           last - after, self.cold.files.describe(), exc, self.hot.files.describe(), delay)
             return
         with self._lock:
-            self.cold.commit(*written)
             self._cold_failures = 0
             self._cold_retry_at = 0.0
-            self.cold_high = start + len(lines) - 1
+            self.cold_high = max(self.cold_high, after)
             self.stats["spill_writes"] += 1
-            self.stats["spill_bytes"] += written[1].length
 
     def _save_cold_cursors(self, state: dict) -> None:
         try:
@@ -774,7 +823,8 @@ class Spool:
 
 
 def _decoded(lines: List[Tuple[int, bytes]]) -> List[Tuple[int, Frame]]:
-    """Decode readings, stopping before one that does not decode (a gap the reader counts)."""
+    """Decode readings: those in front that do not decode are left out (the reader counts them
+    lost, as a gap), and the result stops before any later one that does not."""
     try:
         return list(zip([seq for seq, _ in lines], journal.decode_readings([line for _, line in lines])))
     except (ValueError, TypeError):
@@ -784,7 +834,8 @@ def _decoded(lines: List[Tuple[int, bytes]]) -> List[Tuple[int, Frame]]:
         try:
             out.append((seq, journal.decode_reading(line)))
         except (ValueError, TypeError):
-            break
+            if out:
+                break
     return out
 
 

@@ -5,7 +5,7 @@ import errno
 import pytest
 
 from buffers import journal
-from buffers.spool import BufferStats, Spool, SpoolSettings
+from buffers.spool import SPILL_CHUNK, BufferStats, Spool, SpoolSettings
 from buffers.storage import MemoryFiles
 from gateway.frame import Frame
 
@@ -33,6 +33,21 @@ class FailingFiles(MemoryFiles):
 
 def reading(i, clock):
     return Frame(i % 10, (i, 1.5), clock.now, None, None, "test")
+
+
+class RecordingFiles(MemoryFiles):
+    """A disk that notes the size of every write and every sync."""
+
+    def __init__(self):
+        super().__init__()
+        self.appends, self.syncs = [], []
+
+    def append(self, name, data):
+        self.appends.append(len(data))
+        super().append(name, data)
+
+    def sync(self, name):
+        self.syncs.append(name)
 
 
 class Harness:
@@ -299,3 +314,60 @@ def test_startup_checks_only_the_newest_segment():
     assert len(spool.cold.segments) > 3
     assert all(s.entries is None for s in spool.cold.segments[:-1])
     assert h.deliver() == list(range(100))
+
+
+def segment_names(files):
+    return sorted(n for n in files.data if n.endswith(".seg"))
+
+
+# -- big backlogs, damage -------------------------------------------------------------------
+def test_a_spill_of_any_size_goes_in_bounded_pieces_with_one_sync_per_file():
+    cold = RecordingFiles()
+    h = Harness(cold=cold, hot_max_bytes=64 * 1024 * 1024, hot_segment_bytes=8 * 1024 * 1024,
+                cold_segment_bytes=64 * 1024 * 1024)
+    h.start()
+    h.accept(0, 70_000, per_flush=5_000)    # more than a 16-bit count could say
+    h.spool.close()
+    names = segment_names(cold)
+    entries = journal.scan(bytes(cold.data[names[0]])).entries
+    assert sum(e.count for e in entries) == 70_000 and max(e.count for e in entries) <= 256
+    assert max(cold.appends) < SPILL_CHUNK * 100        # never the whole backlog at once
+    assert cold.syncs.count(names[0]) == 1
+    h.reboot()
+    h.start()
+    assert h.deliver() == list(range(70_000))
+
+
+def test_a_full_hot_tier_spills_a_huge_backlog_and_stays_within_its_bound():
+    h = Harness(hot_max_bytes=400_000, hot_segment_bytes=50_000)
+    h.start()
+    h.accept(0, 80_000, per_flush=80_000)   # one loop pass, ten times what the hot tier may hold
+    h.spool.maintain()
+    assert h.spool.hot.bytes <= 400_000 and h.spool.cold.bytes > 0
+    cursor = h.cursors["a"]
+    assert h.deliver() == list(range(80_000))
+    assert sum(cursor.stats.dropped.values()) == 0 and accounting_ok(cursor)
+
+
+def test_one_damaged_byte_costs_at_most_one_frame_of_256_readings():
+    h = Harness(spill_after=0)
+    h.start()
+    h.accept(0, 3000, per_flush=100)
+    h.spool.close()                                # one spill: 3000 readings in one segment
+    [name] = segment_names(h.cold)
+    disk = {n: bytes(data) for n, data in h.cold.data.items()}
+    headers = [e.offset + i for e in journal.scan(disk[name]).entries[:2] for i in range(journal.HEADER.size)]
+    worst = 0
+    for position in sorted(set(headers + list(range(0, len(disk[name]), 97)) + [len(disk[name]) - 1])):
+        h.hot, h.cold = MemoryFiles(), MemoryFiles()
+        h.cold.data = {n: bytearray(data) for n, data in disk.items()}
+        h.cold.data[name][position] ^= 0x01
+        h.start()
+        cursor = h.cursors["a"]
+        delivered = h.deliver()
+        lost = 3000 - len(delivered)
+        assert delivered == sorted(set(delivered)) and cursor.stats.dropped["lost"] == lost, position
+        assert accounting_ok(cursor)
+        worst = max(worst, lost)
+        h.crash()
+    assert 0 < worst <= 256
