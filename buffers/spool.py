@@ -373,7 +373,13 @@ class Cursor:
 
 class Spool:
     """The shared log. ``append``/``flush`` run on the event loop; cursors are read and
-    advanced by the buffers' sender threads; spilling and cleanup run on the spool's thread."""
+    advanced by the buffers' sender threads; spilling and cleanup run on the spool's thread.
+
+    Readers never miss a reading: those the loop has appended but not yet written to the hot
+    tier (it writes once per pass) are always in ``_recent``, with the last ``tail_items``
+    written ones; so a reading not found in memory was written, and one then found in no
+    file is really gone (damaged, or lost with the power) and only then counted as lost.
+    """
 
     def __init__(self, hot: Files, cold: Optional[Files], settings: SpoolSettings,
                  clock: Callable[[], float] = time.time):
@@ -387,8 +393,8 @@ class Spool:
         self.head = 0             # last sequence number accepted
         self.flushed = 0          # last sequence number written to the hot tier
         self.cold_high = 0        # last sequence number the cold tier holds durably (synced)
-        self._pending: List[bytes] = []
-        self._tail: deque = deque(maxlen=settings.tail_items)
+        self._pending: List[bytes] = []   # readings appended since the last flush, encoded
+        self._recent: deque = deque()     # (seq, frame): all after ``flushed``, and a few before
         self._saved_state: Dict[str, dict] = {}
         self.corrections: List[List[float]] = []   # [first_seq, last_seq, seconds]: clock fixes
         self._lock = threading.RLock()
@@ -428,7 +434,8 @@ class Spool:
                     state[name] = cursor
         # Readings up to the head were accepted; those found nowhere are counted as lost.
         self.head = self.flushed = max([head, self.hot.last_seq, self.cold_high] +
-                                       [s["acked"] for s in state.values()])
+                                       [s["acked"] for s in state.values()] +
+                                       [end for s in state.values() for _, end in s.get("skips", [])])
         self._saved_state = state
         self.corrections = corrections
         pending = sum(max(0, self.head - s["acked"]) for s in state.values())
@@ -460,7 +467,7 @@ class Spool:
         with self._lock:
             saved = self._saved_state.get(name)
             acked, skips = (saved["acked"], saved.get("skips", [])) if saved else (self.head, [])
-            cursor = Cursor(self, name, min(acked, self.head), skips, stats)
+            cursor = Cursor(self, name, min(acked, self.head), [list(s) for s in skips], stats)
             stats.accepted += self.head - cursor.acked - self._skipped(cursor, cursor.acked, self.head)
             self.cursors[name] = cursor
             if saved is None:
@@ -493,7 +500,7 @@ class Spool:
             self.head += 1
             seq = self.head
             self._pending.append(line)
-            self._tail.append((seq, frame))
+            self._recent.append((seq, frame))
             for cursor in self.cursors.values():
                 if cursor.recording:
                     cursor.stats.accepted += 1
@@ -510,13 +517,18 @@ class Spool:
     def _flush_locked(self) -> None:
         if not self._pending:
             return
+        before = self.flushed
         try:
-            self.hot.append(self.flushed + 1, self._pending, compress=False)
+            self.hot.append(before + 1, self._pending, compress=False)
         except OSError as exc:
             log.error("spool: cannot write to %s: %s (readings stay in memory)", self.hot.files.describe(), exc)
             return
         self.flushed += len(self._pending)
         self._pending = []
+        while len(self._recent) > self.settings.tail_items and self._recent[0][0] <= self.flushed:
+            self._recent.popleft()   # only written readings leave memory
+        if any(self._ahead_of(cursor, before) for cursor in self.cursors.values()):
+            self._save_cursors()   # places the last save could not record in full
         if self.hot.bytes > 0.75 * self.settings.hot_max_bytes:
             self._spill_due.set()
 
@@ -527,11 +539,9 @@ class Spool:
                 if cursor._interrupted:
                     cursor._interrupted = False
                     return []
-                self._skip_forward(cursor)
-                if cursor.acked < self.head:
-                    return self._read_after(cursor, limit)
-                if not block:
-                    return []
+                batch = self._corrected(self._read_after(cursor, limit))
+                if batch or not block:
+                    return batch
                 self._data.wait()
 
     def correct_times(self, first_seq: int, last_seq: int, seconds: float) -> None:
@@ -552,22 +562,25 @@ class Spool:
         return out
 
     def _read_after(self, cursor: Cursor, limit: int) -> List[Tuple[int, Frame]]:
-        return self._corrected(self._read_uncorrected(cursor, limit))
-
-    def _read_uncorrected(self, cursor: Cursor, limit: int) -> List[Tuple[int, Frame]]:
-        after = cursor.acked
-        stop = self._next_skip_start(cursor)
-        limit = min(limit, stop - after - 1) if stop else limit
-        if self._tail and self._tail[0][0] <= after + 1:
-            start = after + 1 - self._tail[0][0]
-            return [self._tail[i] for i in range(start, min(start + limit, len(self._tail)))]
-        batch = self._read_files(after, limit)
-        if not batch or batch[0][0] != after + 1:
-            # Readings we should have and cannot find anywhere: lost to damage or a power cut.
-            found = batch[0][0] if batch else self._first_available_after(after)
-            self._drop(cursor, found - 1, "lost")
-            return [(seq, f) for seq, f in batch if seq > cursor.acked]
-        return batch
+        """Up to ``limit`` readings right after the cursor (none if it is at the head).
+        Readings written and then found in no file are dropped as lost on the way."""
+        while True:
+            self._skip_forward(cursor)
+            after = cursor.acked
+            if after >= self.head:
+                return []
+            stop = self._next_skip_start(cursor)
+            count = min(limit, stop - after - 1) if stop else limit
+            if self._recent and self._recent[0][0] <= after + 1:
+                start = after + 1 - self._recent[0][0]
+                return list(itertools.islice(self._recent, start, start + count))
+            batch = self._read_files(after, count)
+            if batch and batch[0][0] == after + 1:
+                return batch
+            # Not in memory, so written; yet no file has it: damaged, or lost with the power.
+            resume = min(batch[0][0] if batch else self.head + 1,
+                         self._recent[0][0] if self._recent else self.head + 1)
+            self._drop(cursor, resume - 1, "lost")
 
     def _read_files(self, after: int, limit: int) -> List[Tuple[int, Frame]]:
         """The readings after ``after`` from the tier that has the next one (hot first);
@@ -589,11 +602,13 @@ class Spool:
             return []
         return _decoded(min(candidates, key=lambda lines: lines[0][0]))
 
-    def _first_available_after(self, after: int) -> int:
-        """The next sequence number we still have after ``after`` (head + 1 if none)."""
-        if self._tail and self._tail[0][0] > after:
-            return self._tail[0][0]
-        return self.head + 1
+    def _time_after(self, after: int) -> Optional[float]:
+        """When the first reading held after ``after`` was accepted (None if there is none)."""
+        if self._recent and self._recent[0][0] <= after + 1:
+            index = after + 1 - self._recent[0][0]
+            return self._recent[index][1].time if index < len(self._recent) else None
+        batch = self._read_files(after, 1)
+        return batch[0][1].time if batch else None
 
     def advance(self, cursor: Cursor, seq: int) -> None:
         with self._lock:
@@ -617,12 +632,7 @@ class Spool:
 
     def oldest_time(self, cursor: Cursor) -> Optional[float]:
         with self._lock:
-            if cursor.acked >= self.head:
-                return None
-            if self._tail and self._tail[0][0] <= cursor.acked + 1:
-                return self._tail[cursor.acked + 1 - self._tail[0][0]][1].time
-            batch = self._read_files(cursor.acked, 1)
-            return batch[0][1].time if batch else None
+            return self._time_after(cursor.acked) if cursor.acked < self.head else None
 
     def wait_interrupt(self, cursor: Cursor, timeout: Optional[float]) -> bool:
         with self._lock:
@@ -719,7 +729,7 @@ class Spool:
         if start > self.flushed:
             return None
         if not force:
-            oldest = self._oldest_time_from(start)
+            oldest = self._time_after(start - 1)
             if oldest is None or self.clock() - oldest < self.settings.spill_after:
                 return None
         return start, self.flushed
@@ -764,12 +774,6 @@ class Spool:
         except OSError as exc:
             self._cold_log("spool: cannot save cursors to %s: %s", self.cold.files.describe(), exc)
 
-    def _oldest_time_from(self, seq: int) -> Optional[float]:
-        if self._tail and self._tail[0][0] <= seq:
-            return self._tail[seq - self._tail[0][0]][1].time
-        lines = self.hot.read(seq - 1, 1)
-        return journal.decode_reading(lines[0][1]).time if lines else None
-
     def _cleanup(self) -> None:
         done = self._min_acked()
         self.hot.delete_through(done)
@@ -809,10 +813,22 @@ class Spool:
     def _state(self) -> dict:
         cursors = {n: s for n, s in self._saved_state.items() if n not in self.cursors}
         for name, cursor in self.cursors.items():
-            cursors[name] = {"acked": cursor.acked, "skips": cursor.skips}
+            cursors[name] = self._place(cursor)
         done = self._min_acked()
         self.corrections = [c for c in self.corrections if c[1] > done]
         return {"head": self.flushed, "cursors": cursors, "corrections": self.corrections}
+
+    def _place(self, cursor: Cursor) -> dict:
+        """What a restart needs of a cursor: never past what is written (nothing after that
+        exists after a crash)."""
+        through = self.flushed
+        skips = [[start, min(end, through)] for start, end in cursor.skips if start <= through]
+        return {"acked": min(cursor.acked, through), "skips": skips}
+
+    def _ahead_of(self, cursor: Cursor, seq: int) -> bool:
+        """Does ``cursor``'s place reach past ``seq``: readings it took, or skips, before they
+        were written?"""
+        return cursor.acked > seq or any(end > seq for _, end in cursor.skips)
 
     def _save_cursors(self) -> None:
         """Save every cursor to the hot tier (a tmpfs: cheap, done at every acknowledgement)."""

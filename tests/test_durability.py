@@ -3,6 +3,7 @@ server. The daemon runs as a subprocess; emoncms is the test server."""
 
 import os
 import random
+import signal
 import shutil
 import socket
 import subprocess
@@ -201,3 +202,60 @@ def test_disk_full_keeps_delivering_and_never_crashes(gateway_factory, emoncms, 
     assert ids(rows) == list(range(2000))
     assert gw.proc.poll() is None
     gw.stop()
+
+
+# -- nothing lost on a healthy gateway, whatever the burst ---------------------------------
+def burst(count, first=0):
+    return b"".join(b"1 %d 1\n" % i for i in range(first, first + count))
+
+
+def assert_all_delivered_none_lost(gw, emoncms, expected):
+    """Every reading in ``expected`` reaches emoncms, and the stopped gateway's accounting
+    shows none dropped."""
+    try:
+        emoncms.wait_until(lambda rows: expected <= set(ids(rows)), what="every reading")
+    except AssertionError:
+        pass   # the counts below say how many are missing
+    gw.stop()
+    missing = expected - set(ids(emoncms.rows))
+    accounting = gw.wait_for_log(r"buffer 'emoncms': accepted")
+    assert not missing, f"{len(missing)} of {len(expected)} readings never delivered: {accounting}"
+    assert f"accepted {len(expected)} = delivered {len(expected)} + queued 0 + dropped 0" in accounting
+
+
+def test_a_stalled_gateway_loses_nothing_of_the_backlog_it_finds(gateway_factory, emoncms):
+    """SIGSTOP while a client writes 10,000 readings: one loop pass then reads far more than
+    the spool's in-memory tail holds, while the sender thread reads mid-pass."""
+    port = free_port()
+    gw = gateway_factory(config(port, emoncms.url, spill_after=60))
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
+        gw.signal(signal.SIGSTOP)
+        try:
+            sender = threading.Thread(target=client.sendall, args=(burst(10_000),), daemon=True)
+            sender.start()
+            sender.join(1.0)   # the stall: about a second, or until the kernel holds it all
+        finally:
+            gw.signal(signal.SIGCONT)
+        sender.join(WAIT)
+    wait_accepted(gw)
+    assert_all_delivered_none_lost(gw, emoncms, set(range(10_000)))
+
+
+def test_many_clients_at_once_lose_nothing(gateway_factory, emoncms):
+    port = free_port()
+    gw = gateway_factory(config(port, emoncms.url, spill_after=60))
+    start = threading.Barrier(4)
+
+    def client(n):
+        data = burst(6_000, n * 6_000)
+        start.wait(WAIT)
+        send_lines(port, data)
+
+    clients = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(4)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(WAIT)
+    wait_accepted(gw, 4)
+    assert_all_delivered_none_lost(gw, emoncms, set(range(24_000)))
+

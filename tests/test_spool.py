@@ -371,3 +371,19 @@ def test_one_damaged_byte_costs_at_most_one_frame_of_256_readings():
         worst = max(worst, lost)
         h.crash()
     assert 0 < worst <= 256
+
+
+# -- readers and the loop's pass -------------------------------------------------------------
+def test_readers_see_readings_the_loop_has_not_written_yet_whatever_the_burst():
+    h = Harness(tail_items=16)
+    h.start()
+    for i in range(100):   # one loop pass, far more readings than the tail holds
+        h.spool.append(reading(i, h.clock))
+        if i in (10, 60):
+            assert h.deliver() == list(range(i + 1))[-(11 if i == 10 else 50):]
+    assert h.deliver() == list(range(61, 100))
+    h.spool.flush()
+    h.crash()
+    h.start()
+    assert h.deliver() == []    # the place saved once the readings were written
+    assert h.cursors["a"].stats.dropped["lost"] == 0
