@@ -144,7 +144,8 @@ class Buffer(Plugin):
         s = self.stats
         dropped = ", ".join(f"{reason} {count}" for reason, count in s.dropped.items() if count)
         return (f"accepted {s.accepted} = delivered {s.delivered} + queued {len(self.queue)} + "
-                f"dropped {sum(s.dropped.values())}" + (f" ({dropped})" if dropped else ""))
+                f"dropped {sum(s.dropped.values())}" + (f" ({dropped})" if dropped else "")
+                + (f"; {s.replayed} of them replayed (their delivery position was lost)" if s.replayed else ""))
 
     @property
     def state(self) -> str:

@@ -29,7 +29,7 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from buffers import journal
 from buffers.storage import Files, MemoryFiles, OsFiles
@@ -70,6 +70,7 @@ class BufferStats:
     accepted: int = 0
     delivered: int = 0
     dropped: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    replayed: int = 0   # of those accepted, readings sent again because their place was lost
     retries: int = 0
     last_success: Optional[float] = None
     last_error: Optional[str] = None
@@ -268,6 +269,16 @@ class Tier:
                     return out[:limit]
         return out
 
+    def held(self) -> List[Tuple[int, int]]:
+        """The ranges of sequence numbers (first, last) this tier's frames hold, in order.
+        Reads every segment's index: only for the rare recovery that needs it."""
+        ranges: List[Tuple[int, int]] = []
+        for segment in list(self.segments):
+            self.index(segment)
+            for entry in segment.entries if segment in self.segments else ():
+                ranges.append((entry.first_seq, entry.first_seq + entry.count - 1))
+        return ranges
+
     def _next_start(self, segment: Segment) -> int:
         index = self.segments.index(segment)
         return self.segments[index + 1].first_seq
@@ -282,13 +293,15 @@ class CursorStore:
         self.generation = 0
         self._dir_synced = False
 
-    def load(self) -> dict:
-        """``{"head": last sequence number assigned, "cursors": {buffer: {"acked", "skips"}}}``."""
-        best: Tuple[int, dict] = (-1, {"head": 0, "cursors": {}})
+    def load(self) -> Optional[dict]:
+        """The newest intact state, ``{"head": last sequence number written, "cursors":
+        {buffer: {"acked", "skips"}}, "corrections": [...]}``; None when the file is missing
+        or neither slot is intact."""
+        best: Tuple[int, Optional[dict]] = (-1, None)
         try:
             size = self.files.size(CURSOR_FILE)
         except (OSError, KeyError):
-            return best[1]
+            return None
         for slot in range(2):
             if size < (slot + 1) * CURSOR_HEADER.size:
                 continue
@@ -323,7 +336,8 @@ class CursorStore:
 class Cursor:
     """One buffer's position in the spool: everything up to ``acked`` is done with.
 
-    ``skips`` are ranges of readings accepted while the buffer was inactive (not for it).
+    ``skips`` are ranges of readings that are not for it (accepted while it was inactive, or
+    not held when its position had to be recovered).
     """
 
     def __init__(self, spool: "Spool", name: str, acked: int, skips: List[List[int]], stats: BufferStats):
@@ -396,6 +410,7 @@ class Spool:
         self._pending: List[bytes] = []   # readings appended since the last flush, encoded
         self._recent: deque = deque()     # (seq, frame): all after ``flushed``, and a few before
         self._saved_state: Dict[str, dict] = {}
+        self._replays: Dict[str, int] = {}   # buffer -> readings it is sent again (position lost)
         self.corrections: List[List[float]] = []   # [first_seq, last_seq, seconds]: clock fixes
         self._lock = threading.RLock()
         self._data = threading.Condition(self._lock)
@@ -416,35 +431,71 @@ class Spool:
         return not isinstance(self.hot.files, MemoryFiles)
 
     # -- start and stop -----------------------------------------------------------------
-    def open(self) -> None:
-        """Recover both tiers and the cursors; cheap enough to accept readings right after."""
+    def open(self, buffers: Optional[Iterable[str]] = None) -> None:
+        """Recover both tiers and the cursors; cheap enough to accept readings right after.
+
+        ``buffers``: the names of the buffers in the config. When the saved places cannot be
+        trusted, these buffers, if their place is not known, are sent every reading still
+        held.
+        """
         started = time.monotonic()
         self.hot.recover()
-        saved = self.hot_cursors.load()
-        state, head = saved["cursors"], saved["head"]
-        corrections = saved.get("corrections", [])
         if self.cold is not None:
             self.cold.recover()
             self.cold_high = self.cold.last_seq
-            cold_saved = self.cold_cursors.load()
-            head = max(head, cold_saved["head"])
-            corrections = corrections or cold_saved.get("corrections", [])
-            for name, cursor in cold_saved["cursors"].items():
-                if name not in state or cursor["acked"] > state[name]["acked"]:
-                    state[name] = cursor
+        saved, trusted = self._load_state()
+        state = saved["cursors"]
         # Readings up to the head were accepted; those found nowhere are counted as lost.
-        self.head = self.flushed = max([head, self.hot.last_seq, self.cold_high] +
+        self.head = self.flushed = max([saved["head"], self.hot.last_seq, self.cold_high] +
                                        [s["acked"] for s in state.values()] +
                                        [end for s in state.values() for _, end in s.get("skips", [])])
         self._saved_state = state
-        self.corrections = corrections
-        pending = sum(max(0, self.head - s["acked"]) for s in state.values())
+        self.corrections = saved["corrections"]
+        if buffers is not None:
+            if not trusted:
+                self._replay_held(set(buffers) - set(state))
+        pending = sum(max(0, self.head - s["acked"] - _count_in(s.get("skips", []), s["acked"], self.head))
+                      for s in state.values())
         self.stats["recovered"] = pending
         if self.head:
             log.info("spool: recovered in %.3f s: readings up to #%d, %d pending for %d buffers",
                      time.monotonic() - started, self.head, pending, len(state))
         self._thread = threading.Thread(target=self._run, name="spool", daemon=True)
         self._thread.start()
+
+    def _load_state(self) -> Tuple[dict, bool]:
+        """Both tiers' saved states merged (each buffer at its furthest place), and whether
+        they can be trusted: not when a tier holding readings has no intact cursor file."""
+        merged: dict = {"head": 0, "cursors": {}, "corrections": []}
+        trusted = True
+        for tier, store in ((self.hot, self.hot_cursors), (self.cold, self.cold_cursors)):
+            saved = store.load() if store is not None else None
+            if saved is None:
+                trusted = trusted and not (tier is not None and tier.segments)
+                continue
+            merged["head"] = max(merged["head"], saved["head"])
+            merged["corrections"] = merged["corrections"] or saved.get("corrections", [])
+            for name, cursor in saved["cursors"].items():
+                if name not in merged["cursors"] or cursor["acked"] > merged["cursors"][name]["acked"]:
+                    merged["cursors"][name] = cursor
+        return merged, trusted
+
+    def _replay_held(self, names: Set[str]) -> None:
+        """With no trustworthy saved places, buffers whose place is not known start at the
+        oldest reading still held and skip only what is not held: duplicates, never loss."""
+        held = _merged_ranges(self.hot.held() + (self.cold.held() if self.cold is not None else []))
+        if not held or not names:
+            return
+        gaps = [[before[1] + 1, after[0] - 1] for before, after in zip(held, held[1:])]
+        if held[-1][1] < self.head:
+            gaps.append([held[-1][1] + 1, self.head])
+        count = sum(last - first + 1 for first, last in held)
+        for name in names:
+            self._saved_state[name] = {"acked": held[0][0] - 1, "skips": [list(gap) for gap in gaps]}
+            self._replays[name] = count
+        log.warning("spool: the saved delivery positions are missing or damaged: the %d readings still "
+                    "held are sent again to %s, from the oldest (some may arrive twice, none is lost)",
+                    count, ", ".join(f"buffer '{name}'" for name in sorted(names)))
 
     def close(self) -> None:
         """Clean stop: write everything unsent to the cold tier (synced) and every cursor."""
@@ -469,6 +520,7 @@ class Spool:
             acked, skips = (saved["acked"], saved.get("skips", [])) if saved else (self.head, [])
             cursor = Cursor(self, name, min(acked, self.head), [list(s) for s in skips], stats)
             stats.accepted += self.head - cursor.acked - self._skipped(cursor, cursor.acked, self.head)
+            stats.replayed += self._replays.pop(name, 0)
             self.cursors[name] = cursor
             if saved is None:
                 self._save_cursors()  # from now on, a restart must find this buffer's place
@@ -648,16 +700,15 @@ class Spool:
 
     # -- skips --------------------------------------------------------------------------
     def _skipped(self, cursor: Cursor, after: int, through: int) -> int:
-        """How many readings in (after, through] are not for ``cursor`` (accepted while inactive)."""
-        ranges = list(cursor.skips)
-        if cursor.inactive_since is not None:
-            ranges.append([cursor.inactive_since + 1, self.head])
-        total = 0
-        for start, end in ranges:
-            lo, hi = max(start, after + 1), min(end, through)
-            if hi >= lo:
-                total += hi - lo + 1
-        return total
+        """How many readings in (after, through] are not for ``cursor``."""
+        return _count_in(cursor.skips + self._inactive_range(cursor, self.head), after, through)
+
+    @staticmethod
+    def _inactive_range(cursor: Cursor, through: int) -> List[List[int]]:
+        """The readings after ``through`` is accepted while ``cursor`` is inactive, as a range."""
+        if cursor.inactive_since is None or through <= cursor.inactive_since:
+            return []
+        return [[cursor.inactive_since + 1, through]]
 
     @staticmethod
     def _skip_forward(cursor: Cursor) -> None:
@@ -836,6 +887,27 @@ class Spool:
             self.hot_cursors.save(self._state())
         except OSError as exc:
             self._cold_log("spool: cannot save cursors to %s: %s", self.hot.files.describe(), exc)
+
+
+def _count_in(ranges: List[List[int]], after: int, through: int) -> int:
+    """How many sequence numbers of ``ranges`` ([first, last] each) lie in (after, through]."""
+    total = 0
+    for start, end in ranges:
+        lo, hi = max(start, after + 1), min(end, through)
+        if hi >= lo:
+            total += hi - lo + 1
+    return total
+
+
+def _merged_ranges(ranges: List[Tuple[int, int]]) -> List[List[int]]:
+    """``ranges`` sorted, with overlapping or adjacent ones joined."""
+    merged: List[List[int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return merged
 
 
 def _decoded(lines: List[Tuple[int, bytes]]) -> List[Tuple[int, Frame]]:

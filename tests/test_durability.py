@@ -259,3 +259,34 @@ def test_many_clients_at_once_lose_nothing(gateway_factory, emoncms):
     wait_accepted(gw, 4)
     assert_all_delivered_none_lost(gw, emoncms, set(range(24_000)))
 
+
+# -- a lost or damaged cursor file ----------------------------------------------------------
+def damage_cursor_file(path, damage):
+    if damage == "delete":
+        path.unlink()
+    elif damage == "nul":
+        path.write_bytes(bytes(path.stat().st_size))
+    else:   # both slots: a flipped byte in each one's checksummed body
+        data = bytearray(path.read_bytes())
+        for slot in (0, 32768):
+            data[slot + 40] ^= 0x55
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["delete", "nul", "both_slots"])
+def test_a_lost_cursor_file_replays_the_backlog_on_disk(gateway_factory, emoncms, damage):
+    port = free_port()
+    emoncms.set_mode("refuse")
+    text = config(port, emoncms.url, spill_after=3600)
+    gw = gateway_factory(text)
+    send_lines(port, burst(20_000))
+    wait_accepted(gw)
+    assert gw.stop() == 0
+    shutil.rmtree(runtime_dir_for(gw.config_path.parent))   # a reboot: only the disk is left
+    damage_cursor_file(gw.config_path.parent / "state" / "spool" / "cursors", damage)
+    emoncms.set_mode("ok")
+    gw = gateway_factory(text)
+    assert_all_delivered_none_lost(gw, emoncms, set(range(20_000)))
+    warnings = [line for line in gw.log.splitlines() if "WARNING" in line and "20000 readings" in line]
+    assert len(warnings) == 1 and "sent again" in warnings[0], gw.log
+    assert gw.log.count("20000 of them replayed") == 1   # in the accounting at the stop

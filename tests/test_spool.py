@@ -1,6 +1,7 @@
 """The spool: tiers, cursors, spilling, bounds, and recovery from every kind of damage."""
 
 import errno
+import logging
 
 import pytest
 
@@ -58,9 +59,10 @@ class Harness:
         self.settings = settings
 
     def start(self, *names):
+        names = names or ("a",)
         self.spool = Spool(self.hot, self.cold, SpoolSettings(**self.settings), clock=self.clock)
-        self.spool.open()
-        self.cursors = {name: self.spool.register(name, BufferStats()) for name in names or ("a",)}
+        self.spool.open(names)
+        self.cursors = {name: self.spool.register(name, BufferStats()) for name in names}
         return self.spool
 
     def accept(self, start, count, per_flush=10):
@@ -387,3 +389,69 @@ def test_readers_see_readings_the_loop_has_not_written_yet_whatever_the_burst():
     h.start()
     assert h.deliver() == []    # the place saved once the readings were written
     assert h.cursors["a"].stats.dropped["lost"] == 0
+
+
+# -- a lost or damaged cursor file ----------------------------------------------------------
+@pytest.mark.parametrize("damage", ["delete", "nul"])
+def test_lost_cursor_file_sends_everything_held_again_and_counts_it(damage, caplog):
+    h = Harness()
+    h.start("a", "b")
+    h.accept(0, 50)
+    assert len(h.deliver("a")) == 50
+    h.spool.close()
+    h.reboot()
+    if damage == "delete":
+        del h.cold.data["cursors"]
+    else:
+        h.cold.data["cursors"] = bytearray(len(h.cold.data["cursors"]))
+    with caplog.at_level(logging.WARNING):
+        h.start("a", "b")
+    replays = [r for r in caplog.records if "sent again" in r.getMessage()]
+    assert len(replays) == 1 and "the 50 readings still held" in replays[0].getMessage()
+    assert h.deliver("a") == list(range(50)) and h.deliver("b") == list(range(50))
+    for cursor in h.cursors.values():
+        assert cursor.stats.replayed == 50 and accounting_ok(cursor)
+    h.cursors["late"] = h.spool.register("late", BufferStats())   # added by a config reload
+    h.accept(50, 2)
+    assert h.deliver("late") == [50, 51]
+
+
+def test_a_buffer_whose_place_survives_in_the_other_tier_keeps_it():
+    h = Harness(spill_after=0)
+    h.start("a", "b")
+    h.accept(0, 30)
+    h.spool.maintain()                      # saved to disk with the places of a and b
+    assert len(h.deliver("a")) == 30
+    h.crash()
+    del h.hot.data["cursors"]               # the newer places are lost
+    h.start("a", "b")
+    assert h.deliver("a") == list(range(30))    # the disk's older place: duplicates only
+    assert h.deliver("b") == list(range(30))
+    assert h.cursors["a"].stats.replayed == 0
+
+
+def test_replay_skips_what_was_never_saved_instead_of_counting_it_lost():
+    h = Harness(spill_after=0)
+    h.start()
+    h.accept(0, 10)
+    h.spool.maintain()   # saved to disk
+    h.accept(10, 10)
+    h.deliver()          # all 20 delivered: 10..19 never reach the disk
+    h.accept(20, 10)
+    h.spool.close()      # saved after the first ten, in the same segment
+    h.reboot()
+    del h.cold.data["cursors"]
+    h.start()
+    cursor = h.cursors["a"]
+    assert len(cursor) == 20
+    assert h.deliver() == list(range(10)) + list(range(20, 30))
+    assert cursor.stats.dropped["lost"] == 0 and cursor.stats.replayed == 20 and accounting_ok(cursor)
+
+
+def test_an_empty_spool_without_cursor_file_is_no_replay(caplog):
+    h = Harness()
+    with caplog.at_level(logging.WARNING):
+        h.start()
+    assert not caplog.records
+    h.accept(0, 3)
+    assert h.deliver() == [0, 1, 2]

@@ -87,7 +87,7 @@ class SpoolMachine(RuleBasedStateMachine):
         self.spool = Spool(self.hot, self.cold, SpoolSettings(spill_after=30, spill_interval=60,
                                                               cold_segment_bytes=2000, tail_items=8),
                            clock=lambda: self.now)
-        self.spool.open()
+        self.spool.open(self.dests)
         for dest in self.dests.values():
             dest.cursor = self.spool.register(dest.name, BufferStats())
             self.spool.set_recording(dest.cursor, dest.active)   # as the buffer does at start
