@@ -42,11 +42,12 @@ CURSOR_FILE = "cursors"
 CURSOR_SLOT = 32768
 CURSOR_HEADER = struct.Struct("<4sQII")  # magic, generation, length, crc
 CURSOR_MAGIC = b"OGC1"
-DROP_REASONS = ("overflow", "rejected", "lost", "disk_error")
+DROP_REASONS = ("overflow", "rejected", "lost", "disk_error", "removed")
 DROP_TEXT = {
     "overflow": "a size or age bound was reached (the oldest go first)",
     "lost": "damaged on disk, or not yet saved when the power went",
     "disk_error": "they could not be saved and memory was full",
+    "removed": "the buffer was removed from the config",
 }
 SPILL_CHUNK = 16 * journal.FRAME_READINGS   # readings a spill reads and writes at a time
 
@@ -378,6 +379,10 @@ class Cursor:
     def interrupt(self) -> None:
         self.spool.interrupt(self)
 
+    def forget(self) -> None:
+        """The buffer is removed from the config: drop what it holds, forget its place."""
+        self.spool.unregister(self)
+
     def __len__(self) -> int:
         return self.spool.queued(self)
 
@@ -422,6 +427,7 @@ class Spool:
         self._cold_retry_at = 0.0
         self._cold_cursor_saved_at = 0.0
         self._cold_saved: Optional[dict] = None
+        self._cold_cursors_stale = False   # a buffer was forgotten: the cold copy must know
         self.stats = {"spill_writes": 0, "spill_bytes": 0, "spill_errors": 0, "recovered": 0}
         self._cold_log = LogThrottle(log, logging.ERROR, 300.0)
 
@@ -434,9 +440,10 @@ class Spool:
     def open(self, buffers: Optional[Iterable[str]] = None) -> None:
         """Recover both tiers and the cursors; cheap enough to accept readings right after.
 
-        ``buffers``: the names of the buffers in the config. When the saved places cannot be
-        trusted, these buffers, if their place is not known, are sent every reading still
-        held.
+        ``buffers``: the names of the buffers in the config. The places of others are
+        forgotten (their readings dropped as ``removed``); and when the saved places cannot
+        be trusted, these buffers, if their place is not known, are sent every reading still
+        held. None: keep every saved place.
         """
         started = time.monotonic()
         self.hot.recover()
@@ -452,8 +459,10 @@ class Spool:
         self._saved_state = state
         self.corrections = saved["corrections"]
         if buffers is not None:
+            configured = set(buffers)
+            self._forget_unconfigured(configured)
             if not trusted:
-                self._replay_held(set(buffers) - set(state))
+                self._replay_held(configured - set(state))
         pending = sum(max(0, self.head - s["acked"] - _count_in(s.get("skips", []), s["acked"], self.head))
                       for s in state.values())
         self.stats["recovered"] = pending
@@ -479,6 +488,17 @@ class Spool:
                 if name not in merged["cursors"] or cursor["acked"] > merged["cursors"][name]["acked"]:
                     merged["cursors"][name] = cursor
         return merged, trusted
+
+    def _forget_unconfigured(self, configured: Set[str]) -> None:
+        """Buffers no longer in the config lose their place: their readings are dropped."""
+        gone = sorted(set(self._saved_state) - configured)
+        for name in gone:
+            saved = self._saved_state.pop(name)
+            acked = saved["acked"]
+            _log_removed(name, max(0, self.head - acked - _count_in(saved.get("skips", []), acked, self.head)))
+        if gone:
+            self._save_cursors()
+            self._cold_cursors_stale = True
 
     def _replay_held(self, names: Set[str]) -> None:
         """With no trustworthy saved places, buffers whose place is not known start at the
@@ -514,8 +534,11 @@ class Spool:
 
     # -- cursors ------------------------------------------------------------------------
     def register(self, name: str, stats: BufferStats) -> Cursor:
-        """The cursor of buffer ``name``: where it was before a restart, else at the head."""
+        """The cursor of buffer ``name``: where it was before a restart, else at the head.
+        A buffer of that name still being retired (its type changed) is forgotten first."""
         with self._lock:
+            if name in self.cursors:
+                self.unregister(self.cursors[name])
             saved = self._saved_state.get(name)
             acked, skips = (saved["acked"], saved.get("skips", [])) if saved else (self.head, [])
             cursor = Cursor(self, name, min(acked, self.head), [list(s) for s in skips], stats)
@@ -527,22 +550,30 @@ class Spool:
             return cursor
 
     def unregister(self, cursor: Cursor) -> None:
+        """A buffer removed from the config: what it has not delivered is dropped (counted as
+        ``removed``) and its place forgotten, so the spool no longer keeps anything for it."""
         with self._lock:
-            self.cursors.pop(cursor.name, None)
+            if self.cursors.get(cursor.name) is not cursor:
+                return   # already forgotten
+            del self.cursors[cursor.name]
             self._saved_state.pop(cursor.name, None)
+            _log_removed(cursor.name, self._give_up(cursor, self.head, "removed"))
             self._save_cursors()
+            self._cold_cursors_stale = True
 
     def set_recording(self, cursor: Cursor, recording: bool) -> None:
-        """An inactive buffer keeps what it holds but takes nothing accepted meanwhile."""
+        """An inactive buffer keeps what it holds but takes nothing accepted meanwhile (and
+        once it holds nothing, nothing is kept for it: see ``append``)."""
         with self._lock:
             if recording == cursor.recording:
                 return
             cursor.recording = recording
             if not recording:
+                self._skip_forward(cursor)
                 cursor.inactive_since = self.head
-            elif cursor.inactive_since is not None and self.head > cursor.inactive_since:
-                cursor.skips.append([cursor.inactive_since + 1, self.head])
-                cursor.inactive_since = None
+                return
+            cursor.skips += self._inactive_range(cursor, self.head)
+            cursor.inactive_since = None
 
     # -- the loop thread ----------------------------------------------------------------
     def append(self, frame: Frame) -> int:
@@ -558,6 +589,8 @@ class Spool:
                     cursor.stats.accepted += 1
                     if cursor.max_items and seq - cursor.acked > cursor.max_items:
                         self._drop(cursor, seq - cursor.max_items, "overflow")
+                elif cursor.acked == seq - 1:
+                    cursor.acked = seq   # inactive and holding nothing: keep nothing for it
             self._data.notify_all()
         return seq
 
@@ -669,14 +702,19 @@ class Spool:
                 self._save_cursors()
 
     def _drop(self, cursor: Cursor, through: int, reason: str) -> None:
-        """Give up the readings of ``cursor`` up to ``through``, counting them under ``reason``."""
+        """Give up the readings of ``cursor`` up to ``through``, counted and logged."""
+        count = self._give_up(cursor, through, reason)
+        if count:
+            cursor.drop_log("buffer '%s': %d readings dropped: %s", cursor.name, count, DROP_TEXT[reason])
+
+    def _give_up(self, cursor: Cursor, through: int, reason: str) -> int:
+        """Move ``cursor`` past ``through``, counting what it had not taken under ``reason``."""
         if through <= cursor.acked:
-            return
+            return 0
         count = through - cursor.acked - self._skipped(cursor, cursor.acked, through)
         cursor.stats.dropped[reason] += count
         cursor.acked = through
-        if count:
-            cursor.drop_log("buffer '%s': %d readings dropped: %s", cursor.name, count, DROP_TEXT[reason])
+        return count
 
     def queued(self, cursor: Cursor) -> int:
         with self._lock:
@@ -754,9 +792,10 @@ class Spool:
         with self._lock:
             self._cleanup()
             self._enforce_bounds()
-            # Cold cursors matter only while the cold tier holds readings: no writes otherwise.
+            # Cold cursors matter only while the cold tier holds readings (or must forget a
+            # removed buffer): no writes otherwise.
             state = None
-            if self.cold_cursors is not None and self.cold.segments and (
+            if self.cold_cursors is not None and (self.cold.segments or self._cold_cursors_stale) and (
                     stopping or self.clock() >= self._cold_cursor_saved_at + self.settings.cold_cursor_interval):
                 state = self._state()
                 state["head"] = self.cold_high   # what a power cut would leave on disk
@@ -822,6 +861,7 @@ class Spool:
             self.cold_cursors.save(state, sync=True)
             self._cold_cursor_saved_at = self.clock()
             self._cold_saved = json.loads(json.dumps(state))
+            self._cold_cursors_stale = False
         except OSError as exc:
             self._cold_log("spool: cannot save cursors to %s: %s", self.cold.files.describe(), exc)
 
@@ -870,16 +910,18 @@ class Spool:
         return {"head": self.flushed, "cursors": cursors, "corrections": self.corrections}
 
     def _place(self, cursor: Cursor) -> dict:
-        """What a restart needs of a cursor: never past what is written (nothing after that
-        exists after a crash)."""
+        """What a restart needs of a cursor. Never past what is written (nothing after that
+        exists after a crash), and an inactive one's skip-in-progress saved as a range."""
         through = self.flushed
-        skips = [[start, min(end, through)] for start, end in cursor.skips if start <= through]
+        skips = [[start, min(end, through)] for start, end in cursor.skips + self._inactive_range(cursor, through)
+                 if start <= through]
         return {"acked": min(cursor.acked, through), "skips": skips}
 
     def _ahead_of(self, cursor: Cursor, seq: int) -> bool:
         """Does ``cursor``'s place reach past ``seq``: readings it took, or skips, before they
-        were written?"""
-        return cursor.acked > seq or any(end > seq for _, end in cursor.skips)
+        were written (or it is inactive: what it skips grows with every reading)?"""
+        return (cursor.acked > seq or cursor.inactive_since is not None
+                or any(end > seq for _, end in cursor.skips))
 
     def _save_cursors(self) -> None:
         """Save every cursor to the hot tier (a tmpfs: cheap, done at every acknowledgement)."""
@@ -908,6 +950,11 @@ def _merged_ranges(ranges: List[Tuple[int, int]]) -> List[List[int]]:
         else:
             merged.append([first, last])
     return merged
+
+
+def _log_removed(name: str, count: int) -> None:
+    log.log(logging.WARNING if count else logging.INFO, "buffer '%s': %d readings dropped: %s",
+            name, count, DROP_TEXT["removed"])
 
 
 def _decoded(lines: List[Tuple[int, bytes]]) -> List[Tuple[int, Frame]]:

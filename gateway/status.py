@@ -40,7 +40,8 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
         oldest = buffer.queue.oldest_time() if queued else None
         buffers[name] = {
             "type": gateway.config.buffers[name].type_name if name in gateway.config.buffers else "?",
-            "state": buffer.state, "queued": queued, "oldest_queued_age_s": _age(now, oldest),
+            "state": buffer.state, "recording": buffer.recording, "inactive_reason": buffer.why_inactive(),
+            "queued": queued, "oldest_queued_age_s": _age(now, oldest),
             "accepted": stats.accepted, "delivered": stats.delivered, "dropped": dict(stats.dropped),
             "replayed": stats.replayed,
             "retries": stats.retries, "last_success_age_s": _age(now, stats.last_success),
@@ -154,6 +155,8 @@ def format_status(status: dict) -> str:
             line += ", dropped " + ", ".join(f"{n} {r}" for r, n in b["dropped"].items() if n)
         if b["replayed"]:
             line += f", {b['replayed']} replayed"
+        if b["inactive_reason"]:
+            line += f"; inactive ({b['inactive_reason']}): not recording"
         out.append(line)
         if b["last_error"] and b["state"] != "ok":
             out.append(f"  {'':<16} last error: {b['last_error']}")

@@ -455,3 +455,71 @@ def test_an_empty_spool_without_cursor_file_is_no_replay(caplog):
     assert not caplog.records
     h.accept(0, 3)
     assert h.deliver() == [0, 1, 2]
+
+
+# -- whom readings are kept for --------------------------------------------------------------
+def test_an_inactive_buffer_holding_nothing_keeps_nothing_back():
+    h = Harness(spill_after=0)
+    h.start("a", "off")
+    h.spool.set_recording(h.cursors["off"], False)
+    for start in range(0, 100, 20):
+        h.accept(start, 20)
+        h.deliver("a")
+        h.spool.maintain()
+    assert len(h.cursors["off"]) == 0 and h.cursors["off"].stats.accepted == 0
+    assert segment_names(h.cold) == [] and segment_names(h.hot) == []
+    h.spool.close()
+    h.start("a", "off")
+    h.spool.set_recording(h.cursors["off"], False)
+    assert len(h.cursors["off"]) == 0
+
+
+def test_an_inactive_buffer_keeps_its_backlog_across_a_restart():
+    h = Harness()
+    h.start("a", "off")
+    h.accept(0, 10)
+    h.spool.set_recording(h.cursors["off"], False)
+    h.accept(10, 20)
+    assert len(h.cursors["off"]) == 10
+    h.crash()
+    h.start("a", "off")
+    h.spool.set_recording(h.cursors["off"], False)
+    h.accept(30, 5)
+    assert len(h.cursors["off"]) == 10
+    h.spool.set_recording(h.cursors["off"], True)
+    h.accept(35, 2)
+    assert h.deliver("off") == list(range(10)) + [35, 36]
+    assert accounting_ok(h.cursors["off"])
+
+
+def test_buffers_no_longer_configured_are_forgotten_at_start(caplog):
+    h = Harness()
+    h.start("a", "gone")
+    h.accept(0, 20)
+    assert len(h.deliver("a")) == 20
+    h.spool.close()
+    with caplog.at_level(logging.INFO):
+        h.start("a")
+    assert [r.getMessage() for r in caplog.records if "gone" in r.getMessage()] == [
+        "buffer 'gone': 20 readings dropped: the buffer was removed from the config"]
+    h.spool.maintain()
+    assert segment_names(h.hot) == [] and segment_names(h.cold) == []
+    h.spool.close()
+    caplog.clear()
+    h.reboot()                     # the copy on disk forgot it too
+    with caplog.at_level(logging.INFO):
+        h.start("a")
+    assert not [r for r in caplog.records if "gone" in r.getMessage()]
+
+
+def test_a_buffer_removed_while_running_has_its_readings_counted_as_removed():
+    h = Harness()
+    h.start("a", "gone")
+    h.accept(0, 20)
+    gone = h.cursors["gone"]
+    gone.forget()
+    gone.forget()   # once only
+    assert gone.stats.dropped["removed"] == 20 and len(gone) == 0 and accounting_ok(gone)
+    h.deliver("a")
+    h.spool.maintain()
+    assert segment_names(h.hot) == []

@@ -69,6 +69,7 @@ class Destination:
 
 
 class SpoolMachine(RuleBasedStateMachine):
+    """Buffer "a" is always active; buffer "b" is switched inactive and back at random."""
 
     def __init__(self):
         super().__init__()
@@ -77,7 +78,7 @@ class SpoolMachine(RuleBasedStateMachine):
         self.cold = DiskModel()
         self.next_id = 0
         self.seq_of = {}             # reading id -> sequence number
-        self.dests = {name: Destination(name) for name in ("a",)}
+        self.dests = {name: Destination(name) for name in ("a", "b")}
         self.power_cuts = 0
         self.damaged = False
         self.start()
@@ -117,7 +118,7 @@ class SpoolMachine(RuleBasedStateMachine):
     def end_of_loop_pass(self):
         self.spool.flush()
 
-    @rule(name=st.sampled_from(["a"]), limit=st.integers(1, 50), succeed=st.booleans())
+    @rule(name=st.sampled_from(["a", "b"]), limit=st.integers(1, 50), succeed=st.booleans())
     def deliver(self, name, limit, succeed):
         """A sender thread, at any moment: between two appends of one loop pass too."""
         dest = self.dests[name]
@@ -137,6 +138,12 @@ class SpoolMachine(RuleBasedStateMachine):
         dest.delivered.extend(ids)
         dest.cursor.stats.delivered += len(ids)
         dest.cursor.ack(len(ids))
+
+    @rule(active=st.booleans())
+    def switch_b(self, active):
+        """Buffer b loses its API key (inactive), or gets it back."""
+        self.dests["b"].active = active
+        self.spool.set_recording(self.dests["b"].cursor, active)
 
     @rule(seconds=st.sampled_from([1, 20, 40, 70, 200]))
     def tick(self, seconds):
@@ -225,11 +232,18 @@ class SpoolMachine(RuleBasedStateMachine):
     @invariant()
     def queued_is_what_is_owed(self):
         """Without damage, a buffer's queue is exactly the readings owed to it and not yet
-        delivered."""
+        delivered: nothing is kept for an inactive buffer beyond what it held."""
         if not self.damaged:
             for dest in self.dests.values():
                 owed = dest.must_arrive - set(dest.delivered)
                 assert len(dest.cursor) == len(owed), (dest.name, len(dest.cursor), sorted(owed))
+
+    @invariant()
+    def nothing_is_kept_for_an_inactive_buffer_owed_nothing(self):
+        if not self.damaged:
+            for dest in self.dests.values():
+                if not dest.active and not dest.must_arrive - set(dest.delivered):
+                    assert dest.cursor.acked == self.spool.head, (dest.name, dest.cursor.acked, self.spool.head)
 
     def _durable_seqs(self):
         """Sequence numbers a power cut now would keep: readings in synced cold frames."""
