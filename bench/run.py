@@ -303,24 +303,36 @@ def run_steady(ctx: Context) -> dict:
         }
 
 
+def outage_then_recovery(ctx: Context, rig: Rig, payload: bytes, counts: Dict[str, int], per_frame: int,
+                         settle_s: float, while_down: Callable[[], dict]):
+    """The server refuses connections while ``payload`` arrives and for ``settle_s`` after;
+    ``while_down()`` then takes its figures; then the server is back. Returns those figures,
+    the seconds from "back up" to the last row stored, that moment, and the delivery checks."""
+    rig.server.set_mode("refuse")
+    push_all(rig.port, payload, timeout=ctx.timeout)
+    time.sleep(settle_s)
+    rig.check()
+    figures = while_down()
+    if rig.server.count():
+        raise Fail("rows arrived while the server was refusing connections")
+    t_up = rig.server.set_mode("ok")
+    rows = sum(counts.values()) * per_frame
+    answer = rig.server.wait_rows(rows, max(1.0, ctx.timeout - 30))
+    rig.check()
+    checks = check_delivery(rig.server.verify(counts, per_frame))
+    if not answer["ok"]:
+        raise Fail(f"only {answer['count']} of {rows} rows arrived")
+    return figures, answer["last_arrival"] - t_up, t_up, checks
+
+
 def run_catchup(ctx: Context) -> dict:
     frames = ctx.size["frames"]
     payload, counts = frames_payload(frames, NODES, PER_FRAME)
     with Rig(ctx.server_kind, ctx.timeout) as rig:
-        rig.server.set_mode("refuse")
-        _, _, t_accepted = push_all(rig.port, payload, timeout=ctx.timeout)
-        time.sleep(ctx.size["outage_after_s"])  # the sender sits in its retry backoff, as in an outage
-        rig.check()
-        queued_rss, spool = rig.daemon.rss_mb(), rig.daemon.spool_ram_mb()
-        if rig.server.count():
-            raise Fail("rows arrived while the server was refusing connections")
-        t_up = rig.server.set_mode("ok")
-        answer = rig.server.wait_rows(frames * PER_FRAME, max(1.0, ctx.timeout - 30))
-        rig.check()
-        checks = check_delivery(rig.server.verify(counts, PER_FRAME))
-        if not answer["ok"]:
-            raise Fail(f"only {answer['count']} of {frames * PER_FRAME} rows arrived")
-        catchup = answer["last_arrival"] - t_up
+        # the sender sits in its retry backoff for outage_after_s, as in an outage
+        (queued_rss, spool), catchup, t_up, checks = outage_then_recovery(
+            ctx, rig, payload, counts, PER_FRAME, ctx.size["outage_after_s"],
+            lambda: (rig.daemon.rss_mb(), rig.daemon.spool_ram_mb()))
         first = rig.server.wait_rows(1, 1)["last_arrival"]
         return {
             "metrics": {
@@ -370,31 +382,17 @@ def run_backlog(ctx: Context) -> dict:
     payload, counts = frames_payload(frames, NODES, per_frame)
     with Rig(ctx.server_kind, ctx.timeout, buffer_settings={"max_items": 0}) as rig:
         d = rig.daemon
-        rig.server.set_mode("refuse")
-        _, _, t_accepted = push_all(rig.port, payload, timeout=ctx.timeout)
-        time.sleep(ctx.size["settle_s"])   # the spool saves what the hot tier cannot hold
-        rig.check()
-        rss_queued, peak_queued, spool = d.rss_mb(), d.peak_rss_mb(), d.spool_ram_mb()
-        disk = harness.dir_bytes(str(Path(rig.folder) / "state")) / 2 ** 20
-        if rig.server.count():
-            raise Fail("rows arrived while the server was refusing connections")
-        t_up = rig.server.set_mode("ok")
-        answer = rig.server.wait_rows(frames * per_frame, max(1.0, ctx.timeout - 30))
-        rig.check()
-        checks = check_delivery(rig.server.verify(counts, per_frame))
-        if not answer["ok"]:
-            raise Fail(f"only {answer['count']} of {frames * per_frame} rows arrived")
-        drain = answer["last_arrival"] - t_up
+
+        def while_down() -> dict:   # once the spool has saved what the hot tier cannot hold
+            return {"rss_queued_mb": d.rss_mb(), "peak_rss_mb": d.peak_rss_mb(),
+                    "spool_tmpfs_mb": d.spool_ram_mb(),
+                    "spool_disk_mb": harness.dir_bytes(str(Path(rig.folder) / "state")) / 2 ** 20}
+
+        figures, drain, _, checks = outage_then_recovery(ctx, rig, payload, counts, per_frame,
+                                                         ctx.size["settle_s"], while_down)
         return {
-            "metrics": {
-                "rss_queued_mb": rss_queued,
-                "peak_rss_mb": peak_queued,
-                "peak_rss_drain_mb": d.peak_rss_mb(),
-                "spool_tmpfs_mb": spool,
-                "spool_disk_mb": disk,
-                "drain_s": drain,
-                "drain_frames_per_s": frames / drain,
-            },
+            "metrics": dict(figures, peak_rss_drain_mb=d.peak_rss_mb(), drain_s=drain,
+                            drain_frames_per_s=frames / drain),
             "checks": checks,
         }
 

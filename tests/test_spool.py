@@ -149,13 +149,19 @@ def test_kill_9_keeps_everything_in_the_hot_tier_and_resumes_after_the_cursor():
     assert h.cold.data == {}
 
 
-def test_clean_stop_saves_everything_unsent_so_a_reboot_loses_nothing():
-    h = Harness()
+def stop_with_50_for_b_only_then_reboot(h):
+    """Buffer a has delivered 50 readings, b none; a clean stop and a reboot: only the disk
+    is left."""
     h.start("a", "b")
     h.accept(0, 50)
     assert len(h.deliver("a")) == 50
     h.spool.close()
     h.reboot()
+
+
+def test_clean_stop_saves_everything_unsent_so_a_reboot_loses_nothing():
+    h = Harness()
+    stop_with_50_for_b_only_then_reboot(h)
     h.start("a", "b")
     assert h.deliver("a") == []
     assert h.deliver("b") == list(range(50))
@@ -395,11 +401,7 @@ def test_readers_see_readings_the_loop_has_not_written_yet_whatever_the_burst():
 @pytest.mark.parametrize("damage", ["delete", "nul"])
 def test_lost_cursor_file_sends_everything_held_again_and_counts_it(damage, caplog):
     h = Harness()
-    h.start("a", "b")
-    h.accept(0, 50)
-    assert len(h.deliver("a")) == 50
-    h.spool.close()
-    h.reboot()
+    stop_with_50_for_b_only_then_reboot(h)
     if damage == "delete":
         del h.cold.data["cursors"]
     else:

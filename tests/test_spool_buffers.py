@@ -5,7 +5,8 @@ import json
 import os
 import urllib.request
 
-from tests.conftest import ROOT, WAIT, free_port, rewrite_config, runtime_dir_for, send_lines, socket_emoncms_config
+from tests.conftest import (ROOT, WAIT, free_port, rewrite_config, runtime_dir_for, send_lines, socket_buffer_config,
+                            socket_emoncms_config)
 
 
 REMOVED = "readings dropped: the buffer was removed from the config"
@@ -53,33 +54,22 @@ def test_an_inactive_destination_keeps_nothing_and_says_why(gateway_factory):
     gw.stop()
 
 
-def refusing_config(port, emoncms, gateway=""):
-    return socket_emoncms_config(port, emoncms.url, "spill_after = 3600\n    shutdown_timeout = 0.5\n"
-                                 "    config_check_interval = 0.2\n    " + gateway)
+def queue_300_for_a_refusing_emoncms(gateway_factory, emoncms, port):
+    emoncms.set_mode("refuse")
+    gw = gateway_factory(socket_emoncms_config(port, emoncms.url, "spill_after = 3600\n    shutdown_timeout = 0.5\n"
+                                               "    config_check_interval = 0.2"))
+    send_lines(port, b"".join(b"1 %d\n" % i for i in range(300)))
+    gw.wait_for_log("connection closed by the client")
+    return gw
 
 
 def without_emoncms(port):
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    config_check_interval = 0.2
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    [buffers]
-    [[file]]
-    type = file
-    path = out.csv
-    """
+    return socket_buffer_config(port, "file", "file", {"path": "out.csv"})
 
 
 def test_a_destination_removed_while_stopped_is_forgotten_at_start(gateway_factory, emoncms):
     port = free_port()
-    emoncms.set_mode("refuse")
-    gw = gateway_factory(refusing_config(port, emoncms))
-    send_lines(port, b"".join(b"1 %d\n" % i for i in range(300)))
-    gw.wait_for_log("connection closed by the client")
+    gw = queue_300_for_a_refusing_emoncms(gateway_factory, emoncms, port)
     gw.stop()
     assert "300 readings not delivered yet: kept in the spool" in gw.log
 
@@ -98,10 +88,7 @@ def test_a_destination_removed_while_stopped_is_forgotten_at_start(gateway_facto
 
 def test_a_destination_removed_while_running_is_forgotten_the_same_way(gateway_factory, emoncms):
     port = free_port()
-    emoncms.set_mode("refuse")
-    gw = gateway_factory(refusing_config(port, emoncms))
-    send_lines(port, b"".join(b"1 %d\n" % i for i in range(300)))
-    gw.wait_for_log("connection closed by the client")
+    gw = queue_300_for_a_refusing_emoncms(gateway_factory, emoncms, port)
     rewrite_config(gw.config_path, without_emoncms(port))
     line = gw.wait_for_log(REMOVED)
     assert "WARNING" in line and "buffer 'emoncms': 300 readings dropped" in line
