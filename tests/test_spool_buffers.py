@@ -64,7 +64,9 @@ def queue_300_for_a_refusing_emoncms(gateway_factory, emoncms, port):
 
 
 def without_emoncms(port):
-    return socket_buffer_config(port, "file", "file", {"path": "out.csv"})
+    """The config without the emoncms section: a removed buffer gets 0.5 s to deliver."""
+    text = socket_buffer_config(port, "file", "file", {"path": "out.csv"})
+    return text.replace("[gateway]", "[gateway]\n    shutdown_timeout = 0.5", 1)
 
 
 def test_a_destination_removed_while_stopped_is_forgotten_at_start(gateway_factory, emoncms):
