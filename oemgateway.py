@@ -380,7 +380,7 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     log.info("effective settings: %s", json.dumps(config.masked(), default=str))
     try:
         spool = build_spool(config.gateway)
-        spool.open()
+        spool.open(config.buffers)
     except (OSError, SpoolLockedError) as exc:
         log.error("cannot open the spool: %s", exc)
         return EXIT_RUNTIME

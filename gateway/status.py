@@ -40,8 +40,10 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
         oldest = buffer.queue.oldest_time() if queued else None
         buffers[name] = {
             "type": gateway.config.buffers[name].type_name if name in gateway.config.buffers else "?",
-            "state": buffer.state, "queued": queued, "oldest_queued_age_s": _age(now, oldest),
+            "state": buffer.state, "recording": buffer.recording, "inactive_reason": buffer.why_inactive(),
+            "queued": queued, "oldest_queued_age_s": _age(now, oldest),
             "accepted": stats.accepted, "delivered": stats.delivered, "dropped": dict(stats.dropped),
+            "replayed": stats.replayed,
             "retries": stats.retries, "last_success_age_s": _age(now, stats.last_success),
             "last_error": redact(stats.last_error) if stats.last_error else None,
         }
@@ -103,6 +105,8 @@ def prometheus(status: dict) -> str:
            [({"buffer": n}, b["delivered"]) for n, b in buffers.items()])
     metric("readings_dropped_total", "counter", "Readings given up, by reason.",
            [({"buffer": n, "reason": r}, c) for n, b in buffers.items() for r, c in b["dropped"].items()])
+    metric("readings_replayed_total", "counter", "Readings sent again because their delivery position was lost.",
+           [({"buffer": n}, b["replayed"]) for n, b in buffers.items()])
     metric("readings_queued", "gauge", "Readings waiting for delivery.",
            [({"buffer": n}, b["queued"]) for n, b in buffers.items()])
     metric("oldest_queued_age_seconds", "gauge", "Age of the oldest reading waiting (delivery lag).",
@@ -149,6 +153,10 @@ def format_status(status: dict) -> str:
             line += f" (oldest {age(b['oldest_queued_age_s'])})"
         if dropped:
             line += ", dropped " + ", ".join(f"{n} {r}" for r, n in b["dropped"].items() if n)
+        if b["replayed"]:
+            line += f", {b['replayed']} replayed"
+        if b["inactive_reason"]:
+            line += f"; inactive ({b['inactive_reason']}): not recording"
         out.append(line)
         if b["last_error"] and b["state"] != "ok":
             out.append(f"  {'':<16} last error: {b['last_error']}")
