@@ -50,9 +50,9 @@ class Buffer(Plugin):
     KIND = "buffer"
     SPEC = """
     active = boolean(default=True)
-    max_items = integer(min=0, default=0)
+    max_items = integer(min=0, max=100000000, default=0)
     batch_size = integer(min=1, max=100000, default=500)
-    retry_max = float(min=0.01, default=30)
+    retry_max = float(min=0.01, max=86400, default=30)
     """
     RETRY_BASE = 1.0  # seconds; the first retry waits up to this, doubling up to retry_max
     # Set by the daemon before start(), for plugins that need them (None otherwise): the

@@ -27,8 +27,8 @@ OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBL
 class FileBuffer(Buffer):
     SPEC = """
     path = path(default='readings/%Y-%m-%d.csv')
-    max_bytes = integer(min=0, default=0)
-    backups = integer(min=0, default=5)
+    max_bytes = integer(min=0, max=1099511627776, default=0)
+    backups = integer(min=0, max=1000, default=5)
     """
 
     def __init__(self, *args, **kwargs):

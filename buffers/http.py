@@ -41,7 +41,7 @@ class HttpBuffer(Buffer):
     """A buffer that delivers with HTTP requests through one kept-alive session."""
 
     SPEC = """
-    timeout = float(min=0.1, default=10)
+    timeout = float(min=0.1, max=3600, default=10)
     verify_tls = boolean(default=True)
     ca_file = path(default='')
     """

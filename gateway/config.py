@@ -7,6 +7,8 @@ section or, as in the original oem_gateway, in ``[[[init_settings]]]`` and
 file, the section path and the key.
 """
 
+import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote
 
 from configobj import ConfigObj, ConfigObjError, ParseError, Section, flatten_errors, get_extra_values
-from validate import ValidateError, Validator, VdtValueError
+from validate import ValidateError, Validator, VdtValueError, is_float
 
 from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
@@ -22,11 +24,11 @@ from gateway.registry import Registry
 
 GATEWAY_SPEC = """
 loglevel = loglevel(default='INFO')
-config_check_interval = float(min=0, default=2)
-shutdown_timeout = float(min=0, default=5)
+config_check_interval = float(min=0, max=3600, default=2)
+shutdown_timeout = float(min=0, max=3600, default=5)
 clock = option('auto', 'trusted', 'untrusted', default='auto')
 log_levels = force_list(default=list())
-log_max_mb = float(min=0.01, default=5)
+log_max_mb = float(min=0.01, max=1024, default=5)
 log_backups = integer(min=0, max=100, default=1)
 syslog = boolean(default=False)
 status_port = integer(min=0, max=65535, default=0)
@@ -43,6 +45,7 @@ GATEWAY_SECRETS = ("web_password_hash",)
 _SECRET_NAME = re.compile(r"pass|secret|token|api_?key|auth|credential", re.IGNORECASE)
 
 LEGACY_SUBSECTIONS = ("init_settings", "runtime_settings")
+MAX_DEPTH = 8   # section levels read; the deepest in use is [nodes] [[n]] [[[rx]]] (emonhub: 5)
 PLUGIN_KINDS = ("listeners", "buffers")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -225,9 +228,22 @@ class ConfigLoader:
         self.gateway_spec = GATEWAY_SPEC + gateway_spec
 
     def load(self, path: str) -> GatewayConfig:
+        """The validated config; ConfigError (never another exception) if it cannot be used."""
         path = os.path.abspath(path)
+        try:
+            return self._load(path)
+        except ConfigError:
+            raise
+        except Exception as exc:   # a file odd in a way no check foresaw: still a clear answer
+            # (the exception's text is not shown: it could quote a line, and so a secret)
+            raise ConfigError(path, [f"{path}: could not be checked ({type(exc).__name__}): the file "
+                                     "is unusual in a way the gateway does not handle"]) from exc
+
+    def _load(self, path: str) -> GatewayConfig:
         raw = self._parse(path)
-        problems: List[str] = []
+        problems: List[str] = _too_deep(path, raw)
+        if problems:
+            raise ConfigError(path, problems)
         origins: Dict[Tuple[Tuple[str, ...], str], Tuple[str, ...]] = {}
         classes: Dict[Tuple[str, str], Tuple[str, type]] = {}
         spec_lines = ["[gateway]"] + self.gateway_spec.splitlines()
@@ -275,6 +291,8 @@ class ConfigLoader:
                 problems.append(f"{path}: {section_label((kind, name))}: {message}")
             for message in cls.warn_settings(settings):
                 warnings.append(f"{path}: {section_label((kind, name))}: {message}")
+        gateway_ok = isinstance(config["gateway"], Section) and ("gateway",) not in invalid
+        problems += _claim_conflicts(path, config["gateway"] if gateway_ok else {}, plugins, origins)
         nodes, node_problems, node_warnings = NodeTable.from_config(
             {k: v for k, v in config["nodes"].items() if ("nodes", k) not in invalid})
         problems += [f"{path}: {message}" for message in node_problems]
@@ -351,7 +369,14 @@ class ConfigLoader:
                 raise VdtValueError(value)
             return value.upper()
 
-        return Validator({"path": path_check, "loglevel": loglevel_check,
+        def finite_float_check(value, min=None, max=None):
+            """configobj's float, without nan and inf (which pass its min/max tests)."""
+            number = is_float(value, min, max)
+            if not math.isfinite(number):
+                raise VdtValueError(value)
+            return number
+
+        return Validator({"path": path_check, "loglevel": loglevel_check, "float": finite_float_check,
                           **{name: check for name, (check, _) in NODE_CHECKS.items()}})
 
     @staticmethod
@@ -363,10 +388,15 @@ class ConfigLoader:
             check = config
             for name in section_path:
                 check = check[name]
-            expected = _describe_check(str(check.configspec.get(key, ""))) if key else ""
+            spec = check.configspec.get(key, "") if key else ""
+            expected = _describe_check(str(spec)) if not isinstance(spec, Section) else ""
             where = f"{path}: {section_label(shown)}"
             if key is None:
                 problems.append(f"{where}: section is missing")
+            elif isinstance(spec, Section):
+                if section_path + (key,) not in (("listeners",), ("buffers",)):   # reported already
+                    problems.append(f"{path}: {key} must be a section {section_label(section_path + (key,))}, "
+                                    "not a key")
             elif error is False:
                 problems.append(f"{where}: key '{key}' is required (expected {expected})")
             else:
@@ -394,3 +424,85 @@ class ConfigLoader:
         return warnings
 
 
+# -- checks across the whole file ---------------------------------------------------------------
+def _too_deep(path: str, raw: ConfigObj) -> List[str]:
+    """Sections nested deeper than anything the gateway reads (and deep enough to exhaust
+    Python's recursion in configobj): found without recursing."""
+    stack: List[Tuple[Section, Tuple[str, ...]]] = [(raw, ())]
+    while stack:
+        section, where = stack.pop()
+        for name in section.sections:
+            inner = where + (name,)
+            if len(inner) > MAX_DEPTH:
+                return [f"{path}: {section_label(where)}: its section '{name}' is nested {len(inner)} "
+                        f"levels deep, more than the {MAX_DEPTH} a config can have (check the brackets)"]
+            stack.append((section[name], inner))
+    return []
+
+
+ANY_ADDRESS = ("", "0.0.0.0", "::")
+
+
+def is_host(text: str) -> bool:
+    """An IP address, or something that could be a host name (resolved when a port opens)."""
+    try:
+        ipaddress.ip_address(text.split("%")[0])
+        return True
+    except ValueError:
+        pass
+    labels = text.rstrip(".").split(".")
+    if ":" in text or all(label.isdigit() for label in labels):
+        return False   # looks like an address but is none: 999.1.1.1, 1::2::3
+    return all(label and len(label) <= 63 and label.replace("-", "").replace("_", "").isalnum()
+               for label in labels)
+
+
+def host_port(host: str, port: int) -> str:
+    """``127.0.0.1:80``, ``[::]:80``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _same_endpoint(a: tuple, b: tuple) -> bool:
+    """Would two claims collide: the same TCP port on overlapping addresses, the same device?"""
+    if a[0] != b[0]:
+        return False
+    if a[0] == "device":
+        return a[1] == b[1]
+    (_, host_a, port_a), (_, host_b, port_b) = a, b
+    if port_a != port_b:
+        return False
+    loopback = {"localhost", "127.0.0.1", "::1"}
+    return host_a == host_b or host_a in ANY_ADDRESS or host_b in ANY_ADDRESS \
+        or (host_a in loopback and host_b in loopback and (":" in host_a) == (":" in host_b))
+
+
+def _claim_conflicts(path: str, gateway: dict, plugins: dict, origins) -> List[str]:
+    """Two parts of the config that would need the same port or device: one of them would fail
+    at start. Each plugin says what it needs with ``claims(settings)``: ``(key, claim)`` pairs,
+    a claim being ``("tcp", host, port)`` or ``("device", path)``."""
+    claims: List[Tuple[Tuple[str, ...], str, tuple]] = []
+    for port_key, bind_key in (("status_port", "status_bind"), ("web_port", "web_bind")):
+        if gateway.get(port_key):
+            claims.append((("gateway",), port_key, ("tcp", gateway[bind_key], gateway[port_key])))
+    for kind in PLUGIN_KINDS:
+        for name, plugin in plugins[kind].items():
+            for key, claim in getattr(plugin.cls, "claims", lambda settings: [])(plugin.settings):
+                claims.append(((kind, name), key, claim))
+    problems = []
+    for index, (where, key, claim) in enumerate(claims):
+        other = next((c for c in claims[:index] if _same_endpoint(c[2], claim)), None)
+        if other is None:
+            continue
+        shown, other_shown = origins.get((where, key), where), origins.get((other[0], other[1]), other[0])
+        if claim[0] == "device":
+            problems.append(f"{path}: {section_label(shown)} {key} = {claim[1]}: the same device as "
+                            f"{section_label(other_shown)} {other[1]}; a serial port has one reader")
+        else:
+            problems.append(f"{path}: {section_label(shown)} {key} = {claim[2]}: "
+                            f"{host_port(*claim[1:])} overlaps {section_label(other_shown)} {other[1]} "
+                            f"({host_port(*other[2][1:])}): one port cannot be listened on twice")
+    for bind_key in ("status_bind", "web_bind"):
+        if not is_host(gateway.get(bind_key) or "0.0.0.0"):
+            problems.append(f"{path}: [gateway] {bind_key} = {gateway[bind_key]}: not an IP address "
+                            "nor a host name (e.g. 127.0.0.1, or 0.0.0.0 for every interface)")
+    return problems

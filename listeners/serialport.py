@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional
 import serial
 
 from gateway.eventloop import EventLoop, Timer
-from gateway.lines import BadLine, LineSplitter
+from gateway.lines import BadLine, LineSplitter, split_first_line
 from listeners.base import Listener
 
 RETRY_MIN = 1.0          # seconds before the first reopen attempt; doubles up to RETRY_MAX
@@ -118,7 +118,7 @@ class SerialPortListener(Listener):
     SPEC = """
     com_port = string(default='/dev/ttyUSB0')
     com_baud = integer(min=50, max=4000000, default=9600)
-    idle_timeout = float(min=0, default=0)
+    idle_timeout = float(min=0, max=604800, default=0)
     """
     LIVE_SETTINGS = Listener.LIVE_SETTINGS | {"max_line", "idle_timeout"}
     BAUD_HINT = ""   # what the usual baud rates are, for the wrong-baud hint
@@ -148,6 +148,12 @@ class SerialPortListener(Listener):
             return [f"com_port = {port}: unknown URL type {scheme}:// "
                     f"(a device path, or one of {', '.join(s + '://' for s in URL_SCHEMES)})"]
         return []
+
+    @classmethod
+    def claims(cls, settings: dict) -> list:
+        """The serial device this listener reads (see gateway.config: a device has one reader)."""
+        port = settings.get("com_port") or ""
+        return [] if "://" in port else [("com_port", ("device", os.path.realpath(port)))]
 
     @classmethod
     def file_settings(cls, settings: dict) -> Dict[str, str]:
@@ -334,10 +340,10 @@ class SerialPortListener(Listener):
                 self._settling = False
                 return data
             self._fragment = bytearray()
-        head, newline, rest = data.partition(b"\n")
+        head, rest = split_first_line(data)
         self._fragment += head[-80:]
         del self._fragment[:-80]
-        if not newline:
+        if rest is None:
             return b""
         self._settling = False
         if self._fragment.strip():
