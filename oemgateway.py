@@ -14,7 +14,7 @@ import signal
 import stat
 import sys
 import time
-from typing import Dict, Optional, Union
+from typing import Callable, Dict, Optional, Union
 
 from buffers import BUFFERS
 from buffers.base import Buffer
@@ -32,6 +32,7 @@ from listeners import LISTENERS
 from listeners.base import Listener
 
 SYSTEM_CONFIG = "/etc/oemgateway/oemgateway.conf"
+LISTENER_RETRY_MIN, LISTENER_RETRY_MAX = 1.0, 30.0   # s: starting a listener that failed again
 EXIT_OK, EXIT_CONFIG, EXIT_RUNTIME = 0, 1, 2
 
 log = logging.getLogger("oemgateway")
@@ -56,6 +57,10 @@ class Gateway:
         self._retired: list = []
         self._config_stamp = None
         self._watch_timer = None
+        self.failed: Dict[str, str] = {}   # listeners that could not open: why
+        self._retry_timer = None
+        self._retry_delay = LISTENER_RETRY_MIN
+        self.on_state_change: Callable[[], None] = lambda: None   # what summary() says changed
 
     # -- frames -------------------------------------------------------------------------
     def dispatch(self, item: Union[Frame, RawFrame]) -> None:
@@ -107,13 +112,19 @@ class Gateway:
             for name in list(self.listeners):
                 if name not in config.listeners:
                     self._close_listener(name, "removed from the config")
+            for name in list(self.failed):
+                if name not in config.listeners:
+                    del self.failed[name]
             for name in list(self.buffers):
                 if name not in config.buffers or config.buffers[name].cls is not type(self.buffers[name]):
                     self._retire_buffer(name)
         for name, plugin in config.buffers.items():
             self._apply_buffer(plugin)
+        failed_before = dict(self.failed)
         for name, plugin in config.listeners.items():
             self._apply_listener(plugin)
+        if self.failed != failed_before:
+            self.on_state_change()
 
     def _apply_spool_settings(self, old: Optional[GatewayConfig], new: GatewayConfig) -> None:
         if old is None:
@@ -147,10 +158,39 @@ class Gateway:
         try:
             listener.open()
         except OSError as exc:
-            log.error("%s", exc)
             listener.close()
+            why = exc.strerror if exc.args[1:] == (exc.strerror,) else str(exc)   # no "[Errno 98]"
+            why = why if why.startswith(str(listener)) else f"{listener}: {why}"
+            if self.failed.get(plugin.name) != why:
+                log.error("%s; trying again in %g s, then less often (every %g s at most)",
+                          why, LISTENER_RETRY_MIN, LISTENER_RETRY_MAX)
+                self._retry_delay = LISTENER_RETRY_MIN
+            self.failed[plugin.name] = why
+            if self._retry_timer is None:
+                self._retry_timer = self.loop.call_later(self._retry_delay, self._retry_listeners)
+                self._retry_delay = min(self._retry_delay * 2, LISTENER_RETRY_MAX)
             return
+        if self.failed.pop(plugin.name, None) is not None:
+            log.info("%s: started after all", listener)
         self.listeners[plugin.name] = listener
+
+    def _retry_listeners(self) -> None:
+        """Try again to start the listeners that could not open (a port held by a program that
+        has since stopped, say), less and less often while some are not running."""
+        self._retry_timer = None
+        failed_before = dict(self.failed)
+        for name in list(self.failed):
+            if name in self.config.listeners:
+                self._apply_listener(self.config.listeners[name])
+        if self.failed != failed_before:
+            self.on_state_change()
+
+    def summary(self) -> str:
+        """One line for systemd's status: what runs, and what does not, and why."""
+        text = f"{len(self.listeners)} listeners, {len(self.buffers)} buffers"
+        if self.failed:
+            text += "; NOT RUNNING: " + "; ".join(self.failed.values())
+        return text
 
     def transmit(self, node, values, listener: Optional[str] = None) -> None:
         """Send ``values`` to radio node ``node`` (its id, or its ``[nodes]`` nodename) through
@@ -187,7 +227,8 @@ class Gateway:
                  buffer, len(buffer.queue))
 
     def reload(self, why: str) -> None:
-        """Re-read the config; a config that no longer validates is reported and ignored."""
+        """Re-read the config; a config that no longer validates is reported and ignored. Never
+        raises: whatever goes wrong is logged, and the next change is read as usual."""
         path = self.config.path
         self._config_stamp = _file_stamp(path)
         try:
@@ -196,10 +237,18 @@ class Gateway:
             log.error("config %s not applied (%s); the running setup stays:\n  %s",
                       path, why, "\n  ".join(exc.problems))
             return
+        except Exception:   # the loader answers ConfigError; this is the last safety net
+            log.exception("config %s not applied (%s): it could not be read; the running setup "
+                          "stays", path, why)
+            return
         for warning in config.warnings:
             log.warning("%s", warning)
         log.info("config %s re-read (%s)", path, why)
-        self.apply(config)
+        try:
+            self.apply(config)
+        except Exception:
+            log.exception("config %s (%s) applied only in part: an internal error stopped it; the "
+                          "next change of the file is applied as usual", path, why)
 
     def _schedule_watch(self) -> None:
         interval = self.config.gateway["config_check_interval"]
@@ -207,16 +256,19 @@ class Gateway:
             self._watch_timer = self.loop.call_later(interval, self._check_config_file)
 
     def _check_config_file(self) -> None:
-        if _file_stamp(self.config.path) != self._config_stamp:
-            self.reload("the file changed")
-        self._schedule_watch()
+        try:
+            if _file_stamp(self.config.path) != self._config_stamp:
+                self.reload("the file changed")
+        finally:   # whatever happened, the file stays watched
+            self._schedule_watch()
 
     # -- stopping -----------------------------------------------------------------------
     def shutdown(self) -> int:
         """Stop reading, give buffers the shutdown time to deliver, save what is left in the spool;
         returns how many readings are left for the next start."""
-        if self._watch_timer is not None:
-            self._watch_timer.cancel()
+        for timer in (self._watch_timer, self._retry_timer):
+            if timer is not None:
+                timer.cancel()
         for name in list(self.listeners):
             self._close_listener(name, "stopping")
         deadline = time.monotonic() + self.config.gateway["shutdown_timeout"]
@@ -328,7 +380,7 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     log.info("effective settings: %s", json.dumps(config.masked(), default=str))
     try:
         spool = build_spool(config.gateway)
-        spool.open()
+        spool.open(config.buffers)
     except (OSError, SpoolLockedError) as exc:
         log.error("cannot open the spool: %s", exc)
         return EXIT_RUNTIME
@@ -345,11 +397,12 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     def reload():
         systemd.reloading()
         gateway.reload("SIGHUP")
-        systemd.ready()
+        systemd.ready(gateway.summary())
 
     loop.add_signal_handler(signal.SIGTERM, lambda: stop("SIGTERM"))
     loop.add_signal_handler(signal.SIGINT, lambda: stop("SIGINT"))
     loop.add_signal_handler(signal.SIGHUP, reload)
+    gateway.on_state_change = lambda: systemd.notify(f"STATUS={gateway.summary()}")
     gateway.start(config)
     if not gateway.listeners:
         log.warning("no listener is running: nothing will be received")
@@ -360,12 +413,20 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     web = None
     if config.gateway["web_port"]:
         from gateway.web import serve_page   # only a gateway with the page on pays for it
+        # The page may name files only in the gateway's data folder (where the spool keeps its
+        # disk tier) or [gateway] file_roots, never in the spool's own folders.
+        folders = {tier.name: getattr(tier.files, "folder", None) for tier in (spool.hot, spool.cold)
+                   if tier is not None}
+        data_folder = os.path.dirname(folders["cold"]) if folders.get("cold") else None
         web = serve_page(config, loader, take_snapshot, redactor, lambda: gateway.config.gateway["web_password_hash"],
-                         lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True))
+                         lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True),
+                         data_folder, [f for f in folders.values() if f])
     if systemd.watchdog_interval:
         ping_watchdog(loop, systemd)
-    systemd.ready(f"{len(gateway.listeners)} listeners, {len(gateway.buffers)} buffers")
-    log.info("ready")
+    systemd.ready(gateway.summary())
+    not_running = ", ".join(f"'{name}'" for name in gateway.failed)
+    log.info("ready%s", f"; not running: listener {not_running} (see the error above; it is tried "
+                        "again in the background)" if not_running else "")
     try:
         loop.run()
     finally:

@@ -303,24 +303,36 @@ def run_steady(ctx: Context) -> dict:
         }
 
 
+def outage_then_recovery(ctx: Context, rig: Rig, payload: bytes, counts: Dict[str, int], per_frame: int,
+                         settle_s: float, while_down: Callable[[], dict]):
+    """The server refuses connections while ``payload`` arrives and for ``settle_s`` after;
+    ``while_down()`` then takes its figures; then the server is back. Returns those figures,
+    the seconds from "back up" to the last row stored, that moment, and the delivery checks."""
+    rig.server.set_mode("refuse")
+    push_all(rig.port, payload, timeout=ctx.timeout)
+    time.sleep(settle_s)
+    rig.check()
+    figures = while_down()
+    if rig.server.count():
+        raise Fail("rows arrived while the server was refusing connections")
+    t_up = rig.server.set_mode("ok")
+    rows = sum(counts.values()) * per_frame
+    answer = rig.server.wait_rows(rows, max(1.0, ctx.timeout - 30))
+    rig.check()
+    checks = check_delivery(rig.server.verify(counts, per_frame))
+    if not answer["ok"]:
+        raise Fail(f"only {answer['count']} of {rows} rows arrived")
+    return figures, answer["last_arrival"] - t_up, t_up, checks
+
+
 def run_catchup(ctx: Context) -> dict:
     frames = ctx.size["frames"]
     payload, counts = frames_payload(frames, NODES, PER_FRAME)
     with Rig(ctx.server_kind, ctx.timeout) as rig:
-        rig.server.set_mode("refuse")
-        _, _, t_accepted = push_all(rig.port, payload, timeout=ctx.timeout)
-        time.sleep(ctx.size["outage_after_s"])  # the sender sits in its retry backoff, as in an outage
-        rig.check()
-        queued_rss, spool = rig.daemon.rss_mb(), rig.daemon.spool_ram_mb()
-        if rig.server.count():
-            raise Fail("rows arrived while the server was refusing connections")
-        t_up = rig.server.set_mode("ok")
-        answer = rig.server.wait_rows(frames * PER_FRAME, max(1.0, ctx.timeout - 30))
-        rig.check()
-        checks = check_delivery(rig.server.verify(counts, PER_FRAME))
-        if not answer["ok"]:
-            raise Fail(f"only {answer['count']} of {frames * PER_FRAME} rows arrived")
-        catchup = answer["last_arrival"] - t_up
+        # the sender sits in its retry backoff for outage_after_s, as in an outage
+        (queued_rss, spool), catchup, t_up, checks = outage_then_recovery(
+            ctx, rig, payload, counts, PER_FRAME, ctx.size["outage_after_s"],
+            lambda: (rig.daemon.rss_mb(), rig.daemon.spool_ram_mb()))
         first = rig.server.wait_rows(1, 1)["last_arrival"]
         return {
             "metrics": {
@@ -360,6 +372,28 @@ def run_memory(ctx: Context) -> dict:
                                    * 2 ** 20 / frames,
             },
             "checks": {"queued_frames": frames},
+        }
+
+
+def run_backlog(ctx: Context) -> dict:
+    """A very long outage: every reading queued (no ``max_items``), the spool's default bounds
+    (16 MiB hot tier, the rest saved to disk); RSS with all of them queued, then the drain."""
+    frames, per_frame = ctx.size["frames"], ctx.size["values"]
+    payload, counts = frames_payload(frames, NODES, per_frame)
+    with Rig(ctx.server_kind, ctx.timeout, buffer_settings={"max_items": 0}) as rig:
+        d = rig.daemon
+
+        def while_down() -> dict:   # once the spool has saved what the hot tier cannot hold
+            return {"rss_queued_mb": d.rss_mb(), "peak_rss_mb": d.peak_rss_mb(),
+                    "spool_tmpfs_mb": d.spool_ram_mb(),
+                    "spool_disk_mb": harness.dir_bytes(str(Path(rig.folder) / "state")) / 2 ** 20}
+
+        figures, drain, _, checks = outage_then_recovery(ctx, rig, payload, counts, per_frame,
+                                                         ctx.size["settle_s"], while_down)
+        return {
+            "metrics": dict(figures, peak_rss_drain_mb=d.peak_rss_mb(), drain_s=drain,
+                            drain_frames_per_s=frames / drain),
+            "checks": checks,
         }
 
 
@@ -518,6 +552,9 @@ SCENARIOS: Dict[str, Scenario] = {s.name: s for s in [
     Scenario("memory", "RSS with readings queued (server down)", run_memory,
              lambda q: {"frames": 20_000 if q else 100_000, "values": PER_FRAME, "settle_s": 1.0},
              lambda q: 60 if q else 120),
+    Scenario("backlog", "1,000,000 readings queued (server down, default bounds), then drained", run_backlog,
+             lambda q: {"frames": 100_000 if q else 1_000_000, "values": 2, "settle_s": 3.0},
+             lambda q: 120 if q else 600),
     Scenario("serial", "RFM2Pi listener decoding a pty at full rate", run_serial,
              lambda q: {"frames": 2_000 if q else 20_000},
              lambda q: 60 if q else 180),
@@ -533,6 +570,7 @@ TARGETS = {
     ("latency", "p99_ms"): ("<", 20, "< 20 ms", None),
     ("catchup", "catchup_s"): ("<", 10, "< 10 s", ("frames", 86_400)),
     ("memory", "rss_queued_mb"): ("<", 40, "< 40 MB", ("frames", 100_000)),
+    ("backlog", "rss_queued_mb"): ("<=", 100, "<= 100 MB", ("frames", 1_000_000)),
     ("steady", "rss_mb"): ("<", 30, "< 30 MB", None),
 }
 
@@ -545,7 +583,7 @@ UNITS = {
     "p50_ms": "ms", "p99_ms": "ms", "max_ms": "ms",
     "rss_mb": "MB", "peak_rss_mb": "MB", "rss_idle_mb": "MB", "rss_queued_mb": "MB",
     "bytes_per_frame": "B", "achieved_rate": "frames/s", "spool_tmpfs_mb": "MB",
-    "ram_total_mb": "MB",
+    "ram_total_mb": "MB", "peak_rss_drain_mb": "MB", "spool_disk_mb": "MB", "drain_s": "s",
 }
 
 

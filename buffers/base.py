@@ -106,9 +106,9 @@ class Buffer(Plugin):
     KIND = "buffer"
     SPEC = """
     active = boolean(default=True)
-    max_items = integer(min=0, default=0)
+    max_items = integer(min=0, max=100000000, default=0)
     batch_size = integer(min=1, max=100000, default=500)
-    retry_max = float(min=0.01, default=5)
+    retry_max = float(min=0.01, max=86400, default=5)
     """
     RETRY_BASE = 0.5          # seconds: the first retry waits 0.25-0.5 s, doubling up to retry_max
     AUTH_RETRY_FACTOR = 12    # a refused key or URL is retried every 12 x retry_max (1 min)
@@ -166,12 +166,14 @@ class Buffer(Plugin):
         """Release connections and files; runs on the sender thread when it ends."""
 
     # -- used by the daemon (loop thread) -----------------------------------------------
+    def why_inactive(self) -> Optional[str]:
+        """Why this buffer records nothing (None when it records)."""
+        return self.inactive_reason() or (None if self.settings["active"] else "active = False")
+
     def start(self) -> None:
-        reason = self.inactive_reason()
+        reason = self.why_inactive()
         if reason:
-            self.log.info("%s: inactive: %s", self, reason)
-        elif not self.settings["active"]:
-            self.log.info("%s: inactive (active = False)", self)
+            self.log.info("%s: inactive: %s; not recording", self, reason)
         self._thread = threading.Thread(target=self._run, name=f"buffer-{self.name}", daemon=True)
         self._thread.start()
 
@@ -199,6 +201,8 @@ class Buffer(Plugin):
         """Wait for the sender to end; returns how many readings are still undelivered."""
         if self._thread is not None:
             self._thread.join(max(0.0, timeout))
+        if self._forget_at_exit:
+            self.queue.forget()   # removed from the config: nothing is kept for the next start
         return len(self.queue)
 
     def accounting(self) -> str:
@@ -206,7 +210,8 @@ class Buffer(Plugin):
         s = self.stats
         dropped = ", ".join(f"{reason} {count}" for reason, count in s.dropped.items() if count)
         return (f"accepted {s.accepted} = delivered {s.delivered} + queued {len(self.queue)} + "
-                f"dropped {sum(s.dropped.values())}" + (f" ({dropped})" if dropped else ""))
+                f"dropped {sum(s.dropped.values())}" + (f" ({dropped})" if dropped else "")
+                + (f"; {s.replayed} of them replayed (their delivery position was lost)" if s.replayed else ""))
 
     @property
     def state(self) -> str:
@@ -218,7 +223,7 @@ class Buffer(Plugin):
 
     # -- the sender thread --------------------------------------------------------------
     def _should_record(self) -> bool:
-        return bool(self.settings["active"]) and self.inactive_reason() is None
+        return self.why_inactive() is None
 
     def _run(self) -> None:
         try:
@@ -239,11 +244,7 @@ class Buffer(Plugin):
                     self._deliver(batch)
         finally:
             if self._forget_at_exit:
-                left = len(self.queue)
-                if left:
-                    self.log.warning("%s: removed from the config with %d readings undelivered; "
-                                     "they are dropped", self, left)
-                self.queue.spool.unregister(self.queue)
+                self.queue.forget()   # what it could not deliver in time is dropped, and counted
             self._failure_log.flush()
             self._reject_log.flush()
             self.close_transport()

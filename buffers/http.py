@@ -30,6 +30,7 @@ import requests
 
 from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
 from gateway import __version__
+from gateway.logs import mask_url_credentials
 
 USER_AGENT = f"oemgateway/{__version__}"
 AUTH_STATUSES = frozenset({401, 403, 404, 405, 407, 414, 431})
@@ -41,7 +42,7 @@ class HttpBuffer(Buffer):
     """A buffer that delivers with HTTP requests through one kept-alive session."""
 
     SPEC = """
-    timeout = float(min=0.1, default=10)
+    timeout = float(min=0.1, max=3600, default=10)
     verify_tls = boolean(default=True)
     ca_file = path(default='')
     """
@@ -82,10 +83,10 @@ class HttpBuffer(Buffer):
 
         A certificate that is not trusted is an AuthError (nothing gets through until the
         settings change); no answer in ``timeout`` seconds, a refused or cut connection are
-        TransientErrors. ``url`` is shown in messages without its query string.
+        TransientErrors. ``url`` is shown in messages without its query string and credentials.
         """
         timeout = self.settings["timeout"]
-        shown = url.split("?", 1)[0]
+        shown = mask_url_credentials(url.split("?", 1)[0])
         try:
             return self.session.post(url, timeout=(timeout, timeout), allow_redirects=False,
                                      proxies=self._proxies_for(url), **kwargs)
@@ -110,10 +111,11 @@ class HttpBuffer(Buffer):
         if detail:
             said += f": {detail}"
         if 300 <= status < 400:
-            target = reply.headers.get("Location", "?")
+            target = mask_url_credentials(reply.headers.get("Location", "?"))
             raise AuthError(f"{said}: redirected to {target} (set url to the final address)")
         if status in AUTH_STATUSES:
-            raise AuthError(f"{said} for {reply.url.split('?')[0]}: check the url and credentials")
+            raise AuthError(f"{said} for {mask_url_credentials(reply.url.split('?')[0])}: "
+                            f"check the url and credentials")
         if status in TOO_LARGE_STATUSES:
             raise TooLargeError(f"{said}: request too large")
         if status in RETRY_STATUSES or status >= 500:

@@ -8,7 +8,9 @@ consecutive readings::
 
 The CRC covers everything after it. The payload is one JSON array per reading, newline
 separated, zlib-compressed when ``flags`` bit 0 is set. Every frame starts with the magic, so
-a reader that meets a damaged frame can find the next good one.
+a reader that meets a damaged frame can find the next good one. A frame holds at most
+``FRAME_READINGS`` readings, so one damaged byte costs at most that many (files written before
+this bound, with larger frames, read the same way).
 """
 
 import json
@@ -25,6 +27,8 @@ HEADER = struct.Struct("<4sIIQHB")
 CHECKED = struct.Struct("<QHB")   # the header fields the CRC covers, before the payload
 FLAG_ZLIB = 1
 MAX_PAYLOAD = 16 * 1024 * 1024
+FRAME_READINGS = 256   # most readings per frame: what one damaged byte can cost
+COMPRESS_FROM = 8      # frames of fewer readings gain too little from zlib
 SUFFIX = ".seg"
 
 
@@ -38,6 +42,15 @@ def segment_seq(name: str) -> Optional[int]:
     if name.endswith(SUFFIX) and len(stem) == 20 and stem.isdigit():
         return int(stem)
     return None
+
+
+@dataclass
+class Entry:
+    """Where one frame sits in its segment."""
+    first_seq: int
+    count: int
+    offset: int
+    length: int
 
 
 # -- readings <-> bytes -------------------------------------------------------------------
@@ -62,6 +75,9 @@ def _frame(fields) -> Frame:
 
 
 def encode_frame(first_seq: int, readings: List[bytes], compress: bool) -> bytes:
+    """One frame of at most ``FRAME_READINGS`` consecutive readings."""
+    if not 0 < len(readings) <= FRAME_READINGS:
+        raise ValueError(f"a frame holds 1 to {FRAME_READINGS} readings, not {len(readings)}")
     payload = b"\n".join(readings)
     flags = 0
     if compress:
@@ -72,19 +88,20 @@ def encode_frame(first_seq: int, readings: List[bytes], compress: bool) -> bytes
     return HEADER.pack(MAGIC, len(payload), crc, first_seq, len(readings), flags) + payload
 
 
+def encode_frames(first_seq: int, readings: List[bytes], compress: bool) -> Iterator[Tuple[Entry, bytes]]:
+    """Consecutive readings as frames of at most ``FRAME_READINGS``: ``(entry, bytes)`` each,
+    the entry's offset left at 0 for the writer to set. Compressed if ``compress`` and the
+    frame holds at least ``COMPRESS_FROM`` readings."""
+    for start in range(0, len(readings), FRAME_READINGS):
+        chunk = readings[start:start + FRAME_READINGS]
+        data = encode_frame(first_seq + start, chunk, compress and len(chunk) >= COMPRESS_FROM)
+        yield Entry(first_seq + start, len(chunk), 0, len(data)), data
+
+
 def decode_payload(flags: int, payload: bytes) -> List[bytes]:
     if flags & FLAG_ZLIB:
         payload = zlib.decompress(payload)
     return payload.split(b"\n")
-
-
-@dataclass
-class Entry:
-    """Where one frame sits in its segment."""
-    first_seq: int
-    count: int
-    offset: int
-    length: int
 
 
 @dataclass

@@ -76,7 +76,7 @@ class MqttBuffer(Buffer):
     tx_topic = string(default='emonhub/tx/{node}/values')
     tx_listener = string(default='')
     max_inflight = integer(min=1, max=10000, default=100)
-    timeout = float(min=0.1, default=10)
+    timeout = float(min=0.1, max=3600, default=10)
     """
     SECRETS = ("password",)
 

@@ -19,6 +19,7 @@ readings in them counted as lost), files with nothing readable are set aside.
 
 import dataclasses
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -28,10 +29,10 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from buffers import journal
-from buffers.storage import Files, MemoryFiles, OsFiles
+from buffers.storage import Files, MemoryFiles, OsFiles, UnsafeFolderError, open_regular, private_folder
 from gateway.frame import Frame
 from gateway.logs import LogThrottle
 
@@ -41,12 +42,14 @@ CURSOR_FILE = "cursors"
 CURSOR_SLOT = 32768
 CURSOR_HEADER = struct.Struct("<4sQII")  # magic, generation, length, crc
 CURSOR_MAGIC = b"OGC1"
-DROP_REASONS = ("overflow", "rejected", "lost", "disk_error")
+DROP_REASONS = ("overflow", "rejected", "lost", "disk_error", "removed")
 DROP_TEXT = {
     "overflow": "a size or age bound was reached (the oldest go first)",
     "lost": "damaged on disk, or not yet saved when the power went",
     "disk_error": "they could not be saved and memory was full",
+    "removed": "the buffer was removed from the config",
 }
+SPILL_CHUNK = 16 * journal.FRAME_READINGS   # readings a spill reads and writes at a time
 
 
 @dataclass
@@ -68,6 +71,7 @@ class BufferStats:
     accepted: int = 0
     delivered: int = 0
     dropped: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    replayed: int = 0   # of those accepted, readings sent again because their place was lost
     retries: int = 0
     last_success: Optional[float] = None
     last_error: Optional[str] = None
@@ -90,6 +94,13 @@ class Segment:
         return last.first_seq + last.count - 1
 
 
+class Written(NamedTuple):
+    """A frame ``Tier.write`` wrote: where it went (``new``: into a segment it created)."""
+    segment: Segment
+    entry: journal.Entry
+    new: bool
+
+
 class Tier:
     """A folder of segments (the hot or the cold one)."""
 
@@ -100,6 +111,8 @@ class Tier:
         self.segments: List[Segment] = []
         self.bytes = 0
         self.damaged_frames = 0
+        self._unsynced: Set[Segment] = set()   # segments written to since the last sync
+        self._new_files = False                 # ...and whether one was created meanwhile
 
     # -- recovery -----------------------------------------------------------------------
     def recover(self) -> None:
@@ -141,38 +154,65 @@ class Tier:
         else:
             self.files.unlink(segment.name)
         self.segments.remove(segment)
+        self._unsynced.discard(segment)
         self.bytes -= segment.size
 
     # -- writing ------------------------------------------------------------------------
-    def append(self, first_seq: int, readings: List[bytes], compress: bool, sync: bool) -> int:
-        """Write readings as one frame and record it; returns the frame's size in bytes."""
-        written = self.write(first_seq, readings, compress, sync)
-        self.commit(*written)
-        return written[1].length
+    def append(self, first_seq: int, readings: List[bytes], compress: bool) -> None:
+        """Write consecutive readings and record them (``write`` then ``commit``)."""
+        self.commit(self.write(first_seq, readings, compress))
 
-    def write(self, first_seq: int, readings: List[bytes], compress: bool, sync: bool):
+    def write(self, first_seq: int, readings: List[bytes], compress: bool) -> List[Written]:
         """The file I/O half of ``append`` (no index changes): safe to run without the spool's
-        lock by the one thread that writes this tier. Pass the result to ``commit``."""
-        data = journal.encode_frame(first_seq, readings, compress)
-        last = self.segments[-1] if self.segments else None
-        new = last is None or last.size + len(data) > self.segment_bytes
-        segment = Segment(journal.segment_name(first_seq), first_seq) if new else last
-        offset = 0 if new else segment.size
-        if new:
-            segment.entries = []
-        self.files.append(segment.name, data)
-        if sync:
-            self.files.sync(segment.name)
+        lock by the one thread that writes this tier. The readings go as frames of at most
+        ``journal.FRAME_READINGS``, one append per segment, a new segment begun when the last
+        one is full; nothing is synced (``sync`` does that). After an error no byte written
+        stays. Pass the result to ``commit``."""
+        planned: List[Tuple[Written, bytes]] = []
+        segment = self.segments[-1] if self.segments else None
+        size = segment.size if segment else 0
+        for entry, data in journal.encode_frames(first_seq, readings, compress):
+            new = segment is None or (size > 0 and size + len(data) > self.segment_bytes)
             if new:
-                self.files.sync_dir()
-        return segment, journal.Entry(first_seq, len(readings), offset, len(data)), new
+                segment, size = Segment(journal.segment_name(entry.first_seq), entry.first_seq), 0
+                segment.entries = []
+            entry.offset = size
+            size += entry.length
+            planned.append((Written(segment, entry, new), data))
+        appended: List[Written] = []
+        try:
+            for segment, group in itertools.groupby(planned, key=lambda p: p[0].segment):
+                group = list(group)
+                self.files.append(segment.name, b"".join(data for _, data in group))
+                appended.append(group[0][0])
+        except OSError:
+            for first in appended:   # leave no bytes the index does not know of
+                if first.new:
+                    self.files.unlink(first.segment.name)
+                else:
+                    self.files.truncate(first.segment.name, first.segment.size)
+            raise
+        return [written for written, _ in planned]
 
-    def commit(self, segment: Segment, entry: journal.Entry, new: bool) -> None:
-        if new:
-            self.segments.append(segment)
-        segment.entries.append(entry)
-        segment.size += entry.length
-        self.bytes += entry.length
+    def commit(self, written: List[Written]) -> None:
+        for item in written:
+            if item.new:
+                self.segments.append(item.segment)
+                self._new_files = True
+            item.segment.entries.append(item.entry)
+            item.segment.size += item.entry.length
+            self.bytes += item.entry.length
+            self._unsynced.add(item.segment)
+
+    def sync(self) -> None:
+        """Make what was written since the last sync durable: one fdatasync per file written
+        to, and one of the folder when a file was created."""
+        for segment in [s for s in self.segments if s in self._unsynced]:
+            self.files.sync(segment.name)
+            self._unsynced.discard(segment)
+        if self._new_files:
+            self.files.sync_dir()
+            self._new_files = False
 
     def delete_through(self, seq: int) -> None:
         """Delete every segment whose readings all have sequence numbers <= ``seq``."""
@@ -209,7 +249,7 @@ class Tier:
             self.index(segment)
             if segment not in self.segments:  # set aside while indexing
                 continue
-            for entry in segment.entries:
+            for entry in list(segment.entries):
                 if entry.first_seq + entry.count - 1 <= after:
                     continue
                 if out and entry.first_seq != out[-1][0] + 1:
@@ -217,14 +257,28 @@ class Tier:
                 data = self.files.read(segment.name, entry.offset, entry.length)
                 header = journal.parse_header(data)
                 if header is None or not journal.frame_ok(header, data[journal.HEADER.size:]):
-                    self.damaged_frames += 1   # damaged since it was indexed: its readings are lost
-                    return out
+                    # Damaged since it was indexed: its readings are lost, the next frames not.
+                    self.damaged_frames += 1
+                    segment.entries.remove(entry)
+                    if out:
+                        return out
+                    continue
                 for seq, line in journal.iter_readings(data, entry):
                     if seq > after:
                         out.append((seq, line))
                 if len(out) >= limit:
                     return out[:limit]
         return out
+
+    def held(self) -> List[Tuple[int, int]]:
+        """The ranges of sequence numbers (first, last) this tier's frames hold, in order.
+        Reads every segment's index: only for the rare recovery that needs it."""
+        ranges: List[Tuple[int, int]] = []
+        for segment in list(self.segments):
+            self.index(segment)
+            for entry in segment.entries if segment in self.segments else ():
+                ranges.append((entry.first_seq, entry.first_seq + entry.count - 1))
+        return ranges
 
     def _next_start(self, segment: Segment) -> int:
         index = self.segments.index(segment)
@@ -240,13 +294,15 @@ class CursorStore:
         self.generation = 0
         self._dir_synced = False
 
-    def load(self) -> dict:
-        """``{"head": last sequence number assigned, "cursors": {buffer: {"acked", "skips"}}}``."""
-        best: Tuple[int, dict] = (-1, {"head": 0, "cursors": {}})
+    def load(self) -> Optional[dict]:
+        """The newest intact state, ``{"head": last sequence number written, "cursors":
+        {buffer: {"acked", "skips"}}, "corrections": [...]}``; None when the file is missing
+        or neither slot is intact."""
+        best: Tuple[int, Optional[dict]] = (-1, None)
         try:
             size = self.files.size(CURSOR_FILE)
         except (OSError, KeyError):
-            return best[1]
+            return None
         for slot in range(2):
             if size < (slot + 1) * CURSOR_HEADER.size:
                 continue
@@ -281,7 +337,8 @@ class CursorStore:
 class Cursor:
     """One buffer's position in the spool: everything up to ``acked`` is done with.
 
-    ``skips`` are ranges of readings accepted while the buffer was inactive (not for it).
+    ``skips`` are ranges of readings that are not for it (accepted while it was inactive, or
+    not held when its position had to be recovered).
     """
 
     def __init__(self, spool: "Spool", name: str, acked: int, skips: List[List[int]], stats: BufferStats):
@@ -328,6 +385,10 @@ class Cursor:
     def interrupt(self) -> None:
         self.spool.interrupt(self)
 
+    def forget(self) -> None:
+        """The buffer is removed from the config: drop what it holds, forget its place."""
+        self.spool.unregister(self)
+
     def __len__(self) -> int:
         return self.spool.queued(self)
 
@@ -337,7 +398,13 @@ class Cursor:
 
 class Spool:
     """The shared log. ``append``/``flush`` run on the event loop; cursors are read and
-    advanced by the buffers' sender threads; spilling and cleanup run on the spool's thread."""
+    advanced by the buffers' sender threads; spilling and cleanup run on the spool's thread.
+
+    Readers never miss a reading: those the loop has appended but not yet written to the hot
+    tier (it writes once per pass) are always in ``_recent``, with the last ``tail_items``
+    written ones; so a reading not found in memory was written, and one then found in no
+    file is really gone (damaged, or lost with the power) and only then counted as lost.
+    """
 
     def __init__(self, hot: Files, cold: Optional[Files], settings: SpoolSettings,
                  clock: Callable[[], float] = time.time):
@@ -350,13 +417,15 @@ class Spool:
         self.cursors: Dict[str, Cursor] = {}
         self.head = 0             # last sequence number accepted
         self.flushed = 0          # last sequence number written to the hot tier
-        self.cold_high = 0        # last sequence number spilled to the cold tier
-        self._pending: List[bytes] = []
-        self._tail: deque = deque(maxlen=settings.tail_items)
+        self.cold_high = 0        # last sequence number the cold tier holds durably (synced)
+        self._pending: List[bytes] = []   # readings appended since the last flush, encoded
+        self._recent: deque = deque()     # (seq, frame): all after ``flushed``, and a few before
         self._saved_state: Dict[str, dict] = {}
+        self._replays: Dict[str, int] = {}   # buffer -> readings it is sent again (position lost)
         self.corrections: List[List[float]] = []   # [first_seq, last_seq, seconds]: clock fixes
         self._lock = threading.RLock()
         self._data = threading.Condition(self._lock)
+        self._maintenance = threading.Lock()   # the spool thread's, or the last one at close
         self._spill_due = threading.Event()
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
@@ -364,6 +433,7 @@ class Spool:
         self._cold_retry_at = 0.0
         self._cold_cursor_saved_at = 0.0
         self._cold_saved: Optional[dict] = None
+        self._cold_cursors_stale = False   # a buffer was forgotten: the cold copy must know
         self.stats = {"spill_writes": 0, "spill_bytes": 0, "spill_errors": 0, "recovered": 0}
         self._cold_log = LogThrottle(log, logging.ERROR, 300.0)
 
@@ -373,34 +443,85 @@ class Spool:
         return not isinstance(self.hot.files, MemoryFiles)
 
     # -- start and stop -----------------------------------------------------------------
-    def open(self) -> None:
-        """Recover both tiers and the cursors; cheap enough to accept readings right after."""
+    def open(self, buffers: Optional[Iterable[str]] = None) -> None:
+        """Recover both tiers and the cursors; cheap enough to accept readings right after.
+
+        ``buffers``: the names of the buffers in the config. The places of others are
+        forgotten (their readings dropped as ``removed``); and when the saved places cannot
+        be trusted, these buffers, if their place is not known, are sent every reading still
+        held. None: keep every saved place.
+        """
         started = time.monotonic()
         self.hot.recover()
-        saved = self.hot_cursors.load()
-        state, head = saved["cursors"], saved["head"]
-        corrections = saved.get("corrections", [])
         if self.cold is not None:
             self.cold.recover()
             self.cold_high = self.cold.last_seq
-            cold_saved = self.cold_cursors.load()
-            head = max(head, cold_saved["head"])
-            corrections = corrections or cold_saved.get("corrections", [])
-            for name, cursor in cold_saved["cursors"].items():
-                if name not in state or cursor["acked"] > state[name]["acked"]:
-                    state[name] = cursor
+        saved, trusted = self._load_state()
+        state = saved["cursors"]
         # Readings up to the head were accepted; those found nowhere are counted as lost.
-        self.head = self.flushed = max([head, self.hot.last_seq, self.cold_high] +
-                                       [s["acked"] for s in state.values()])
+        self.head = self.flushed = max([saved["head"], self.hot.last_seq, self.cold_high] +
+                                       [s["acked"] for s in state.values()] +
+                                       [end for s in state.values() for _, end in s.get("skips", [])])
         self._saved_state = state
-        self.corrections = corrections
-        pending = sum(max(0, self.head - s["acked"]) for s in state.values())
+        self.corrections = saved["corrections"]
+        if buffers is not None:
+            configured = set(buffers)
+            self._forget_unconfigured(configured)
+            if not trusted:
+                self._replay_held(configured - set(state))
+        pending = sum(max(0, self.head - s["acked"] - _count_in(s.get("skips", []), s["acked"], self.head))
+                      for s in state.values())
         self.stats["recovered"] = pending
         if self.head:
             log.info("spool: recovered in %.3f s: readings up to #%d, %d pending for %d buffers",
                      time.monotonic() - started, self.head, pending, len(state))
         self._thread = threading.Thread(target=self._run, name="spool", daemon=True)
         self._thread.start()
+
+    def _load_state(self) -> Tuple[dict, bool]:
+        """Both tiers' saved states merged (each buffer at its furthest place), and whether
+        they can be trusted: not when a tier holding readings has no intact cursor file."""
+        merged: dict = {"head": 0, "cursors": {}, "corrections": []}
+        trusted = True
+        for tier, store in ((self.hot, self.hot_cursors), (self.cold, self.cold_cursors)):
+            saved = store.load() if store is not None else None
+            if saved is None:
+                trusted = trusted and not (tier is not None and tier.segments)
+                continue
+            merged["head"] = max(merged["head"], saved["head"])
+            merged["corrections"] = merged["corrections"] or saved.get("corrections", [])
+            for name, cursor in saved["cursors"].items():
+                if name not in merged["cursors"] or cursor["acked"] > merged["cursors"][name]["acked"]:
+                    merged["cursors"][name] = cursor
+        return merged, trusted
+
+    def _forget_unconfigured(self, configured: Set[str]) -> None:
+        """Buffers no longer in the config lose their place: their readings are dropped."""
+        gone = sorted(set(self._saved_state) - configured)
+        for name in gone:
+            saved = self._saved_state.pop(name)
+            acked = saved["acked"]
+            _log_removed(name, max(0, self.head - acked - _count_in(saved.get("skips", []), acked, self.head)))
+        if gone:
+            self._save_cursors()
+            self._cold_cursors_stale = True
+
+    def _replay_held(self, names: Set[str]) -> None:
+        """With no trustworthy saved places, buffers whose place is not known start at the
+        oldest reading still held and skip only what is not held: duplicates, never loss."""
+        held = _merged_ranges(self.hot.held() + (self.cold.held() if self.cold is not None else []))
+        if not held or not names:
+            return
+        gaps = [[before[1] + 1, after[0] - 1] for before, after in zip(held, held[1:])]
+        if held[-1][1] < self.head:
+            gaps.append([held[-1][1] + 1, self.head])
+        count = sum(last - first + 1 for first, last in held)
+        for name in names:
+            self._saved_state[name] = {"acked": held[0][0] - 1, "skips": [list(gap) for gap in gaps]}
+            self._replays[name] = count
+        log.warning("spool: the saved delivery positions are missing or damaged: the %d readings still "
+                    "held are sent again to %s, from the oldest (some may arrive twice, none is lost)",
+                    count, ", ".join(f"buffer '{name}'" for name in sorted(names)))
 
     def close(self) -> None:
         """Clean stop: write everything unsent to the cold tier (synced) and every cursor."""
@@ -419,34 +540,46 @@ class Spool:
 
     # -- cursors ------------------------------------------------------------------------
     def register(self, name: str, stats: BufferStats) -> Cursor:
-        """The cursor of buffer ``name``: where it was before a restart, else at the head."""
+        """The cursor of buffer ``name``: where it was before a restart, else at the head.
+        A buffer of that name still being retired (its type changed) is forgotten first."""
         with self._lock:
+            if name in self.cursors:
+                self.unregister(self.cursors[name])
             saved = self._saved_state.get(name)
             acked, skips = (saved["acked"], saved.get("skips", [])) if saved else (self.head, [])
-            cursor = Cursor(self, name, min(acked, self.head), skips, stats)
+            cursor = Cursor(self, name, min(acked, self.head), [list(s) for s in skips], stats)
             stats.accepted += self.head - cursor.acked - self._skipped(cursor, cursor.acked, self.head)
+            stats.replayed += self._replays.pop(name, 0)
             self.cursors[name] = cursor
             if saved is None:
                 self._save_cursors()  # from now on, a restart must find this buffer's place
             return cursor
 
     def unregister(self, cursor: Cursor) -> None:
+        """A buffer removed from the config: what it has not delivered is dropped (counted as
+        ``removed``) and its place forgotten, so the spool no longer keeps anything for it."""
         with self._lock:
-            self.cursors.pop(cursor.name, None)
+            if self.cursors.get(cursor.name) is not cursor:
+                return   # already forgotten
+            del self.cursors[cursor.name]
             self._saved_state.pop(cursor.name, None)
+            _log_removed(cursor.name, self._give_up(cursor, self.head, "removed"))
             self._save_cursors()
+            self._cold_cursors_stale = True
 
     def set_recording(self, cursor: Cursor, recording: bool) -> None:
-        """An inactive buffer keeps what it holds but takes nothing accepted meanwhile."""
+        """An inactive buffer keeps what it holds but takes nothing accepted meanwhile (and
+        once it holds nothing, nothing is kept for it: see ``append``)."""
         with self._lock:
             if recording == cursor.recording:
                 return
             cursor.recording = recording
             if not recording:
+                self._skip_forward(cursor)
                 cursor.inactive_since = self.head
-            elif cursor.inactive_since is not None and self.head > cursor.inactive_since:
-                cursor.skips.append([cursor.inactive_since + 1, self.head])
-                cursor.inactive_since = None
+                return
+            cursor.skips += self._inactive_range(cursor, self.head)
+            cursor.inactive_since = None
 
     # -- the loop thread ----------------------------------------------------------------
     def append(self, frame: Frame) -> int:
@@ -456,31 +589,37 @@ class Spool:
             self.head += 1
             seq = self.head
             self._pending.append(line)
-            self._tail.append((seq, frame))
+            self._recent.append((seq, frame))
             for cursor in self.cursors.values():
                 if cursor.recording:
                     cursor.stats.accepted += 1
                     if cursor.max_items and seq - cursor.acked > cursor.max_items:
                         self._drop(cursor, seq - cursor.max_items, "overflow")
+                elif cursor.acked == seq - 1:
+                    cursor.acked = seq   # inactive and holding nothing: keep nothing for it
             self._data.notify_all()
         return seq
 
     def flush(self) -> None:
-        """Write what was appended since the last flush to the hot tier, as one frame."""
+        """Write what was appended since the last flush to the hot tier."""
         with self._lock:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
         if not self._pending:
             return
-        first = self.flushed + 1
+        before = self.flushed
         try:
-            self.hot.append(first, self._pending, compress=False, sync=False)
+            self.hot.append(before + 1, self._pending, compress=False)
         except OSError as exc:
             log.error("spool: cannot write to %s: %s (readings stay in memory)", self.hot.files.describe(), exc)
             return
         self.flushed += len(self._pending)
         self._pending = []
+        while len(self._recent) > self.settings.tail_items and self._recent[0][0] <= self.flushed:
+            self._recent.popleft()   # only written readings leave memory
+        if any(self._ahead_of(cursor, before) for cursor in self.cursors.values()):
+            self._save_cursors()   # places the last save could not record in full
         if self.hot.bytes > 0.75 * self.settings.hot_max_bytes:
             self._spill_due.set()
 
@@ -491,11 +630,9 @@ class Spool:
                 if cursor._interrupted:
                     cursor._interrupted = False
                     return []
-                self._skip_forward(cursor)
-                if cursor.acked < self.head:
-                    return self._read_after(cursor, limit)
-                if not block:
-                    return []
+                batch = self._corrected(self._read_after(cursor, limit))
+                if batch or not block:
+                    return batch
                 self._data.wait()
 
     def correct_times(self, first_seq: int, last_seq: int, seconds: float) -> None:
@@ -516,22 +653,25 @@ class Spool:
         return out
 
     def _read_after(self, cursor: Cursor, limit: int) -> List[Tuple[int, Frame]]:
-        return self._corrected(self._read_uncorrected(cursor, limit))
-
-    def _read_uncorrected(self, cursor: Cursor, limit: int) -> List[Tuple[int, Frame]]:
-        after = cursor.acked
-        stop = self._next_skip_start(cursor)
-        limit = min(limit, stop - after - 1) if stop else limit
-        if self._tail and self._tail[0][0] <= after + 1:
-            start = after + 1 - self._tail[0][0]
-            return [self._tail[i] for i in range(start, min(start + limit, len(self._tail)))]
-        batch = self._read_files(after, limit)
-        if not batch or batch[0][0] != after + 1:
-            # Readings we should have and cannot find anywhere: lost to damage or a power cut.
-            found = batch[0][0] if batch else self._first_available_after(after)
-            self._drop(cursor, found - 1, "lost")
-            return [(seq, f) for seq, f in batch if seq > cursor.acked]
-        return batch
+        """Up to ``limit`` readings right after the cursor (none if it is at the head).
+        Readings written and then found in no file are dropped as lost on the way."""
+        while True:
+            self._skip_forward(cursor)
+            after = cursor.acked
+            if after >= self.head:
+                return []
+            stop = self._next_skip_start(cursor)
+            count = min(limit, stop - after - 1) if stop else limit
+            if self._recent and self._recent[0][0] <= after + 1:
+                start = after + 1 - self._recent[0][0]
+                return list(itertools.islice(self._recent, start, start + count))
+            batch = self._read_files(after, count)
+            if batch and batch[0][0] == after + 1:
+                return batch
+            # Not in memory, so written; yet no file has it: damaged, or lost with the power.
+            resume = min(batch[0][0] if batch else self.head + 1,
+                         self._recent[0][0] if self._recent else self.head + 1)
+            self._drop(cursor, resume - 1, "lost")
 
     def _read_files(self, after: int, limit: int) -> List[Tuple[int, Frame]]:
         """The readings after ``after`` from the tier that has the next one (hot first);
@@ -553,11 +693,13 @@ class Spool:
             return []
         return _decoded(min(candidates, key=lambda lines: lines[0][0]))
 
-    def _first_available_after(self, after: int) -> int:
-        """The next sequence number we still have after ``after`` (head + 1 if none)."""
-        if self._tail and self._tail[0][0] > after:
-            return self._tail[0][0]
-        return self.head + 1
+    def _time_after(self, after: int) -> Optional[float]:
+        """When the first reading held after ``after`` was accepted (None if there is none)."""
+        if self._recent and self._recent[0][0] <= after + 1:
+            index = after + 1 - self._recent[0][0]
+            return self._recent[index][1].time if index < len(self._recent) else None
+        batch = self._read_files(after, 1)
+        return batch[0][1].time if batch else None
 
     def advance(self, cursor: Cursor, seq: int) -> None:
         with self._lock:
@@ -566,14 +708,19 @@ class Spool:
                 self._save_cursors()
 
     def _drop(self, cursor: Cursor, through: int, reason: str) -> None:
-        """Give up the readings of ``cursor`` up to ``through``, counting them under ``reason``."""
+        """Give up the readings of ``cursor`` up to ``through``, counted and logged."""
+        count = self._give_up(cursor, through, reason)
+        if count:
+            cursor.drop_log("buffer '%s': %d readings dropped: %s", cursor.name, count, DROP_TEXT[reason])
+
+    def _give_up(self, cursor: Cursor, through: int, reason: str) -> int:
+        """Move ``cursor`` past ``through``, counting what it had not taken under ``reason``."""
         if through <= cursor.acked:
-            return
+            return 0
         count = through - cursor.acked - self._skipped(cursor, cursor.acked, through)
         cursor.stats.dropped[reason] += count
         cursor.acked = through
-        if count:
-            cursor.drop_log("buffer '%s': %d readings dropped: %s", cursor.name, count, DROP_TEXT[reason])
+        return count
 
     def queued(self, cursor: Cursor) -> int:
         with self._lock:
@@ -581,12 +728,7 @@ class Spool:
 
     def oldest_time(self, cursor: Cursor) -> Optional[float]:
         with self._lock:
-            if cursor.acked >= self.head:
-                return None
-            if self._tail and self._tail[0][0] <= cursor.acked + 1:
-                return self._tail[cursor.acked + 1 - self._tail[0][0]][1].time
-            batch = self._read_files(cursor.acked, 1)
-            return batch[0][1].time if batch else None
+            return self._time_after(cursor.acked) if cursor.acked < self.head else None
 
     def wait_interrupt(self, cursor: Cursor, timeout: Optional[float]) -> bool:
         with self._lock:
@@ -602,16 +744,15 @@ class Spool:
 
     # -- skips --------------------------------------------------------------------------
     def _skipped(self, cursor: Cursor, after: int, through: int) -> int:
-        """How many readings in (after, through] are not for ``cursor`` (accepted while inactive)."""
-        ranges = list(cursor.skips)
-        if cursor.inactive_since is not None:
-            ranges.append([cursor.inactive_since + 1, self.head])
-        total = 0
-        for start, end in ranges:
-            lo, hi = max(start, after + 1), min(end, through)
-            if hi >= lo:
-                total += hi - lo + 1
-        return total
+        """How many readings in (after, through] are not for ``cursor``."""
+        return _count_in(cursor.skips + self._inactive_range(cursor, self.head), after, through)
+
+    @staticmethod
+    def _inactive_range(cursor: Cursor, through: int) -> List[List[int]]:
+        """The readings after ``through`` is accepted while ``cursor`` is inactive, as a range."""
+        if cursor.inactive_since is None or through <= cursor.inactive_since:
+            return []
+        return [[cursor.inactive_since + 1, through]]
 
     @staticmethod
     def _skip_forward(cursor: Cursor) -> None:
@@ -642,20 +783,25 @@ class Spool:
         """Spill what needs it, delete what every buffer is done with, enforce the bounds.
 
         Writing to the SD card (and its fdatasync) happens without the spool's lock, so a slow
-        card never delays accepting readings or delivering them.
+        card never delays accepting readings or delivering them; one maintenance at a time.
         """
+        with self._maintenance:
+            self._maintain(stopping)
+
+    def _maintain(self, stopping: bool) -> None:
         with self._lock:
             self._flush_locked()
-            plan = self._spill_plan(stopping or self.hot.bytes > 0.75 * self.settings.hot_max_bytes,
+            span = self._spill_span(stopping or self.hot.bytes > 0.75 * self.settings.hot_max_bytes,
                                     stopping) if self.cold is not None else None
-        if plan is not None:
-            self._spill(*plan)
+        if span is not None:
+            self._spill(*span)
         with self._lock:
             self._cleanup()
             self._enforce_bounds()
-            # Cold cursors matter only while the cold tier holds readings: no writes otherwise.
+            # Cold cursors matter only while the cold tier holds readings (or must forget a
+            # removed buffer): no writes otherwise.
             state = None
-            if self.cold_cursors is not None and self.cold.segments and (
+            if self.cold_cursors is not None and (self.cold.segments or self._cold_cursors_stale) and (
                     stopping or self.clock() >= self._cold_cursor_saved_at + self.settings.cold_cursor_interval):
                 state = self._state()
                 state["head"] = self.cold_high   # what a power cut would leave on disk
@@ -669,33 +815,38 @@ class Spool:
         acked += [s["acked"] for n, s in self._saved_state.items() if n not in self.cursors]
         return min(acked) if acked else self.head
 
-    def _spill_plan(self, force: bool, stopping: bool) -> Optional[Tuple[int, List[bytes]]]:
-        """Which readings to write to the cold tier now: those not yet there that some buffer
-        still needs, once the oldest of them has waited ``spill_after`` (all of them if
-        ``force``). Returns ``(first_seq, encoded readings)`` or None."""
+    def _spill_span(self, force: bool, stopping: bool) -> Optional[Tuple[int, int]]:
+        """Which readings to write to the cold tier now, as ``(first, last)`` sequence
+        numbers: those not yet there that some buffer still needs, once the oldest of them
+        has waited ``spill_after`` (all of them if ``force``)."""
         if self._cold_retry_at > self.clock() and not stopping:
             return None
-        start = max(self.cold_high, self._min_acked()) + 1
-        end = self.flushed
-        if start > end:
+        start = max(self.cold.last_seq, self._min_acked()) + 1
+        if start > self.flushed:
             return None
         if not force:
-            oldest = self._oldest_time_from(start)
+            oldest = self._time_after(start - 1)
             if oldest is None or self.clock() - oldest < self.settings.spill_after:
                 return None
-        lines: List[bytes] = []
-        after = start - 1
-        while after < end:
-            chunk = [(seq, line) for seq, line in self.hot.read(after, 5000) if seq <= end]
-            if not chunk or chunk[0][0] != after + 1:
-                break
-            lines.extend(line for _, line in chunk)
-            after = chunk[-1][0]
-        return (start, lines) if lines else None
+        return start, self.flushed
 
-    def _spill(self, start: int, lines: List[bytes]) -> None:
+    def _spill(self, first: int, last: int) -> None:
+        """Save readings ``first``..``last`` to the cold tier, then sync it once. They are read
+        from the hot tier and written ``SPILL_CHUNK`` at a time: a backlog of any size is never
+        held in memory whole."""
+        after = first - 1
         try:
-            written = self.cold.write(start, lines, compress=len(lines) >= 8, sync=True)
+            while after < last:
+                with self._lock:
+                    lines = [(seq, line) for seq, line in self.hot.read(after, SPILL_CHUNK) if seq <= last]
+                if not lines:
+                    break
+                written = self.cold.write(lines[0][0], [line for _, line in lines], compress=True)
+                with self._lock:
+                    self.cold.commit(written)
+                    self.stats["spill_bytes"] += sum(item.entry.length for item in written)
+                after = lines[-1][0]
+            self.cold.sync()
         except OSError as exc:
             with self._lock:
                 self._cold_failures += 1
@@ -703,29 +854,22 @@ class Spool:
                 delay = min(300.0, 2.0 ** self._cold_failures)
                 self._cold_retry_at = self.clock() + delay
             self._cold_log("spool: cannot save %d readings to %s: %s (they stay in %s; retrying in %.0f s)",
-                           len(lines), self.cold.files.describe(), exc, self.hot.files.describe(), delay)
+                           last - after, self.cold.files.describe(), exc, self.hot.files.describe(), delay)
             return
         with self._lock:
-            self.cold.commit(*written)
             self._cold_failures = 0
             self._cold_retry_at = 0.0
-            self.cold_high = start + len(lines) - 1
+            self.cold_high = max(self.cold_high, after)
             self.stats["spill_writes"] += 1
-            self.stats["spill_bytes"] += written[1].length
 
     def _save_cold_cursors(self, state: dict) -> None:
         try:
             self.cold_cursors.save(state, sync=True)
             self._cold_cursor_saved_at = self.clock()
             self._cold_saved = json.loads(json.dumps(state))
+            self._cold_cursors_stale = False
         except OSError as exc:
             self._cold_log("spool: cannot save cursors to %s: %s", self.cold.files.describe(), exc)
-
-    def _oldest_time_from(self, seq: int) -> Optional[float]:
-        if self._tail and self._tail[0][0] <= seq:
-            return self._tail[seq - self._tail[0][0]][1].time
-        lines = self.hot.read(seq - 1, 1)
-        return journal.decode_reading(lines[0][1]).time if lines else None
 
     def _cleanup(self) -> None:
         done = self._min_acked()
@@ -766,10 +910,24 @@ class Spool:
     def _state(self) -> dict:
         cursors = {n: s for n, s in self._saved_state.items() if n not in self.cursors}
         for name, cursor in self.cursors.items():
-            cursors[name] = {"acked": cursor.acked, "skips": cursor.skips}
+            cursors[name] = self._place(cursor)
         done = self._min_acked()
         self.corrections = [c for c in self.corrections if c[1] > done]
         return {"head": self.flushed, "cursors": cursors, "corrections": self.corrections}
+
+    def _place(self, cursor: Cursor) -> dict:
+        """What a restart needs of a cursor. Never past what is written (nothing after that
+        exists after a crash), and an inactive one's skip-in-progress saved as a range."""
+        through = self.flushed
+        skips = [[start, min(end, through)] for start, end in cursor.skips + self._inactive_range(cursor, through)
+                 if start <= through]
+        return {"acked": min(cursor.acked, through), "skips": skips}
+
+    def _ahead_of(self, cursor: Cursor, seq: int) -> bool:
+        """Does ``cursor``'s place reach past ``seq``: readings it took, or skips, before they
+        were written (or it is inactive: what it skips grows with every reading)?"""
+        return (cursor.acked > seq or cursor.inactive_since is not None
+                or any(end > seq for _, end in cursor.skips))
 
     def _save_cursors(self) -> None:
         """Save every cursor to the hot tier (a tmpfs: cheap, done at every acknowledgement)."""
@@ -779,8 +937,35 @@ class Spool:
             self._cold_log("spool: cannot save cursors to %s: %s", self.hot.files.describe(), exc)
 
 
+def _count_in(ranges: List[List[int]], after: int, through: int) -> int:
+    """How many sequence numbers of ``ranges`` ([first, last] each) lie in (after, through]."""
+    total = 0
+    for start, end in ranges:
+        lo, hi = max(start, after + 1), min(end, through)
+        if hi >= lo:
+            total += hi - lo + 1
+    return total
+
+
+def _merged_ranges(ranges: List[Tuple[int, int]]) -> List[List[int]]:
+    """``ranges`` sorted, with overlapping or adjacent ones joined."""
+    merged: List[List[int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return merged
+
+
+def _log_removed(name: str, count: int) -> None:
+    log.log(logging.WARNING if count else logging.INFO, "buffer '%s': %d readings dropped: %s",
+            name, count, DROP_TEXT["removed"])
+
+
 def _decoded(lines: List[Tuple[int, bytes]]) -> List[Tuple[int, Frame]]:
-    """Decode readings, stopping before one that does not decode (a gap the reader counts)."""
+    """Decode readings: those in front that do not decode are left out (the reader counts them
+    lost, as a gap), and the result stops before any later one that does not."""
     try:
         return list(zip([seq for seq, _ in lines], journal.decode_readings([line for _, line in lines])))
     except (ValueError, TypeError):
@@ -790,7 +975,8 @@ def _decoded(lines: List[Tuple[int, bytes]]) -> List[Tuple[int, Frame]]:
         try:
             out.append((seq, journal.decode_reading(line)))
         except (ValueError, TypeError):
-            break
+            if out:
+                break
     return out
 
 
@@ -799,10 +985,10 @@ SPOOL_SPEC = """
 durability = option('none', 'process', 'power', default='process')
 runtime_dir = path(default='')
 state_dir = path(default='')
-hot_max_mb = float(min=0.1, default=16)
-max_disk_mb = float(min=1, default=64)
-max_age = float(min=0, default=30)
-spill_after = float(min=0, default=60)
+hot_max_mb = float(min=0.1, max=4096, default=16)
+max_disk_mb = float(min=1, max=1048576, default=64)
+max_age = float(min=0, max=3650, default=30)
+spill_after = float(min=0, max=86400, default=60)
 spill_interval = float(min=1, max=3600, default=60)
 power_sync_interval = float(min=0.5, max=60, default=5)
 """
@@ -823,32 +1009,67 @@ def spool_settings(gateway: dict) -> SpoolSettings:
     )
 
 
-def _first_writable(candidates: List[str]) -> str:
-    for folder in candidates:
+def _first_private(candidates: List[Tuple[str, str]], tier: str, key: str) -> str:
+    """The first of ``candidates`` ((where it comes from, folder)) that is, or can be made, a
+    folder of this user's that nobody else can change (``storage.private_folder``): never one
+    another user made or can reach through a link, so nobody can point the spool elsewhere.
+    The spool's own folder inside it is strictly private (``OsFiles``)."""
+    problems = []
+    for source, folder in candidates:
         try:
-            os.makedirs(folder, exist_ok=True)
-            if os.access(folder, os.W_OK | os.X_OK):
-                return folder
-        except OSError:
-            continue
-    raise OSError(f"none of these folders is writable: {', '.join(candidates)}")
+            chosen = private_folder(folder, sticky_ok=True)
+        except UnsafeFolderError as exc:
+            problems.append((logging.WARNING, f"{source}{exc}"))
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            problems.append((logging.DEBUG, f"{source}{folder}: cannot create it ({reason})"))
+        else:
+            for level, problem in problems:
+                log.log(level, "spool: not using %s", problem)
+            return chosen
+    if len(candidates) == 1:
+        raise UnsafeFolderError(problems[0][1])
+    advice = f"set [gateway] {key} to a folder of the gateway's own"
+    if any(level == logging.WARNING for level, _ in problems):
+        advice = f"remove a folder someone else made, or {advice}"
+    raise UnsafeFolderError(f"no folder for the spool's {tier} can be used: "
+                            f"{'; '.join(text for _, text in problems)}. To fix: {advice}")
+
+
+def _candidates(configured: str, key: str, service_variable: str, env, fallbacks) -> List[Tuple[str, str]]:
+    if configured:
+        return [(f"[gateway] {key}: ", configured)]
+    service = env.get(service_variable, "").split(":")[0]
+    return ([(f"${service_variable}: ", service)] if service else []) + fallbacks
+
+
+def runtime_candidates(configured: str, env=os.environ) -> List[Tuple[str, str]]:
+    """Where the hot tier may live (a tmpfs), best first: the config's ``runtime_dir``; else
+    the service's folder (systemd's ``RuntimeDirectory=`` and the SysV script set
+    $RUNTIME_DIRECTORY); the user's own $XDG_RUNTIME_DIR; /run/oemgateway; /dev/shm."""
+    own = [("$XDG_RUNTIME_DIR: ", os.path.join(env["XDG_RUNTIME_DIR"], "oemgateway"))] \
+        if env.get("XDG_RUNTIME_DIR") else []
+    return _candidates(configured, "runtime_dir", "RUNTIME_DIRECTORY", env, own + [
+        ("", "/run/oemgateway"), ("", f"/dev/shm/oemgateway-{os.geteuid()}")])
+
+
+def state_candidates(configured: str, env=os.environ) -> List[Tuple[str, str]]:
+    """Where the cold tier may live (persistent storage), best first: the config's
+    ``state_dir``; else $STATE_DIRECTORY (systemd's ``StateDirectory=``, the SysV script);
+    /var/lib/oemgateway; the user's own $XDG_STATE_HOME (~/.local/state)."""
+    home = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return _candidates(configured, "state_dir", "STATE_DIRECTORY", env, [
+        ("", "/var/lib/oemgateway"), ("", os.path.join(home, "oemgateway"))])
 
 
 def runtime_dir(configured: str) -> str:
-    """Where the hot tier lives: a tmpfs. systemd's ``RuntimeDirectory=`` sets $RUNTIME_DIRECTORY."""
-    if configured:
-        return _first_writable([configured])
-    env = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    return _first_writable([p for p in (env, "/run/oemgateway", f"/dev/shm/oemgateway-{os.getuid()}") if p])
+    """The hot tier's folder: see :func:`runtime_candidates`."""
+    return _first_private(runtime_candidates(configured), "hot tier (a tmpfs)", "runtime_dir")
 
 
 def state_dir(configured: str) -> str:
-    """Where the cold tier lives: persistent storage. systemd's ``StateDirectory=`` sets $STATE_DIRECTORY."""
-    if configured:
-        return _first_writable([configured])
-    env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    home = os.path.expanduser("~/.local/state/oemgateway")
-    return _first_writable([p for p in (env, "/var/lib/oemgateway", home) if p])
+    """The cold tier's folder: see :func:`state_candidates`."""
+    return _first_private(state_candidates(configured), "disk tier", "state_dir")
 
 
 def filesystem_type(path: str) -> str:
@@ -886,7 +1107,7 @@ def build_spool(gateway: dict) -> Spool:
 
 def _lock_folder(folder: str) -> None:
     """Hold an exclusive lock on ``folder`` for the life of the process."""
-    fd = os.open(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_regular(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional
 log = logging.getLogger(__name__)
 
 _THREAD_WAKEUP = 0  # byte written by call_soon_threadsafe; signals write their own number
+MAX_WAIT = 3600.0   # s: select() wakes at least this often, whatever the next timer
 
 
 class Timer:
@@ -114,7 +115,8 @@ class EventLoop:
             return 0
         if not self._timers:
             return None
-        return max(0.0, self._timers[0][0] - time.monotonic())
+        # A timer days away (a setting at its maximum) must not overflow select()'s timeout.
+        return min(max(0.0, self._timers[0][0] - time.monotonic()), MAX_WAIT)
 
     def _run_due_timers(self) -> None:
         now = time.monotonic()

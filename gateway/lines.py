@@ -1,6 +1,11 @@
-"""Turning a byte stream into text lines, safely: bounded length, strict UTF-8."""
+"""Turning a byte stream into text lines, safely: bounded length, strict UTF-8.
 
-from typing import Iterator, Union
+A line ends at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (many serial devices end their lines with
+CR only). ``\\r\\n`` is one line end even when the ``\\r`` ends one read and the ``\\n`` starts
+the next: the line is given at the ``\\r`` and that ``\\n`` is skipped.
+"""
+
+from typing import List, Optional, Tuple, Union
 
 
 class BadLine:
@@ -17,7 +22,7 @@ class BadLine:
 
 
 class LineSplitter:
-    """Accumulates bytes and yields complete lines ending in ``\\n`` or ``\\r\\n``.
+    """Accumulates bytes and returns complete lines (see the module's docstring for line ends).
 
     A line longer than ``max_line`` bytes is reported once as a BadLine and the rest of it is
     skipped up to its end, so one huge line can neither fill memory nor corrupt the next line.
@@ -25,44 +30,76 @@ class LineSplitter:
 
     def __init__(self, max_line: int = 4096):
         self.max_line = max_line
-        self._pending = bytearray()
-        self._skipping = False
+        self._pending = b""           # the start of a line whose end has not come yet
+        self._skipping = False        # the pending line was too long: drop it up to its end
+        self._after_cr = False        # the last byte seen ended a line with \r
 
-    def feed(self, data: bytes) -> Iterator[Union[str, BadLine]]:
-        """Yield each complete line (str) or BadLine found after adding ``data``."""
-        pending = self._pending
-        pending += data
-        start = 0
-        while True:
-            end = pending.find(b"\n", start)
-            if end < 0:
-                break
-            raw = bytes(pending[start:end])
-            start = end + 1
-            if self._skipping:
-                self._skipping = False
-                continue
-            if len(raw) > self.max_line:
-                yield BadLine("too long", raw[:60])
-                continue
-            yield self._decode(raw.rstrip(b"\r"))
-        del pending[:start]
-        if len(pending) > self.max_line:
-            if not self._skipping:
-                yield BadLine("too long", bytes(pending[:60]))
-                self._skipping = True
-            pending.clear()
+    def feed(self, data: bytes) -> List[Union[str, BadLine]]:
+        """Every complete line (str) or BadLine found after adding ``data``, in order."""
+        if self._after_cr and data:
+            self._after_cr = False
+            if data[0] == 10:           # the \n of a \r\n split between two reads
+                data = data[1:]
+        end = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        if end < 0:   # no line end: the line goes on
+            self._pending += data
+            return self._too_long() if len(self._pending) > self.max_line else []
+        self._after_cr = end == len(data) - 1 and data[end] == 13
+        if self._pending:
+            block, self._pending = self._pending + data[:end + 1], data[end + 1:]
+        else:
+            block, self._pending = data[:end + 1], data[end + 1:]
+        # bytes.splitlines() ends lines at \n, \r\n and \r only (unlike str.splitlines()).
+        raw_lines = block.splitlines()
+        if self._skipping:   # the end of a line already reported as too long
+            self._skipping = False
+            del raw_lines[0]
+        lines = self._decode(raw_lines)
+        if len(self._pending) > self.max_line:
+            lines += self._too_long()
+        return lines
+
+    def _too_long(self) -> List[Union[str, BadLine]]:
+        """The pending line is longer than allowed: report it once, skip it up to its end."""
+        pending, self._pending = self._pending, b""
+        if self._skipping:
+            return []
+        self._skipping = True
+        return [BadLine("too long", pending[:60])]
 
     def discard_partial(self) -> bytes:
         """Forget a half line (at reconnect); returns what was dropped."""
-        dropped = bytes(self._pending)
-        self._pending.clear()
-        self._skipping = False
+        dropped = self._pending
+        self._pending = b""
+        self._skipping = self._after_cr = False
         return dropped
 
-    @staticmethod
-    def _decode(raw: bytes) -> Union[str, BadLine]:
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return BadLine("not UTF-8", raw[:60])
+    def _decode(self, lines: List[bytes]) -> List[Union[str, BadLine]]:
+        max_line = self.max_line
+        if len(lines) == 1:
+            raw = lines[0]
+            return [_decoded(raw) if len(raw) <= max_line else BadLine("too long", raw[:60])]
+        if lines and max(map(len, lines)) <= max_line:
+            try:   # the usual case: every line short and UTF-8
+                return [raw.decode("utf-8") for raw in lines]
+            except UnicodeDecodeError:
+                pass
+        return [_decoded(raw) if len(raw) <= max_line else BadLine("too long", raw[:60])
+                for raw in lines]
+
+
+def _decoded(raw: bytes) -> Union[str, BadLine]:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return BadLine("not UTF-8", raw[:60])
+
+
+def split_first_line(data: bytes) -> Tuple[bytes, Optional[bytes]]:
+    """``(first line, what follows its line end)``; ``(data, None)`` if ``data`` has no line end."""
+    lf, cr = data.find(b"\n"), data.find(b"\r")
+    if cr < 0 and lf < 0:
+        return data, None
+    if cr < 0 or 0 <= lf < cr:
+        return data[:lf], data[lf + 1:]
+    return data[:cr], data[cr + 2:] if data[cr + 1:cr + 2] == b"\n" else data[cr + 1:]

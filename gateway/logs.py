@@ -3,16 +3,26 @@
 import logging
 import os
 import logging.handlers
+import re
 import threading
 import time
 from typing import Callable, Iterable, List, Optional
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
+# The user and password of any URL (``scheme://user:pass@host``): group 2. The greedy part
+# runs to the last ``@`` before the host's end, so a password holding an ``@`` is taken whole.
+URL_USERINFO = re.compile(r"""(?i)\b([a-z][a-z0-9+.-]*://)([^\s/?#"'<>]*)@""")
+
+
+def mask_url_credentials(text: str, mask: str = MASK) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``mask``."""
+    return URL_USERINFO.sub(lambda m: m.group(1) + mask + "@", text) if "@" in text else text
 
 
 class Redactor:
-    """Knows the secrets of the current config and masks them in any text."""
+    """Knows the secrets of the current config and masks them, and the credentials of any
+    URL, in any text."""
 
     def __init__(self):
         self._secrets: tuple = ()
@@ -25,6 +35,7 @@ class Redactor:
             self._secrets = tuple(cleaned)
 
     def redact(self, text: str) -> str:
+        text = mask_url_credentials(text)
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)

@@ -1,7 +1,15 @@
 """What listeners and buffers have in common: a name, settings declared as a configspec."""
 
 import logging
+import re
 from typing import Dict, Iterable, List
+
+_PATH_CHECK = re.compile(r"^\s*([\w.-]+)\s*=\s*path\(")
+
+
+def path_keys(spec: str) -> List[str]:
+    """The keys of configspec lines checked as ``path(...)``: settings that name a file."""
+    return [m.group(1) for m in map(_PATH_CHECK.match, spec.splitlines()) if m]
 
 
 class Plugin:
@@ -35,6 +43,13 @@ class Plugin:
                     lines.pop(key, None)
                     lines[key] = line.strip()
         return "\n".join(lines.values())
+
+    @classmethod
+    def file_settings(cls, settings: dict) -> Dict[str, str]:
+        """The settings that name a file or folder the plugin reads or writes (key -> the
+        path), which the web page may only point at allowed folders. By default every
+        ``path(...)`` setting; a plugin whose files hide in other settings says so here."""
+        return {key: settings[key] for key in path_keys(cls.settings_spec()) if settings.get(key)}
 
     @classmethod
     def check_settings(cls, settings: dict) -> List[str]:

@@ -40,9 +40,10 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
         oldest = buffer.queue.oldest_time() if queued else None
         buffers[name] = {
             "type": gateway.config.buffers[name].type_name if name in gateway.config.buffers else "?",
-            "state": buffer.state, "queued": queued, "oldest_queued_age_s": _age(now, oldest),
+            "state": buffer.state, "recording": buffer.recording, "inactive_reason": buffer.why_inactive(),
+            "queued": queued, "oldest_queued_age_s": _age(now, oldest),
             "accepted": stats.accepted, "delivered": stats.delivered, "dropped": dict(stats.dropped),
-            "rejected_by_node": dict(buffer.rejected_by_node),
+            "rejected_by_node": dict(buffer.rejected_by_node), "replayed": stats.replayed,
             "retries": stats.retries, "last_success_age_s": _age(now, stats.last_success),
             "last_error": redact(stats.last_error) if stats.last_error else None,
         }
@@ -104,6 +105,8 @@ def prometheus(status: dict) -> str:
            [({"buffer": n}, b["delivered"]) for n, b in buffers.items()])
     metric("readings_dropped_total", "counter", "Readings given up, by reason.",
            [({"buffer": n, "reason": r}, c) for n, b in buffers.items() for r, c in b["dropped"].items()])
+    metric("readings_replayed_total", "counter", "Readings sent again because their delivery position was lost.",
+           [({"buffer": n}, b["replayed"]) for n, b in buffers.items()])
     metric("readings_queued", "gauge", "Readings waiting for delivery.",
            [({"buffer": n}, b["queued"]) for n, b in buffers.items()])
     metric("oldest_queued_age_seconds", "gauge", "Age of the oldest reading waiting (delivery lag).",
@@ -150,6 +153,10 @@ def format_status(status: dict) -> str:
             line += f" (oldest {age(b['oldest_queued_age_s'])})"
         if dropped:
             line += ", dropped " + ", ".join(f"{n} {r}" for r, n in b["dropped"].items() if n)
+        if b["replayed"]:
+            line += f", {b['replayed']} replayed"
+        if b["inactive_reason"]:
+            line += f"; inactive ({b['inactive_reason']}): not recording"
         out.append(line)
         if b.get("rejected_by_node"):
             out.append(f"  {'':<16} rejected by node: " + ", ".join(
@@ -170,15 +177,16 @@ def _escape(value) -> str:
 
 
 class StatusServer:
-    """A small HTTP server on its own thread: GET /status and GET /metrics."""
+    """GET /status and GET /metrics, served by ``gateway.httpd`` (bounded connections, read
+    times and request sizes: it has no login, so anyone who reaches the port may try it)."""
 
     def __init__(self, bind: str, port: int, take_snapshot: Callable[[], Optional[dict]]):
         # Imported here: a gateway without a status port does not pay the memory for it.
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from gateway.httpd import BoundedHTTPServer, BufferedRequestHandler
         self.take_snapshot = take_snapshot
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(BufferedRequestHandler):
             def do_GET(self):   # noqa: N802 - http.server's naming
                 path = self.path.split("?", 1)[0]
                 if path not in ("/status", "/metrics"):
@@ -200,16 +208,14 @@ class StatusServer:
             def log_message(self, format, *args):   # noqa: A002
                 log.debug("status: " + format, *args)
 
-        self.httpd = ThreadingHTTPServer((bind, port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="status", daemon=True)
+        self.httpd = BoundedHTTPServer(bind, port, Handler, lambda method, path, headers: 0,
+                                       name="status", log=log)
 
     def start(self) -> None:
-        self.thread.start()
+        self.httpd.start()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.httpd.close()
 
 
 def on_loop(loop, fn: Callable[[], dict]) -> Optional[dict]:

@@ -1,32 +1,33 @@
 """The gateway's own web page: live status, node values and the config, behind a password.
 
-Off unless ``[gateway] web_port`` is set. One thread serves plain HTML/CSS/JS from
-``gateway/web/`` and a small JSON API; the page polls ``/api/status`` while it is visible.
-The server blocks in ``select`` between requests (no polling), so with the page closed it
-costs no CPU. Status comes from the same snapshot function as ``/status`` (taken on the
+Off unless ``[gateway] web_port`` is set. The server (``gateway.httpd``) serves plain
+HTML/CSS/JS from ``gateway/web/`` and a small JSON API; the page polls ``/api/status`` while
+it is visible. Its thread blocks in ``select`` between requests (no polling), so with the page
+closed it costs no CPU; slow, oversized or too many requests are cut off without holding a
+thread or memory. Status comes from the same snapshot function as ``/status`` (taken on the
 event loop's thread); saving the config goes through the reload path, on the loop thread.
 
 Access: the password is stored in the config as a salted PBKDF2 hash (``oemgateway
 --hash-password``); a login gives a session cookie (HttpOnly, SameSite=Strict) and a CSRF
-token that every change must send back in ``X-CSRF-Token``; failed logins are rate-limited
-per client address.
+token that every change must send back in ``X-CSRF-Token``; login attempts are rate-limited
+per client address (counted before the password is checked) and failures logged throttled.
 """
 
 import base64
 import collections
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
-import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from gateway.logs import RedactingFormatter
+from gateway.httpd import BoundedHTTPServer, BufferedRequestHandler
+from gateway.logs import LogThrottle, RedactingFormatter
 from gateway.webconfig import ConfigEditError, ConfigEditor
 
 log = logging.getLogger("oemgateway.web")
@@ -37,7 +38,8 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
 COOKIE = "oemgateway_session"
 HASH_SCHEME = "pbkdf2_sha256"
 HASH_ITERATIONS = 200_000
-MAX_BODY = 1_100_000
+SMALL_BODY = 4096           # bytes a request without a session may send (a login: ~100)
+LARGE_BODY = 512 * 1024     # bytes a logged-in request may send (a config: see MAX_CONFIG_BYTES)
 SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                     ("Referrer-Policy", "no-referrer"),
                     ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"))
@@ -66,6 +68,23 @@ def verify_password(password: str, stored: str) -> bool:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def session_token(headers) -> Optional[str]:
+    """The session cookie's value in a request's headers, or None."""
+    for part in (headers.get("Cookie") or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE:
+            return value
+    return None
+
+
+def _schedule(delay: float, fn: Callable[[], None]) -> threading.Timer:
+    """Run ``fn`` once in ``delay`` seconds (a pending log summary)."""
+    timer = threading.Timer(delay, fn)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 # -- sessions and login limits --------------------------------------------------------------
@@ -112,7 +131,10 @@ class Sessions:
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per client address in ``window`` seconds."""
+    """At most ``attempts`` login attempts per client in ``window`` seconds, forgotten at the
+    first success. An attempt is counted *before* its password is checked (``reserve``), so
+    requests racing each other cannot get more checks than the limit. A client is an IPv4
+    address, or an IPv6 /64 (what one household or one attacker holds)."""
 
     MAX_CLIENTS = 1024
 
@@ -120,30 +142,44 @@ class LoginLimiter:
         self.attempts = attempts
         self.window = window
         self._clock = clock
-        self._failures: Dict[str, List[float]] = {}
+        self._attempts: Dict[str, List[float]] = {}
         self._lock = threading.Lock()
 
-    def retry_after(self, client: str) -> float:
-        """Seconds until ``client`` may try again (0: now)."""
+    def reserve(self, client: str) -> float:
+        """Count an attempt by ``client`` and return 0 if it may be checked now; else the
+        seconds until it may try again (nothing counted)."""
+        key = _client_key(client)
         with self._lock:
-            recent = self._recent(client)
-            return 0.0 if len(recent) < self.attempts else max(0.0, recent[0] + self.window - self._clock())
-
-    def failed(self, client: str) -> None:
-        with self._lock:
-            if len(self._failures) >= self.MAX_CLIENTS and client not in self._failures:
-                self._failures.pop(next(iter(self._failures)))
-            self._recent(client).append(self._clock())
+            recent = self._recent(key)
+            if len(recent) >= self.attempts:
+                return max(0.0, recent[0] + self.window - self._clock())
+            if len(self._attempts) > self.MAX_CLIENTS:
+                self._attempts.pop(next(k for k in self._attempts if k != key))
+            recent.append(self._clock())
+            return 0.0
 
     def succeeded(self, client: str) -> None:
         with self._lock:
-            self._failures.pop(client, None)
+            self._attempts.pop(_client_key(client), None)
 
-    def _recent(self, client: str) -> List[float]:
+    def _recent(self, key: str) -> List[float]:
         since = self._clock() - self.window
-        recent = [t for t in self._failures.get(client, ()) if t > since]
-        self._failures[client] = recent
+        recent = [t for t in self._attempts.get(key, ()) if t > since]
+        self._attempts[key] = recent
         return recent
+
+
+def _client_key(address: str) -> str:
+    """An IPv4 address as it is; an IPv6 address as its /64 network."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class RecentLog(logging.Handler):
@@ -184,6 +220,8 @@ class WebApp:
         self.recent_log = recent_log
         self.sessions = Sessions()
         self.limiter = LoginLimiter()
+        # A password-guessing run gives a handful of lines, each with its count.
+        self.failed_logins = LogThrottle(log, logging.WARNING, 60.0, schedule=_schedule)
         self._saving = threading.Lock()   # one save at a time: check, write and apply together
         self._sessions_hash = password_hash()
 
@@ -197,18 +235,18 @@ class WebApp:
 
     def login(self, client: str, password: str) -> Tuple[int, dict, Optional[str]]:
         """``(HTTP code, answer, new session token)``."""
-        wait = self.limiter.retry_after(client)
-        if wait:
-            return 429, {"error": f"too many failed logins: try again in {wait:.0f} s",
-                         "retry_after": round(wait)}, None
         stored = self.password_hash()
         self.csrf(None)   # sessions of an older password end here too
         if not stored:
             return 403, {"error": "no password is set: put the output of `oemgateway "
                                   "--hash-password` in [gateway] web_password_hash"}, None
+        wait = self.limiter.reserve(client)
+        if wait:
+            self.failed_logins("web page: login from %s refused: too many failed logins", client)
+            return 429, {"error": f"too many failed logins: try again in {wait:.0f} s",
+                         "retry_after": max(1, round(wait))}, None
         if not verify_password(password, stored):
-            self.limiter.failed(client)
-            log.warning("web page: failed login from %s", client)
+            self.failed_logins("web page: failed login from %s", client)
             return 401, {"error": "wrong password"}, None
         self.limiter.succeeded(client)
         token, csrf = self.sessions.create()
@@ -258,7 +296,7 @@ class WebApp:
         return 200, answer
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BufferedRequestHandler):
     """HTTP plumbing: cookies, CSRF, JSON bodies and static files; the work is WebApp's."""
 
     server_version = "oemgateway"
@@ -305,11 +343,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(code, answer)
 
     def _body(self) -> Optional[dict]:
-        length = self.headers.get("Content-Length") or "0"
-        length = int(length) if length.isdigit() else MAX_BODY + 1
-        if length > MAX_BODY:
-            self._json(413, {"error": "request too large"})
-            return None
+        """The JSON object sent (its size was bounded before it was read), or None (answered 400)."""
+        length = int(self.headers.get("Content-Length") or "0")
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:
@@ -320,11 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _cookie(self) -> Optional[str]:
-        for part in (self.headers.get("Cookie") or "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == COOKIE:
-                return value
-        return None
+        return session_token(self.headers)
 
     def _session_cookie(self, token: str, max_age: int) -> Tuple[str, str]:
         secure = "; Secure" if self.headers.get("X-Forwarded-Proto", "").lower() == "https" else ""
@@ -356,41 +387,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WebServer:
-    """The page's HTTP server on its own thread. Between requests it blocks in ``select``
-    (no poll interval), so an unused page costs nothing; ``close`` wakes it with a connection."""
+    """The page's HTTP server (``gateway.httpd``: one reading thread, a few workers, bounded
+    connections, read times and bodies). A request without a live session may send at most
+    SMALL_BODY bytes (a login needs a few hundred); a logged-in one LARGE_BODY (a config)."""
 
     def __init__(self, bind: str, port: int, app: WebApp):
-        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-        server_class = type("WebHTTPServer", (ThreadingHTTPServer,), {"address_family": family})
-        self.httpd = server_class((bind, port), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.timeout = None
+        self.httpd = BoundedHTTPServer(bind, port, _Handler, self._body_limit, name="web", log=log)
         self.httpd.app = app   # type: ignore[attr-defined]
-        self._stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, name="web", daemon=True)
 
     @property
     def port(self) -> int:
-        return self.httpd.server_address[1]
+        return self.httpd.port
 
-    def _serve(self) -> None:
-        while not self._stopping.is_set():
-            self.httpd.handle_request()
+    def _body_limit(self, method: str, path: str, headers) -> int:
+        app: WebApp = self.httpd.app   # type: ignore[attr-defined]
+        return LARGE_BODY if app.csrf(session_token(headers)) else SMALL_BODY
 
     def start(self) -> None:
-        self.thread.start()
+        self.httpd.start()
 
     def close(self) -> None:
-        self._stopping.set()
-        host = self.httpd.server_address[0]
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-        try:
-            with socket.create_connection((host, self.port), timeout=2):
-                pass
-        except OSError:
-            pass
-        self.thread.join(5)
-        self.httpd.server_close()
+        self.httpd.close()
+        self.httpd.app.failed_logins.flush()   # type: ignore[attr-defined]
         self._forget_log()
 
     def _forget_log(self) -> None:
@@ -400,11 +418,15 @@ class WebServer:
 
 
 def serve_page(config, loader, take_snapshot: Callable[[], Optional[dict]], redactor,
-               password_hash: Callable[[], str], apply_config: Callable[[], bool]) -> Optional[WebServer]:
-    """Start the page on ``[gateway] web_bind:web_port``; None (logged) if the port cannot be had."""
+               password_hash: Callable[[], str], apply_config: Callable[[], bool],
+               data_folder: Optional[str] = None, protected: Sequence[str] = ()) -> Optional[WebServer]:
+    """Start the page on ``[gateway] web_bind:web_port``; None (logged) if the port cannot be had.
+    Files named by settings saved from the page must be under ``data_folder`` or a folder of
+    ``[gateway] file_roots``, and never in ``protected`` (``gateway.fileroots``)."""
     bind, port = config.gateway["web_bind"], config.gateway["web_port"]
     recent = RecentLog(RedactingFormatter(redactor))
-    app = WebApp(take_snapshot, ConfigEditor(config.path, loader), password_hash, apply_config, recent)
+    editor = ConfigEditor(config.path, loader, data_folder, protected)
+    app = WebApp(take_snapshot, editor, password_hash, apply_config, recent)
     try:
         server = WebServer(bind, port, app)
     except OSError as exc:

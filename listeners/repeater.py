@@ -7,7 +7,9 @@ node 10, packed as ``[nodes] [[10]] [[[tx]]]`` says). Accepting connections and 
 is the socket listener's code; this class only says what a line means.
 """
 
-from listeners.socket import SocketListener
+from typing import List, Optional, Tuple
+
+from listeners.socket import SocketListener, exposure_warning
 
 
 class RepeaterServer(SocketListener):
@@ -20,6 +22,31 @@ class RepeaterServer(SocketListener):
                         max_line=1024, nodelistonly=False)
         super().__init__(owner.name, settings, owner.loop, emit=None, nodes=owner.nodes)
         self.owner = owner
+
+    @staticmethod
+    def _address(radio: dict) -> Optional[Tuple[str, str, int]]:
+        """``(key, host, port)`` of the repeater a radio listener's settings ask for, or None."""
+        port = radio.get("repeater_port") or radio.get("port_nb")
+        if not port:
+            return None
+        host, port = SocketListener.listen_address(
+            {"bind": radio.get("repeater_bind"), "port": port, "port_nb": radio.get("port_nb")})
+        return ("port_nb" if radio.get("port_nb") else "repeater_port"), host, port
+
+    @classmethod
+    def claims_of(cls, radio: dict) -> List[Tuple[str, tuple]]:
+        """The TCP port the repeater of a radio listener with these settings needs."""
+        address = cls._address(radio)
+        return [(address[0], ("tcp", address[1], address[2]))] if address else []
+
+    @classmethod
+    def warnings_of(cls, radio: dict) -> List[str]:
+        """Anyone on the network could make the radio transmit: say so."""
+        address = cls._address(radio)
+        if address is None:
+            return []
+        return exposure_warning(address[1], address[2], "repeater_bind",
+                                radio.get("repeater_bind") is None, restrictable=False)
 
     def handle_text(self, text: str) -> None:
         try:

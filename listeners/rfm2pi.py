@@ -45,7 +45,7 @@ class RFM2PiListener(SerialPortListener):
     sgroup = integer(min=0, max=250, default=None)
     quiet = boolean(default=None)
     radio_format = option('rf12', 'rf69', default='rf12')
-    sendtimeinterval = float(min=0, default=0)
+    sendtimeinterval = float(min=0, max=86400, default=0)
     repeater_port = integer(min=0, max=65535, default=0)
     repeater_bind = string(default=None)
     port_nb = integer(min=1, max=65535, default=None)
@@ -75,6 +75,14 @@ class RFM2PiListener(SerialPortListener):
             problems.append("port_nb and repeater_port are both set (port_nb is the original name "
                             "of repeater_port: keep one)")
         return problems
+
+    @classmethod
+    def warn_settings(cls, settings: dict) -> List[str]:
+        return super().warn_settings(settings) + RepeaterServer.warnings_of(settings)
+
+    @classmethod
+    def claims(cls, settings: dict) -> list:
+        return super().claims(settings) + RepeaterServer.claims_of(settings)
 
     # -- the contract -------------------------------------------------------------------
     def open(self) -> None:

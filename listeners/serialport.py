@@ -15,6 +15,7 @@ A subclass turns lines into frames (``handle_text``) and may react to ``port_ope
 import errno
 import os
 import time
+import urllib.parse
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
@@ -22,7 +23,7 @@ from typing import Callable, Dict, List, Optional
 import serial
 
 from gateway.eventloop import EventLoop, Timer
-from gateway.lines import BadLine, LineSplitter
+from gateway.lines import BadLine, LineSplitter, split_first_line
 from listeners.base import Listener
 
 RETRY_MIN = 1.0          # seconds before the first reopen attempt; doubles up to RETRY_MAX
@@ -117,7 +118,7 @@ class SerialPortListener(Listener):
     SPEC = """
     com_port = string(default='/dev/ttyUSB0')
     com_baud = integer(min=50, max=4000000, default=9600)
-    idle_timeout = float(min=0, default=0)
+    idle_timeout = float(min=0, max=604800, default=0)
     """
     LIVE_SETTINGS = Listener.LIVE_SETTINGS | {"max_line", "idle_timeout"}
     BAUD_HINT = ""   # what the usual baud rates are, for the wrong-baud hint
@@ -147,6 +148,23 @@ class SerialPortListener(Listener):
             return [f"com_port = {port}: unknown URL type {scheme}:// "
                     f"(a device path, or one of {', '.join(s + '://' for s in URL_SCHEMES)})"]
         return []
+
+    @classmethod
+    def claims(cls, settings: dict) -> list:
+        """The serial device this listener reads (see gateway.config: a device has one reader)."""
+        port = settings.get("com_port") or ""
+        return [] if "://" in port else [("com_port", ("device", os.path.realpath(port)))]
+
+    @classmethod
+    def file_settings(cls, settings: dict) -> Dict[str, str]:
+        """pyserial's ``spy://`` port writes its trace to the file its ``file=`` names."""
+        files = super().file_settings(settings)
+        port = settings.get("com_port") or ""
+        if port.startswith("spy://"):
+            traced = urllib.parse.parse_qs(urllib.parse.urlsplit(port).query).get("file")
+            if traced:
+                files["com_port"] = traced[0]
+        return files
 
     @property
     def port_name(self) -> str:
@@ -322,10 +340,10 @@ class SerialPortListener(Listener):
                 self._settling = False
                 return data
             self._fragment = bytearray()
-        head, newline, rest = data.partition(b"\n")
+        head, rest = split_first_line(data)
         self._fragment += head[-80:]
         del self._fragment[:-80]
-        if not newline:
+        if rest is None:
             return b""
         self._settling = False
         if self._fragment.strip():

@@ -1,6 +1,9 @@
 """Config loading: the shipped file, legacy files, and errors that name file, section and key."""
 
 import json
+import logging
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -8,15 +11,16 @@ import textwrap
 import pytest
 
 from buffers import BUFFERS
+from buffers.spool import SPOOL_SPEC
 from gateway.config import ConfigError, ConfigLoader
 from listeners import LISTENERS
-from tests.conftest import DAEMON, FIXTURES, ROOT
+from tests.conftest import DAEMON, FIXTURES, ROOT, WAIT, free_port, rewrite_config, send_lines, socket_emoncms_config
 
 
 def load(tmp_path, text):
     path = tmp_path / "gw.conf"
     path.write_text(textwrap.dedent(text))
-    return ConfigLoader(LISTENERS, BUFFERS).load(str(path))
+    return ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC).load(str(path))
 
 
 def problems_of(tmp_path, text):
@@ -218,3 +222,300 @@ def test_show_settings_masks_secrets(tmp_path):
 def test_version():
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("OEM Gateway ")
+
+
+# -- what --check must catch: everything that would fail at start ---------------------------------
+def test_one_port_claimed_twice_is_an_error_naming_both(tmp_path):
+    problems = problems_of(tmp_path, """
+        [gateway]
+        status_port = 50100
+        web_port = 50101
+        web_bind = 0.0.0.0
+        [listeners]
+        [[a]]
+        type = socket
+        port = 50101
+        [[b]]
+        type = socket
+        bind = ::
+        port = 50100
+        [[c]]
+        type = socket
+        bind = 127.0.0.2
+        port = 50101
+        [[legacy]]
+        type = OemGatewaySocketListener
+        [[[init_settings]]]
+        port_nb = 50102
+        [[radio]]
+        type = rfm2pi
+        repeater_port = 50102
+        [[v6]]
+        type = socket
+        bind = ::1
+        port = 50103
+        [[v4]]
+        type = socket
+        port = 50103
+        """)
+    path = tmp_path / "gw.conf"
+    assert problems == [
+        f"{path}: [listeners] [[a]] port = 50101: 127.0.0.1:50101 overlaps [gateway] web_port "
+        "(0.0.0.0:50101): one port cannot be listened on twice",
+        f"{path}: [listeners] [[b]] port = 50100: [::]:50100 overlaps [gateway] status_port "
+        "(127.0.0.1:50100): one port cannot be listened on twice",
+        f"{path}: [listeners] [[c]] port = 50101: 127.0.0.2:50101 overlaps [gateway] web_port "
+        "(0.0.0.0:50101): one port cannot be listened on twice",
+        f"{path}: [listeners] [[radio]] repeater_port = 50102: 127.0.0.1:50102 overlaps [listeners] "
+        "[[legacy]] [[[init_settings]]] port_nb (0.0.0.0:50102): one port cannot be listened on twice",
+    ]   # ::1 and 127.0.0.1 are different addresses: [[v6]] and [[v4]] can share a port number
+
+
+def test_one_serial_device_read_twice_is_an_error(tmp_path):
+    (tmp_path / "serial0").symlink_to(tmp_path / "ttyAMA0")
+    problems = problems_of(tmp_path, f"""
+        [listeners]
+        [[radio]]
+        type = rfm2pi
+        com_port = {tmp_path / 'ttyAMA0'}
+        [[meter]]
+        type = serial
+        com_port = {tmp_path / 'serial0'}
+        [[loop1]]
+        type = serial
+        com_port = loop://
+        [[loop2]]
+        type = serial
+        com_port = loop://
+        """)
+    assert problems == [f"{tmp_path / 'gw.conf'}: [listeners] [[meter]] com_port = {tmp_path / 'ttyAMA0'}: "
+                        "the same device as [listeners] [[radio]] com_port; a serial port has one reader"]
+
+
+@pytest.mark.parametrize("value, reason", [("1e308", "too big"), ("inf", "too big"),
+                                           ("nan", "unacceptable"), ("1e309", "too big")])
+def test_numbers_that_cannot_be_used_are_errors(tmp_path, value, reason):
+    problems = problems_of(tmp_path, f"""
+        [gateway]
+        hot_max_mb = {value}
+        shutdown_timeout = {value}
+        [listeners]
+        [[s]]
+        type = socket
+        idle_timeout = {value}
+        [buffers]
+        [[e]]
+        type = emoncms
+        retry_max = {value}
+        """)
+    assert sorted(p.split(": ", 1)[1].split(" = ")[0] for p in problems) == [
+        "[buffers] [[e]] retry_max", "[gateway] hot_max_mb", "[gateway] shutdown_timeout",
+        "[listeners] [[s]] idle_timeout"]
+    assert all(reason in p for p in problems), problems
+
+
+def test_bind_that_is_no_address_is_an_error(tmp_path):
+    problems = problems_of(tmp_path, """
+        [gateway]
+        status_port = 50110
+        status_bind = 300.1.2.3
+        [listeners]
+        [[s]]
+        type = socket
+        bind = 10.0.0.256
+        [[t]]
+        type = socket
+        port = 50111
+        bind = gateway-host.local
+        """)
+    assert len(problems) == 2, problems
+    assert "[listeners] [[s]]: bind = 10.0.0.256: not an IP address" in problems[0]
+    assert "[gateway] status_bind = 300.1.2.3: not an IP address nor a host name" in problems[1]
+
+
+def spec_lines():
+    """Every configspec line of [gateway] and of every plugin type: ``(where, line)``."""
+    from gateway.config import GATEWAY_SPEC
+    found = [("[gateway]", line) for line in (GATEWAY_SPEC + SPOOL_SPEC).splitlines() if line.strip()]
+    for registry in (LISTENERS, BUFFERS):
+        for name in registry.names():
+            found += [(name, line) for line in registry.resolve(name).settings_spec().splitlines()]
+    return found
+
+
+def test_every_number_setting_has_a_maximum():
+    """A number without a maximum validates (1e308, 10**30) and then overflows a conversion
+    or a timer at start, or makes a loop run forever: every one has a sensible bound."""
+    unbounded = [(where, line) for where, line in spec_lines()
+                 if re.search(r"=\s*(float|integer)\(", line) and "max=" not in line]
+    assert unbounded == []
+
+
+def at_maximum(spec: str, skip=()) -> str:
+    """Config lines setting every bounded number of a configspec to its maximum."""
+    out = []
+    for line in spec.splitlines():
+        match = re.match(r"\s*(\w+)\s*=\s*(?:float|integer)\(.*max=([^,)]+)", line)
+        if match and match.group(1) not in skip:
+            out.append(f"{match.group(1)} = {match.group(2)}")
+    return "\n".join(out)
+
+
+def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
+    """The whole class at once: a gateway with each number setting of [gateway] and of every
+    listener and buffer type at its maximum starts, takes a frame, re-reads its config and
+    stops cleanly."""
+    from gateway.config import GATEWAY_SPEC
+    from listeners.serialport import SerialPortListener
+    from listeners.socket import SocketListener
+    from tests.emoncms_server import WRITE_KEY
+    port = free_port()
+    ports = dict(status_port=free_port(), web_port=free_port())
+    given = {"emoncms": f"url = {emoncms.url}\napikey = {WRITE_KEY}", "file": f"path = {tmp_path / 'out.csv'}"}
+
+    def section(registry, name):
+        cls = registry.resolve(name)
+        if issubclass(cls, SocketListener):
+            extra = f"port = {port}"
+        elif issubclass(cls, SerialPortListener):
+            extra = f"com_port = {tmp_path / ('no-such-device-' + name)}"
+        else:   # a buffer: the test servers take emoncms and files; the others are off
+            extra = given.get(name, "active = False")
+        return f"[[{name}]]\ntype = {name}\n{extra}\n" + at_maximum(
+            cls.settings_spec(), skip=("port", "port_nb", "repeater_port", "keepalive")) + "\n"
+
+    text = "\n".join([
+        "[gateway]", "clock = trusted", at_maximum(GATEWAY_SPEC + SPOOL_SPEC, skip=ports),
+        *(f"{key} = {value}" for key, value in ports.items()),
+        "[listeners]", *(section(LISTENERS, name) for name in LISTENERS.names()),
+        "[buffers]", *(section(BUFFERS, name) for name in BUFFERS.names()),
+    ])
+    gw = gateway_factory(text)
+    send_lines(port, b"7 1 2\n")
+    emoncms.wait_for_rows(2)
+    gw.signal(signal.SIGHUP)
+    gw.wait_for_log("re-read")
+    assert gw.stop() == 0
+    assert "Traceback" not in gw.log and "internal error" not in gw.log and " ERROR " not in gw.log
+    assert (tmp_path / "out.csv").read_text().endswith(",7,1,2\n")
+
+
+def test_check_catches_a_port_used_twice_and_an_overflowing_number(tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text("[gateway]\nhot_max_mb = 1e308\n[listeners]\n[[a]]\ntype = socket\nport = 50120\n"
+                    "[[b]]\ntype = socket\nport = 50120\n")
+    result = run_cli("--config-file", str(conf), "--check")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.splitlines()[1:] == [
+        f"  {conf}: [gateway] hot_max_mb = '1e308': the value \"1e+308\" is too big "
+        "(expected float(min=0.1, max=4096))",
+        f"  {conf}: [listeners] [[b]] port = 50120: 127.0.0.1:50120 overlaps [listeners] [[a]] port "
+        "(127.0.0.1:50120): one port cannot be listened on twice"]
+
+
+# -- files the loader must survive ------------------------------------------------------------
+def nested(depth: int) -> str:
+    return "\n".join("[" * level + f"s{level}" + "]" * level for level in range(1, depth + 1)) + "\n"
+
+
+@pytest.mark.parametrize("depth", [400, 5000])
+def test_deeply_nested_sections_are_a_clear_error(tmp_path, depth):
+    conf = tmp_path / "deep.conf"
+    conf.write_text("[listeners]\n[[a]]\ntype = socket\n" + nested(depth).split("\n", 2)[2])
+    result = run_cli("--config-file", str(conf), "--check")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[1].startswith(f"  {conf}: [listeners] [[a]] [[[s3]]]")
+    assert result.stderr.splitlines()[1].endswith(
+        "its section 's9' is nested 9 levels deep, more than the 8 a config can have (check the brackets)")
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("gateway = 3\n", "gateway must be a section [gateway], not a key"),
+    ("[gateway]\nlog_levels = 3\n[[x]]\n[[[y]]]\n[[[[z]]]]\n", None),
+    ("[listeners]\n[[a]]\ntype = socket\nallow = ,\n", None),
+    ("[nodes]\n[[10]]\nnames = a\nscale = nan\n", "[nodes] [[10]] scale = 'nan'"),
+    ("[buffers]\n[[f]]\ntype = file\nbackups = 99999999999999999999999\n", "too big"),
+    ("\ufeff[gateway]\nloglevel = INFO\n", None),
+])
+def test_odd_files_give_an_answer_never_a_crash(tmp_path, text, problem):
+    path = tmp_path / "gw.conf"
+    path.write_text(text)
+    try:
+        ConfigLoader(LISTENERS, BUFFERS).load(str(path))
+        assert problem is None
+    except ConfigError as exc:
+        assert problem is not None and problem in "\n".join(exc.problems), exc.problems
+
+
+# -- reloading: whatever goes wrong, the file stays watched ---------------------------------------
+def test_a_file_that_breaks_the_reader_is_reported_and_later_saves_apply(gateway_factory, emoncms):
+    port, port2 = free_port(), free_port()
+    text = socket_emoncms_config(port, emoncms.url, "config_check_interval = 0.2\n    clock = trusted")
+    gw = gateway_factory(text)
+    rewrite_config(gw.config_path, text + "    [nodes]\n" + nested(400).split("\n", 1)[1])
+    error = gw.wait_for_log(r"ERROR oemgateway: config .* not applied \(the file changed\)")
+    gw.wait_for_log(r"its section 's9' is nested 9 levels deep")
+    assert str(gw.config_path) in error
+    rewrite_config(gw.config_path, text.replace("[buffers]", f"[[tcp2]]\n    type = socket\n    port = {port2}\n    [buffers]"))
+    gw.wait_for_log(f"listening on 127.0.0.1:{port2}")
+    send_lines(port2, b"5 5\n")
+    assert emoncms.wait_for_rows(1)[0].node == "5"
+    assert "Traceback" not in gw.log
+
+
+class LogWatch(logging.Handler):
+    """Stops the loop when a log record matches; keeps every message."""
+
+    def __init__(self, loop):
+        super().__init__()
+        self.loop, self.pattern, self.messages = loop, None, []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+        if self.pattern and re.search(self.pattern, self.messages[-1]):
+            self.loop.stop()
+
+    def run_until(self, pattern):
+        """Run the loop until a record matches ``pattern``; AssertionError after WAIT seconds."""
+        self.pattern = pattern
+        deadline = self.loop.call_later(WAIT, self.loop.stop)
+        self.loop.run()
+        deadline.cancel()
+        assert any(re.search(pattern, m) for m in self.messages), (pattern, self.messages)
+
+
+@pytest.mark.parametrize("fault", ["loader", "apply"])
+def test_an_unexpected_error_while_reloading_is_logged_and_the_watch_goes_on(tmp_path, fault):
+    import oemgateway
+    from buffers.spool import build_spool
+    from gateway.eventloop import EventLoop
+    from gateway.logs import Redactor
+    path = tmp_path / "gw.conf"
+    path.write_text("[gateway]\nconfig_check_interval = 0.01\ndurability = none\n")
+    loader = ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC)
+    config = loader.load(str(path))
+    loop = EventLoop()
+    watch = LogWatch(loop)
+    logging.getLogger("oemgateway").addHandler(watch)
+    gateway = oemgateway.Gateway(loop, loader, Redactor(), build_spool(config.gateway))
+    try:
+        gateway.start(config)
+        if fault == "loader":
+            gateway.loader = type("Broken", (), {"load": lambda self, path: 1 / 0})()
+        else:
+            gateway.apply = lambda config: 1 / 0
+        rewrite_config(path, "[gateway]\nconfig_check_interval = 0.01\ndurability = none\nclock = trusted\n")
+        watch.run_until(r"not applied|applied only in part")
+        gateway.loader = loader
+        vars(gateway).pop("apply", None)
+        rewrite_config(path, "[gateway]\nconfig_check_interval = 0.01\ndurability = none\nloglevel = DEBUG\n")
+        watch.run_until(r"re-read \(the file changed\)")
+    finally:
+        logging.getLogger("oemgateway").removeHandler(watch)
+        gateway.shutdown()
+        loop.close()
+    assert gateway.config.gateway["loglevel"] == "DEBUG"
+    expected = {"loader": "not applied (the file changed): it could not be read",
+                "apply": "(the file changed) applied only in part: an internal error stopped it"}[fault]
+    assert sum(expected in m for m in watch.messages) == 1, watch.messages

@@ -3,6 +3,7 @@ server. The daemon runs as a subprocess; emoncms is the test server."""
 
 import os
 import random
+import signal
 import shutil
 import socket
 import subprocess
@@ -201,3 +202,91 @@ def test_disk_full_keeps_delivering_and_never_crashes(gateway_factory, emoncms, 
     assert ids(rows) == list(range(2000))
     assert gw.proc.poll() is None
     gw.stop()
+
+
+# -- nothing lost on a healthy gateway, whatever the burst ---------------------------------
+def burst(count, first=0):
+    return b"".join(b"1 %d 1\n" % i for i in range(first, first + count))
+
+
+def assert_all_delivered_none_lost(gw, emoncms, expected):
+    """Every reading in ``expected`` reaches emoncms, and the stopped gateway's accounting
+    shows none dropped."""
+    try:
+        emoncms.wait_until(lambda rows: expected <= set(ids(rows)), what="every reading")
+    except AssertionError:
+        pass   # the counts below say how many are missing
+    gw.stop()
+    missing = expected - set(ids(emoncms.rows))
+    accounting = gw.wait_for_log(r"buffer 'emoncms': accepted")
+    assert not missing, f"{len(missing)} of {len(expected)} readings never delivered: {accounting}"
+    assert f"accepted {len(expected)} = delivered {len(expected)} + queued 0 + dropped 0" in accounting
+
+
+def test_a_stalled_gateway_loses_nothing_of_the_backlog_it_finds(gateway_factory, emoncms):
+    """SIGSTOP while a client writes 10,000 readings: one loop pass then reads far more than
+    the spool's in-memory tail holds, while the sender thread reads mid-pass."""
+    port = free_port()
+    gw = gateway_factory(config(port, emoncms.url, spill_after=60))
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
+        gw.signal(signal.SIGSTOP)
+        try:
+            sender = threading.Thread(target=client.sendall, args=(burst(10_000),), daemon=True)
+            sender.start()
+            sender.join(1.0)   # the stall: about a second, or until the kernel holds it all
+        finally:
+            gw.signal(signal.SIGCONT)
+        sender.join(WAIT)
+    wait_accepted(gw)
+    assert_all_delivered_none_lost(gw, emoncms, set(range(10_000)))
+
+
+def test_many_clients_at_once_lose_nothing(gateway_factory, emoncms):
+    port = free_port()
+    gw = gateway_factory(config(port, emoncms.url, spill_after=60))
+    start = threading.Barrier(4)
+
+    def client(n):
+        data = burst(6_000, n * 6_000)
+        start.wait(WAIT)
+        send_lines(port, data)
+
+    clients = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(4)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(WAIT)
+    wait_accepted(gw, 4)
+    assert_all_delivered_none_lost(gw, emoncms, set(range(24_000)))
+
+
+# -- a lost or damaged cursor file ----------------------------------------------------------
+def damage_cursor_file(path, damage):
+    if damage == "delete":
+        path.unlink()
+    elif damage == "nul":
+        path.write_bytes(bytes(path.stat().st_size))
+    else:   # both slots: a flipped byte in each one's checksummed body
+        data = bytearray(path.read_bytes())
+        for slot in (0, 32768):
+            data[slot + 40] ^= 0x55
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["delete", "nul", "both_slots"])
+def test_a_lost_cursor_file_replays_the_backlog_on_disk(gateway_factory, emoncms, damage):
+    port = free_port()
+    emoncms.set_mode("refuse")
+    text = config(port, emoncms.url, spill_after=3600)
+    gw = gateway_factory(text)
+    send_lines(port, burst(20_000))
+    wait_accepted(gw)
+    assert gw.stop() == 0
+    shutil.rmtree(runtime_dir_for(gw.config_path.parent))   # a reboot: only the disk is left
+    damage_cursor_file(gw.config_path.parent / "state" / "spool" / "cursors", damage)
+    emoncms.set_mode("ok")
+    gw = gateway_factory(text)
+    assert_all_delivered_none_lost(gw, emoncms, set(range(20_000)))
+    warnings = [line for line in gw.log.splitlines() if "WARNING" in line and "20000 readings" in line]
+    assert len(warnings) == 1 and "sent again" in warnings[0], gw.log
+    assert gw.log.count("20000 of them replayed") == 1   # in the accounting at the stop

@@ -55,16 +55,26 @@ def test_sessions_expire_when_unused():
     assert sessions.csrf("made-up") is None and sessions.csrf(None) is None
 
 
-def test_login_limiter_blocks_a_client_after_failures_then_forgives():
+def test_login_limiter_counts_attempts_before_they_are_checked_then_forgives():
     clock = FakeClock()
     limiter = LoginLimiter(attempts=3, window=60, clock=clock)
     for _ in range(3):
-        assert limiter.retry_after("10.0.0.1") == 0
-        limiter.failed("10.0.0.1")
-    assert limiter.retry_after("10.0.0.1") == 60
-    assert limiter.retry_after("10.0.0.2") == 0     # other clients are not affected
+        assert limiter.reserve("10.0.0.1") == 0     # may check (and it is counted already)
+    assert limiter.reserve("10.0.0.1") == 60
+    assert limiter.reserve("10.0.0.2") == 0         # other clients are not affected
     clock.now += 61
-    assert limiter.retry_after("10.0.0.1") == 0
+    assert limiter.reserve("10.0.0.1") == 0
+    limiter.succeeded("10.0.0.1")                   # a success forgets the failures
+    assert all(limiter.reserve("10.0.0.1") == 0 for _ in range(3))
+
+
+def test_login_limiter_counts_an_ipv6_64_as_one_client():
+    limiter = LoginLimiter(attempts=2, window=60, clock=FakeClock())
+    assert limiter.reserve("2001:db8:1:2::1") == 0 and limiter.reserve("2001:db8:1:2::ffff") == 0
+    assert limiter.reserve("2001:db8:1:2:aaaa::1") > 0
+    assert limiter.reserve("2001:db8:1:3::1") == 0
+    assert limiter.reserve("::ffff:10.0.0.9") == 0 and limiter.reserve("10.0.0.9") == 0
+    assert limiter.reserve("10.0.0.9") > 0
 
 
 def test_a_new_password_ends_every_session():
@@ -175,9 +185,68 @@ def test_a_file_that_does_not_parse_still_has_its_secrets_masked(editor):
     assert editor.check(text.replace("[nodes", "[nodes]")) == {"ok": True, "problems": [], "warnings": []}
 
 
+def test_secrets_are_masked_where_the_type_is_misspelled_over_lines_and_on_bad_lines(editor):
+    """A section whose type is misspelled, a triple-quoted secret on two lines, a secret on a
+    line that does not parse: each masked in the text; the problems name no secret either."""
+    two_lines = CONFIG.replace("[nodes]", "    [[broker]]\n        type = mqtt\n"
+                                          "        password = \'\'\'first-line-pw\nsecond-line-pw\'\'\'  # two\n"
+                                          "[nodes]")
+    typo = "    [[typo]]\n        type = emoncmss\n        apikey = typo-key-1234\n[nodes]"
+    with open(editor.path, "w") as f:
+        f.write(two_lines.replace("[nodes]", typo))
+    text = editor.masked_text()
+    for secret in ("typo-key-1234", "first-line-pw", "second-line-pw"):
+        assert secret not in text
+    assert "password = ********  # two" in text and "apikey = ********" in text
+    answer = editor.check(text)
+    assert "emoncmss" in answer["problems"][0]["message"] and "typo-key-1234" not in json.dumps(answer)
+    with open(editor.path, "w") as f:
+        f.write(two_lines)
+    editor.save(editor.masked_text().replace("nodename = house", "nodename = home"))   # masks come back
+    assert editor.read() == two_lines.replace("nodename = house", "nodename = home")
+
+    with open(editor.path, "w") as f:
+        f.write(CONFIG.replace("[nodes]", "    apikey: loose-line-secret-42\n[nodes]"))
+    text = editor.masked_text()
+    assert "loose-line-secret-42" not in text and "apikey: ********" in text
+    answer = editor.check(text)
+    assert not answer["ok"] and "loose-line-secret-42" not in json.dumps(answer)
+    [problem] = answer["problems"]
+    assert problem["line"] == text.splitlines().index("    apikey: ********") + 1
+    assert "neither a [section] nor a key = value" in problem["message"]
+
+
+def test_url_credentials_are_masked_and_come_back_only_to_the_same_url(editor):
+    with open(editor.path, "w") as f:
+        f.write(CONFIG.replace("url = http://127.0.0.1:1", "url = http://me:url-pw-99@127.0.0.1:1/x"))
+    text = editor.masked_text()
+    assert "url-pw-99" not in text and f"url = http://{MASK}@127.0.0.1:1/x" in text
+    assert editor.masked_sections()["buffers"]["emoncms"]["url"] == f"http://{MASK}@127.0.0.1:1/x"
+    assert editor.check(text)["ok"]
+    moved = editor.check(text.replace("@127.0.0.1:1/x", "@attacker.example:1/x"))
+    assert not moved["ok"] and "the URL changed: type its user and password again" in moved["problems"][0]["message"]
+    editor.save(text.replace(f"http://{MASK}@127.0.0.1:1/x", "http://me:new-pw@127.0.0.1:1/x"))
+    assert "url = http://me:new-pw@127.0.0.1:1/x" in editor.read()
+    editor.edit_section(["buffers", "emoncms"], {"url": f"http://{MASK}@127.0.0.1:1/x", "timeout": "5"})
+    assert "url = http://me:new-pw@127.0.0.1:1/x" in editor.read()
+
+
+def test_a_masked_key_is_not_sent_to_a_new_address_typed_on_the_page(editor):
+    moved = editor.masked_text().replace("url = http://127.0.0.1:1", "url = http://attacker.example")
+    answer = editor.check(moved)
+    assert not answer["ok"]
+    [problem] = answer["problems"]
+    assert problem["key"] == "apikey" and problem["section"] == ["buffers", "emoncms"]
+    assert "url changed, so the saved value would go to a new address: type it again" in problem["message"]
+    assert editor.check(moved.replace(f"apikey = {MASK}", "apikey = " + "f" * 32, 1))["ok"]
+    with pytest.raises(ConfigEditError):
+        editor.edit_section(["buffers", "emoncms"], {"url": "http://attacker.example", "apikey": MASK})
+    editor.edit_section(["buffers", "emoncms"], {"url": "http://attacker.example", "apikey": "e" * 32})
+
+
 def test_section_edits_for_the_forms(editor):
     editor.edit_section(["nodes", "10"], {"nodename": "home", "names": "power, voltage", "units": "W, V"})
-    editor.edit_section(["buffers", "emoncms"], {"apikey": MASK, "url": "http://127.0.0.1:3"})
+    editor.edit_section(["buffers", "emoncms"], {"apikey": MASK, "timeout": "3"})
     editor.edit_section(["listeners", "serial"], {"type": "serial", "com_port": "loop://"})
     editor.edit_section(["buffers", "old"], None, remove=True)
     config = editor.loader.load(editor.path)
@@ -269,13 +338,17 @@ def test_everything_else_needs_a_login(web):
     assert browser.json("GET", "/api/status")[0] == 401
 
 
-def test_logins_are_rate_limited(web):
+def test_logins_are_rate_limited_and_failures_logged_throttled(web):
     gw, browser = web
     for _ in range(5):
         assert browser.login("wrong")[0] == 401
-    code, _ = browser.login()
-    assert code == 429
-    assert gw.log.count("failed login from 127.0.0.1") == 5
+    for _ in range(20):
+        code, _ = browser.login()
+        assert code == 429
+    assert gw.log.count("failed login from 127.0.0.1") == 1
+    assert gw.stop() == 0   # the summary of what was held back comes at the latest at the end
+    gw.wait_for_log(r"\.\.\. 24 more like that in the last 60 s \(latest: web page: login from "
+                    r"127\.0\.0\.1 refused: too many failed logins\)")
 
 
 def test_changes_need_the_csrf_token(web):

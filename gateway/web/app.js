@@ -122,7 +122,8 @@ function bufferRow(name, b) {
     el("td", { class: "num" }, b.delivered), el("td", {}, dropped),
     el("td", { title: "queue depth (orange) and deliveries per second (blue) while this page is open, up to an hour" },
        chart([[history.map(h => h.queued), "depth"], [rates, "rate"]], "chart")),
-    el("td", { class: "error" }, b.last_error && b.state !== "ok" ? b.last_error : ""));
+    el("td", { class: "error" }, b.inactive_reason ? `inactive (${b.inactive_reason}): not recording`
+                                 : b.last_error && b.state !== "ok" ? b.last_error : ""));
 }
 
 function nodeRow(node, n) {
