@@ -44,7 +44,7 @@ class Gateway:
     def __init__(self, loop: EventLoop, loader: ConfigLoader, redactor: Redactor, spool: Spool):
         self.loop = loop
         self.spool = spool
-        self.clock = ClockWatch()   # replaced by the config's choice in apply()
+        self.clock = ClockWatch(PROBES["trusted"])   # the config's choice comes in apply()
         self._clock_timer = None
         self._flush_scheduled = False
         self.loader = loader
@@ -102,7 +102,7 @@ class Gateway:
         """Make the running set of listeners and buffers match ``config``; queues are kept."""
         old = self.config
         self.config = config
-        self.clock.probe = PROBES[config.gateway["clock"]]
+        self.clock.use(PROBES[config.gateway["clock"]])   # before any listener reads
         self._apply_spool_settings(old, config)
         self.redactor.set_secrets(config.secrets())
         self.nodes.configure(config.nodes)

@@ -1,20 +1,58 @@
-"""The buffer contract, and everything every buffer gets for free.
+"""The buffer contract, and the delivery engine every buffer gets for free.
 
 A buffer plugin implements *how to deliver one batch*: ``send(batch)`` returns when the
 destination has every reading of the batch, or raises one of the errors below to say what went
-wrong. The base class owns the rest, once for every destination: the bounded queue, the sender
-thread, batching, splitting a refused batch to find the bad reading, retries with exponential
-backoff and full jitter, and the counters (accepted = delivered + queued + dropped).
+wrong and, when it knows, what the destination kept. The base class owns the rest, once for
+every destination: the sender thread, batch sizes, finding a refused reading, retries, and the
+counters.
+
+Counting. A reading leaves the queue only in ``_settle()``, which counts each one it removes
+exactly once: delivered, or dropped as ``rejected``. Nothing is counted when an attempt fails
+and the readings stay queued, so ``accepted = delivered + queued + dropped`` holds whatever
+happens, however often a batch is tried. (The spool counts the readings its bounds drop.)
+
+Refusals. A destination that refuses a reading says so with a ``RejectedError``:
+
+* naming the reading (``delivered=n``: the first n readings were stored, reading n is refused,
+  the rest were not stored): the n are delivered, the refused one is dropped, and sending goes
+  on with full batches from the one after it. Nothing stored is ever sent again.
+  With ``node_refused`` the destination refuses the reading's whole node (emoncms' limit of 32
+  nodes): the engine remembers that for ``NODE_REFUSAL_MEMORY`` seconds, or until the settings
+  change, and drops the node's readings without sending them (counted per node as rejected).
+  Ten minutes: a refused node then costs one refused request per ten minutes at most, while
+  room made at the destination (inputs deleted in emoncms) is used within ten minutes, or at
+  once after a config change.
+* without naming it (``delivered=None``): the engine has to search, re-sending readings. That
+  is only right for a destination that keeps nothing of a refused request, or to which a
+  reading sent twice does no harm; a plugin that knows better names the reading. The search
+  sends the batch of n in pieces of about sqrt(n): pieces before the bad reading get through,
+  the piece that holds it is searched the same way, and as soon as the bad reading is alone and
+  refused it is dropped and batches are full again. For n = 500 a refused reading costs on
+  average 20 requests and 530 readings sent again (the refused batch itself is 500 of them),
+  against 750 readings for halving.
+
+Batch sizes: ``batch_size``; after ``TooLargeError`` half of what was too large, from then on
+(until the settings change); one reading at a time while the destination fails (a probe:
+small, and a reading that then gets through proves the way is clear: full batches follow).
+
+Retries: after a failure the wait doubles from ``RETRY_BASE`` up to ``retry_max``, each time
+a random amount between half and all of it (many gateways behind one failed server do not come
+back in step), never sooner than a ``Retry-After`` the server gave (up to
+``RETRY_AFTER_LIMIT``). A refused key or URL (``AuthError``) waits ``AUTH_RETRY_FACTOR`` times
+longer: only a change on the server or in the config helps, and a config change is applied at
+once.
 """
 
 import logging
+import math
 import random
 import threading
 import time
-from typing import Callable, List, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
 
 from gateway.clock import PROBES, ClockWatch
-from gateway.frame import Frame
+from gateway.frame import Frame, Node
 from gateway.logs import LogThrottle
 from gateway.plugin import Plugin
 from buffers.spool import Cursor
@@ -33,7 +71,18 @@ class TransientError(DeliveryError):
 
 
 class RejectedError(DeliveryError):
-    """The destination will never accept this batch as it is (a bad reading in it)."""
+    """The destination will never take a reading of this batch.
+
+    ``delivered``: how many readings at the head of the batch the destination stored before it
+    came to the refused one, which is ``batch[delivered]``; the ones after it were not stored.
+    None: the destination does not say which reading (see the module docstring).
+    ``node_refused``: the destination refuses every reading of that reading's node for now.
+    """
+
+    def __init__(self, message: str, delivered: Optional[int] = None, node_refused: bool = False):
+        super().__init__(message)
+        self.delivered = delivered
+        self.node_refused = node_refused
 
 
 class AuthError(DeliveryError):
@@ -41,7 +90,14 @@ class AuthError(DeliveryError):
 
 
 class TooLargeError(DeliveryError):
-    """The batch is too large for the destination: send smaller ones."""
+    """The request was too large and nothing of it was stored: send smaller batches."""
+
+
+@dataclass
+class _Search:
+    """Looking for the reading a destination refused without naming it."""
+    suspects: int   # readings at the head of the queue that were in the refused batch
+    piece: int      # how many of them to send at a time
 
 
 class Buffer(Plugin):
@@ -52,9 +108,12 @@ class Buffer(Plugin):
     active = boolean(default=True)
     max_items = integer(min=0, max=100000000, default=0)
     batch_size = integer(min=1, max=100000, default=500)
-    retry_max = float(min=0.01, max=86400, default=30)
+    retry_max = float(min=0.01, max=86400, default=5)
     """
-    RETRY_BASE = 1.0  # seconds; the first retry waits up to this, doubling up to retry_max
+    RETRY_BASE = 0.5          # seconds: the first retry waits 0.25-0.5 s, doubling up to retry_max
+    AUTH_RETRY_FACTOR = 12    # a refused key or URL is retried every 12 x retry_max (1 min)
+    RETRY_AFTER_LIMIT = 300.0  # a server's Retry-After is honoured up to this many seconds
+    NODE_REFUSAL_MEMORY = 600.0  # seconds a node the destination refused stays refused
     # Set by the daemon before start(), for plugins that need them (None otherwise): the
     # ``[nodes]`` decoder (``nodes.table`` is the current NodeTable), and
     # ``transmit(node, values, listener=None)``, which sends values to a radio node through the
@@ -68,14 +127,17 @@ class Buffer(Plugin):
         self.queue = queue
         self.queue.max_items = self.settings["max_items"]
         self.stats = queue.stats
+        self.rejected_by_node: Dict[str, int] = {}   # readings dropped as rejected, per node
         self._pending_settings: Optional[dict] = None
         self._draining_until: Optional[float] = None
         self._thread: Optional[threading.Thread] = None
         self._failures = 0
         self._failing_since: Optional[float] = None
         self._auth_failing = False
-        self._split_limit: Optional[int] = None  # while searching a refused batch for its bad reading
-        self._suspects = 0                       # readings at the head that belong to that batch
+        self._size_cap: Optional[int] = None     # the most readings the destination took at once
+        self._search: Optional[_Search] = None
+        self._refused_nodes: Dict[Node, Tuple[float, str]] = {}   # node -> (until, why)
+        self.monotonic: Callable[[], float] = time.monotonic   # how long a node stays refused
         self._failure_log = LogThrottle(self.log, logging.WARNING, 300.0)
         self._reject_log = LogThrottle(self.log, logging.WARNING, 60.0)
         self._forget_at_exit = False
@@ -169,6 +231,7 @@ class Buffer(Plugin):
                 if self._pending_settings is not None:
                     self._pending_settings = None
                     self.configure()
+                    self._forget_learned()
                 draining = self._draining_until is not None
                 if draining and (not len(self.queue) or not self._should_record()
                                  or time.monotonic() >= self._draining_until):
@@ -176,8 +239,7 @@ class Buffer(Plugin):
                 if not draining and not self.recording:
                     self.queue.wait(None)  # paused until the settings change
                     continue
-                batch = self.queue.take(self._split_limit or self.settings["batch_size"],
-                                        block=not draining)
+                batch = self.queue.take(self._batch_limit(), block=not draining)
                 if batch:
                     self._deliver(batch)
         finally:
@@ -187,27 +249,35 @@ class Buffer(Plugin):
             self._reject_log.flush()
             self.close_transport()
 
+    def _batch_limit(self) -> int:
+        if self._failures:
+            return 1   # a probe: one small request until the destination answers again
+        limit = self.settings["batch_size"]
+        if self._size_cap:
+            limit = min(limit, self._size_cap)
+        if self._search:
+            limit = min(limit, self._search.piece)
+        return limit
+
+    def _forget_learned(self) -> None:
+        """New settings (another URL, key or server): what was learned about the old one goes."""
+        self._size_cap = None
+        if self._refused_nodes:
+            self.log.info("%s: settings changed: node(s) %s will be tried again", self,
+                          ", ".join(str(node) for node in self._refused_nodes))
+            self._refused_nodes.clear()
+
     def _deliver(self, batch: List[Frame]) -> None:
-        sendable = []
-        for frame in batch:
-            reason = self.check(frame)
-            if reason:
-                self._drop_rejected(frame, reason)
-            else:
-                sendable.append(frame)
+        verdicts = [self._verdict(frame) for frame in batch]   # None: to send; else why not
+        positions = [i for i, verdict in enumerate(verdicts) if verdict is None]
+        sendable = [batch[i] for i in positions]
         try:
             if sendable:
                 self.send(sendable)
         except RejectedError as exc:
-            self._on_rejected(batch, sendable, exc)
+            self._on_rejected(batch, verdicts, positions, exc)
         except TooLargeError as exc:
-            if len(sendable) <= 1:   # one reading too large to ever send: it is the bad one
-                self._on_rejected(batch, sendable, RejectedError(str(exc)))
-                return
-            self.queue.release()
-            self._split_limit = max(1, len(batch) // 2)
-            self._suspects = max(self._suspects, len(batch))
-            self.log.info("%s: %s; sending %d readings at a time", self, exc, self._split_limit)
+            self._on_too_large(batch, verdicts, positions, exc)
         except AuthError as exc:
             self.queue.release()
             self._on_failure(exc, auth=True)
@@ -219,16 +289,52 @@ class Buffer(Plugin):
             self.log.exception("%s: internal error while sending", self)
             self._on_failure(DeliveryError(f"internal error: {exc!r}"))
         else:
-            self.queue.ack(len(batch))
-            self._on_success(len(sendable))
+            self._settle(batch, len(batch), verdicts)
+            if sendable:   # the destination answered (not so if nothing was to be sent)
+                self._on_success()
 
-    def _on_success(self, delivered: int) -> None:
-        self.stats.delivered += delivered
+    def _verdict(self, frame: Frame) -> Optional[str]:
+        """Why ``frame`` is not to be sent (the destination refuses it or its node), or None."""
+        refused = self._refused_nodes.get(frame.node)
+        if refused is not None:
+            until, why = refused
+            if self.monotonic() < until:
+                return why
+            del self._refused_nodes[frame.node]
+            self.log.info("%s: node %s: trying again after %.0f min", self, frame.node,
+                          self.NODE_REFUSAL_MEMORY / 60)
+        return self.check(frame)
+
+    def _settle(self, batch: List[Frame], count: int, verdicts: List[Optional[str]]) -> None:
+        """The first ``count`` readings of the batch in flight are done with: let go, then each
+        counted once, as delivered (verdict None) or rejected (its verdict says why); not those
+        a spool bound dropped while they were in flight (the oldest: counted there)."""
+        first = count - self.queue.ack(count)
+        delivered = []
+        for frame, verdict in zip(batch[first:count], verdicts[first:count]):
+            if verdict is None:
+                delivered.append(frame)
+            else:
+                self._count_rejected(frame, verdict)
+        if delivered:
+            self._count_delivered(delivered)
+        if self._search:
+            self._search.suspects -= count
+            if self._search.suspects <= 0:
+                self._search = None
+
+    def _count_delivered(self, frames: List[Frame]) -> None:
+        self.stats.delivered += len(frames)
         self.stats.last_success = time.time()
-        if self._suspects:
-            self._suspects = max(0, self._suspects - delivered)
-            if not self._suspects:
-                self._split_limit = None
+
+    def _count_rejected(self, frame: Frame, why: str) -> None:
+        self.stats.dropped["rejected"] += 1
+        node = str(frame.node)
+        self.rejected_by_node[node] = self.rejected_by_node.get(node, 0) + 1
+        self._reject_log("%s: dropped a reading the destination refuses (node %s at %.0f): %s",
+                         self, frame.node, frame.time, why)
+
+    def _on_success(self) -> None:
         if self._failures or self._auth_failing:
             self._failure_log.reset()
             self.log.info("%s: delivering again after %.0f s of failures; %s",
@@ -237,25 +343,40 @@ class Buffer(Plugin):
         self._failing_since = None
         self._auth_failing = False
 
-    def _on_rejected(self, batch, sendable, exc: RejectedError) -> None:
-        if len(sendable) <= 1:
-            self.queue.ack(len(batch))
-            for frame in sendable:
-                self._drop_rejected(frame, str(exc))
-            if self._suspects:
-                self._suspects = max(0, self._suspects - len(batch))
-                if not self._suspects:
-                    self._split_limit = None
+    def _on_rejected(self, batch, verdicts, positions, exc: RejectedError) -> None:
+        why = str(exc)
+        known = exc.delivered is not None and 0 <= exc.delivered < len(positions)
+        if not known and len(positions) > 1:
+            # Some reading of the batch is refused, the destination does not say which: search.
+            self.queue.release()
+            self._search = _Search(suspects=len(batch), piece=max(1, math.isqrt(len(positions))))
+            self.log.debug("%s: %s; looking for the refused reading, %d at a time",
+                           self, why, self._search.piece)
+            self._on_success()   # the destination answered: it is up
             return
-        # Somewhere in the batch is a reading the destination refuses: send halves to find it.
-        self.queue.release()
-        self._split_limit = max(1, len(batch) // 2)
-        self._suspects = max(self._suspects, len(batch))
+        refused = positions[exc.delivered if known else 0]
+        if exc.node_refused:
+            self._refuse_node(batch[refused].node, why)
+        verdicts = list(verdicts)
+        verdicts[refused] = why
+        self._search = None   # found: full batches again from the next reading
+        self._settle(batch, refused + 1, verdicts)
+        self._on_success()
 
-    def _drop_rejected(self, frame: Frame, reason: str) -> None:
-        self.stats.dropped["rejected"] += 1
-        self._reject_log("%s: dropped a reading the destination refuses (node %s at %.0f): %s",
-                         self, frame.node, frame.time, reason)
+    def _refuse_node(self, node: Node, why: str) -> None:
+        self._refused_nodes[node] = (self.monotonic() + self.NODE_REFUSAL_MEMORY, why)
+        self.log.warning("%s: node %s is refused by the destination (%s): its readings are dropped "
+                         "for %.0f min, or until the settings change", self, node, why,
+                         self.NODE_REFUSAL_MEMORY / 60)
+
+    def _on_too_large(self, batch, verdicts, positions, exc: TooLargeError) -> None:
+        if len(positions) <= 1:   # one reading too large to ever send: it is the bad one
+            self._on_rejected(batch, verdicts, positions, RejectedError(str(exc), delivered=0))
+            self._size_cap = None
+            return
+        self.queue.release()
+        self._size_cap = max(1, len(positions) // 2)
+        self.log.info("%s: %s; sending %d readings at a time", self, exc, self._size_cap)
 
     def _on_failure(self, exc: DeliveryError, auth: bool = False,
                     retry_after: Optional[float] = None) -> None:
@@ -268,15 +389,16 @@ class Buffer(Plugin):
         if auth:
             if not self._auth_failing:
                 self.log.error("%s: %s; keeping every reading and retrying every %g s",
-                               self, exc, cap)
+                               self, exc, cap * self.AUTH_RETRY_FACTOR)
             self._auth_failing = True
-            delay = cap
+            ceiling = cap * self.AUTH_RETRY_FACTOR
         else:
             self._failure_log("%s: delivery failed: %s (%d readings queued; retrying with backoff)",
                               self, exc, len(self.queue))
-            delay = random.uniform(0, min(cap, self.RETRY_BASE * 2 ** (self._failures - 1)))
-            if retry_after:
-                delay = max(delay, min(retry_after, cap))
+            ceiling = min(cap, self.RETRY_BASE * 2 ** min(self._failures - 1, 30))
+        delay = random.uniform(ceiling / 2, ceiling)
+        if retry_after:
+            delay = max(delay, min(retry_after, self.RETRY_AFTER_LIMIT))
         if self._draining_until is not None:
             delay = min(delay, max(0.0, self._draining_until - time.monotonic()))
         self.queue.wait(delay)

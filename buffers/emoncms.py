@@ -4,9 +4,39 @@ A reading is posted on its own (``input/post``) as soon as it arrives when nothi
 queued; readings that piled up (an outage, a burst) go out together through ``input/bulk``,
 so a day of backlog drains in seconds. Every reading carries the time it was received.
 The API key travels in the ``Authorization: Bearer`` header, never in a URL.
+
+What emoncms' answers mean (research: emoncms-api.md, §3 and §7). emoncms stores the rows of a
+bulk upload one by one, running each input's processes as it goes, and stops at the first row
+it cannot take: **the rows in front of it are stored, the rows behind it are not touched**, and
+nothing of this is undone. Sending a stored row again makes emoncms process it again (an
+Accumulator, a pulse counter, kWh-to-power count it twice). So after a refusal the one question
+is *which row was refused*, and it is answered without sending anything again:
+
+* ``Error: Reached the maximal allowed number of different NodeIds ... Node 'X' was ignored``
+  names the node: the refused row is the first row of node X (the rows in front of it are of
+  nodes emoncms has). The engine counts the rows in front as delivered, drops that one, and
+  remembers that node X is refused (see ``buffers.base``).
+* A PHP "Fatal error" page saying ``Out of range value for column 'value'`` (or ``'time'``):
+  the refused row is the first row that breaks emoncms' column range (a MySQL FLOAT value,
+  an INT time), found by the same rule here. ``check()`` applies that rule before sending, so
+  this answer only comes if the rule here and the server's disagree.
+* Any other refusal (a message or a crash of PHP on the data that this gateway's rows do not
+  cause with emoncms 11.16.8) names no row and has no rule: the engine's search is the last
+  resort, and may make emoncms process the rows in front of the refused one again.
+
+A crash that is not about the data (the database down: ``Access denied``, ``Connection
+refused``, ...; a 500 with an empty body when ``display_errors`` is off) stores nothing that
+can be told apart, and is retried like any server trouble; so is a reply that never came
+(a timeout, a reset), after which the batch is sent again: the one case where emoncms may get
+a row twice. An empty 200 means a read-only key (nothing stored: keep everything, as for a
+401). A bulk body PHP dropped (over ``post_max_size``) reads as ``json string supplied is not
+valid``: nothing was stored, smaller batches follow. A 414 means the URL is too long: smaller
+batches cannot cure that once a batch is one reading, then everything is kept, as for a wrong
+URL.
 """
 
 import json
+import math
 import re
 import time
 from typing import List, Optional
@@ -18,8 +48,15 @@ from buffers.formats import compact_json
 from buffers.http import HttpBuffer, retry_after
 from gateway.frame import Frame
 
-EMONCMS_FLOAT_MAX = 3.4e38  # emoncms stores values in a MySQL FLOAT; larger ones crash it
+FLOAT_MAX = 3.4028234663852886e38   # emoncms' input.value is a MySQL FLOAT: larger crash it
+TIME_MIN, TIME_MAX = -2 ** 31, 2 ** 31 - 1   # input.time is a MySQL INT
 _API_KEY = re.compile(r"[0-9a-fA-F]{32}")
+_NODE_NAME_STRIP = re.compile(r"[^\w\s.\-]")   # what emoncms deletes from a node id
+_REFUSED_NODE = re.compile(r"Node '(.*)' (?:was ignored|does not belong to device)")
+_BODY_DROPPED = ("Format error, json string supplied is not valid",
+                 "Request contains no data via csv, json or data tag")
+_OUT_OF_RANGE = re.compile(r"Out of range value for column '(\w+)'")
+_DATA_CRASH = re.compile(r"Uncaught (?:TypeError|ValueError|ArgumentCountError|Error):")
 
 
 class EmoncmsBuffer(HttpBuffer):
@@ -69,9 +106,11 @@ class EmoncmsBuffer(HttpBuffer):
         return None
 
     def check(self, frame: Frame) -> Optional[str]:
-        for value in frame.values:
-            if abs(value) > EMONCMS_FLOAT_MAX:
-                return f"value {value} is beyond what emoncms can store"
+        value = _unstorable_value(frame)
+        if value is not None:
+            return f"value {value} is beyond what emoncms can store"
+        if not TIME_MIN <= int(frame.time) <= TIME_MAX and self.clock.synchronised():
+            return f"time {frame.time:.0f} is beyond what emoncms can store"
         return None
 
     def send(self, batch: List[Frame]) -> None:
@@ -80,24 +119,22 @@ class EmoncmsBuffer(HttpBuffer):
             frame = batch[0]
             form = {"node": str(frame.node), "time": str(int(frame.time)),
                     "fulljson": compact_json(frame.named_values())}
-            self._post("input/post", form, expected='{"success": true}')
+            self._judge(self.post(f"{self.url}/input/post", data=form), '{"success": true}', batch,
+                        synchronised)
             return
-        rows = [bulk_row(f) for f in batch]
-        form = {"data": compact_json(rows)}
+        form = {"data": compact_json([bulk_row(f) for f in batch])}
         if synchronised:
             form["time"] = "0"   # each row's time is absolute: reference 0 + row time
         else:
             # Our clock is wrong by an unknown amount: emoncms re-bases the rows on its own
             # clock (row time - sentat + its now), which cancels our error.
             form["sentat"] = str(int(time.time()))
-        self._post("input/bulk", form, expected="ok")
+        self._judge(self.post(f"{self.url}/input/bulk", data=form), "ok", batch, synchronised)
 
-    # -- the wire -----------------------------------------------------------------------
-    def _post(self, endpoint: str, form: dict, expected: str) -> None:
-        self._judge(self.post(f"{self.url}/{endpoint}", data=form), expected)
-
-    def _judge(self, reply: requests.Response, expected: str) -> None:
-        """Raise unless emoncms' own success reply came back (see research on its input API)."""
+    # -- emoncms' answers ---------------------------------------------------------------
+    def _judge(self, reply: requests.Response, expected: str, batch: List[Frame],
+               absolute_times: bool) -> None:
+        """Return if emoncms stored every row, else raise what it did (module docstring)."""
         body = reply.text.strip()
         status = reply.status_code
         if status == 200:
@@ -108,17 +145,67 @@ class EmoncmsBuffer(HttpBuffer):
                                 "is the apikey a read-only key?")
             message = _failure_message(body)
             if message is not None:
-                raise RejectedError(f"emoncms refused: {message}")
+                self._refused(message, batch)
+            crash = _fatal_error(body)
+            if crash is not None:
+                self._crashed(crash, batch, absolute_times)
             raise TransientError(f"unexpected answer from emoncms: {body[:120]!r}")
         if status == 401:
             raise AuthError("emoncms refused the API key (401 Invalid API key)")
-        if status in (413, 414):
+        if status == 413 or (status == 414 and len(batch) > 1):
             raise TooLargeError(f"emoncms answered {status}: request too large")
-        if status in (403, 404):
+        if status in (403, 404, 414):
             raise AuthError(f"emoncms answered {status} for {reply.url.split('?')[0]}: check the url")
         if 300 <= status < 400:
             self.judge(reply, "emoncms")   # raises: a redirect to put in url
         raise TransientError(f"emoncms answered {status} {reply.reason}", retry_after(reply))
+
+    def _refused(self, message: str, batch: List[Frame]) -> None:
+        """Raise what a ``{"success": false, "message": ...}`` answer means."""
+        said = f"emoncms refused: {message}"
+        if message in _BODY_DROPPED:   # PHP dropped the body (post_max_size): nothing stored
+            if len(batch) > 1:
+                raise TooLargeError(f"{said} (the request was larger than PHP's post_max_size)")
+            raise TransientError(f"{said} (emoncms did not receive the reading)")
+        node = _REFUSED_NODE.search(message)
+        if node is not None:
+            refused = _first(batch, lambda f: emoncms_node(f.node) == node.group(1))
+            if refused is not None:
+                raise RejectedError(said, delivered=refused, node_refused=True)
+        raise RejectedError(said)
+
+    def _crashed(self, crash: str, batch: List[Frame], absolute_times: bool) -> None:
+        """Raise what a PHP "Fatal error" page means: bad data, or server trouble."""
+        said = f"emoncms crashed: {crash}"
+        column = _OUT_OF_RANGE.search(crash)
+        if column is not None:
+            if column.group(1) == "value":
+                refused = _first(batch, lambda f: _unstorable_value(f) is not None)
+            elif absolute_times:
+                refused = _first(batch, lambda f: not TIME_MIN <= int(f.time) <= TIME_MAX)
+            else:
+                refused = None
+            raise RejectedError(said, delivered=refused)
+        if _DATA_CRASH.search(crash):
+            raise RejectedError(said)
+        raise TransientError(said)
+
+
+def emoncms_node(node) -> str:
+    """A node id as emoncms keeps it (and names it in messages)."""
+    return _NODE_NAME_STRIP.sub("", str(node)) or "0"
+
+
+def _unstorable_value(frame: Frame):
+    """The first value of ``frame`` emoncms cannot store (not finite, or beyond FLOAT), or None."""
+    for value in frame.values:
+        if not math.isfinite(value) or abs(value) > FLOAT_MAX:
+            return value
+    return None
+
+
+def _first(batch: List[Frame], test) -> Optional[int]:
+    return next((i for i, frame in enumerate(batch) if test(frame)), None)
 
 
 def _failure_message(body: str) -> Optional[str]:
@@ -130,6 +217,15 @@ def _failure_message(body: str) -> Optional[str]:
     if isinstance(reply, dict) and reply.get("success") is False:
         return str(reply.get("message", "no reason given"))
     return None
+
+
+def _fatal_error(body: str) -> Optional[str]:
+    """The first line of PHP's "Fatal error" page, without markup (``Uncaught ...``), or None."""
+    if "<b>Fatal error</b>" not in body:
+        return None
+    text = re.sub(r"<[^>]+>", "", body).replace("&gt;", ">").replace("&lt;", "<")
+    line = text.split("Fatal error:", 1)[1].strip().splitlines()[0]
+    return re.sub(r" in /\S+$", "", line)[:200]
 
 
 def bulk_row(frame: Frame) -> list:

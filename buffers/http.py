@@ -9,8 +9,9 @@ the server answers                      meaning for the buffer
 ======================================  =====================================================
 2xx                                     delivered
 401, 403, 404, 405, 407, 3xx            refused: wrong credentials or URL (AuthError: keep
-                                        everything, log once, retry slowly)
-413, 414, 431                           too large: send smaller batches (TooLargeError)
+414, 431                                everything, log once, retry slowly); a URL or headers
+                                        too long do not get shorter with smaller batches
+413                                     too large: send smaller batches (TooLargeError)
 408, 425, 429, 5xx, no answer           try again with backoff, no sooner than ``Retry-After``
 other 4xx (400, 422, ...)               the batch holds a reading it will never take
                                         (RejectedError: the base splits it to find it)
@@ -32,8 +33,8 @@ from gateway import __version__
 from gateway.logs import mask_url_credentials
 
 USER_AGENT = f"oemgateway/{__version__}"
-AUTH_STATUSES = frozenset({401, 403, 404, 405, 407})
-TOO_LARGE_STATUSES = frozenset({413, 414, 431})
+AUTH_STATUSES = frozenset({401, 403, 404, 405, 407, 414, 431})
+TOO_LARGE_STATUSES = frozenset({413})
 RETRY_STATUSES = frozenset({408, 425, 429})
 
 

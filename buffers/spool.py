@@ -364,11 +364,17 @@ class Cursor:
         self._in_flight = [seq for seq, _ in batch]
         return [frame for _, frame in batch]
 
-    def ack(self, count: int) -> None:
-        """The first ``count`` readings of the batch in flight are done with."""
-        if count and self._in_flight:
-            self.spool.advance(self, self._in_flight[min(count, len(self._in_flight)) - 1])
-        self._in_flight = []
+    def ack(self, count: int) -> int:
+        """The first ``count`` readings of the batch in flight are done with. Returns how many of
+        them are the caller's to count: a bound may have dropped (and counted) the oldest of
+        them while they were in flight."""
+        settled, self._in_flight = self._in_flight[:count], []
+        if not settled:
+            return 0
+        with self.spool._lock:
+            still_queued = sum(1 for seq in settled if seq > self.acked)
+            self.spool.advance(self, settled[-1])
+        return still_queued
 
     def release(self) -> None:
         self._in_flight = []

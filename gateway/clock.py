@@ -8,7 +8,9 @@ not jump, so the error is known exactly once the clock is synchronised: it is ho
 
 import ctypes
 import ctypes.util
+import functools
 import logging
+import threading
 import time
 from typing import Callable, Optional, Tuple
 
@@ -18,17 +20,24 @@ TIME_ERROR = 5       # adjtimex(2): the clock is not synchronised
 STEP_THRESHOLD = 1.0  # seconds; smaller corrections are NTP's ordinary slewing
 
 
+@functools.lru_cache(maxsize=1)
+def _adjtimex() -> Optional[Callable]:
+    """libc's adjtimex, looked up once (finding libc runs ``ldconfig``); None where there is none."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).adjtimex
+    except (OSError, AttributeError):
+        return None
+
+
 def kernel_says_synchronised() -> bool:
     """adjtimex(2) with no changes: False while the kernel reports the clock unsynchronised.
 
     Where that cannot be asked (not Linux), the clock is assumed right.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        buffer = ctypes.create_string_buffer(512)   # struct timex, modes = 0: read only
-        state = libc.adjtimex(buffer)
-    except (OSError, AttributeError):
+    adjtimex = _adjtimex()
+    if adjtimex is None:
         return True
+    state = adjtimex(ctypes.create_string_buffer(512))   # struct timex, modes = 0: read only
     return state != TIME_ERROR and state >= 0
 
 
@@ -44,28 +53,41 @@ class ClockWatch:
 
     ``note(seq)`` is called for each accepted reading; it returns ``(first_seq, last_seq,
     shift)`` once the clock has been synchronised after readings were stamped without it.
+    The probe is asked when the watch is made and whenever ``use()`` gives it another one, so
+    the state is known before the first reading is stamped or sent; after that at most once
+    per ``recheck`` seconds. Buffers' sender threads ask too: a lock makes every thread wait
+    for an answer being fetched instead of taking the previous one.
     """
 
     def __init__(self, probe: Callable[[], bool] = kernel_says_synchronised,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
                  recheck: float = 1.0):
-        self.probe = probe
         self.wall = wall
         self.mono = mono
         self.recheck = recheck
-        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
         self._synced = True
         self._unsynced: Optional[Tuple[int, int, float]] = None   # first seq, last seq, offset
+        self.use(probe)
+
+    def use(self, probe: Callable[[], bool]) -> None:
+        """Take ``probe`` to judge the clock from now on, and ask it at once."""
+        with self._lock:
+            self.probe = probe
+            self._ask()
 
     def synchronised(self) -> bool:
-        now = self.mono()
-        if now - self._checked_at >= self.recheck:
-            self._checked_at = now
-            was, self._synced = self._synced, self.probe()
-            if was and not self._synced:
-                log.warning("the system clock is not synchronised: readings are time-stamped now "
-                            "and corrected when it is")
-        return self._synced
+        with self._lock:
+            if self.mono() - self._checked_at >= self.recheck:
+                self._ask()
+            return self._synced
+
+    def _ask(self) -> None:
+        was, self._synced = self._synced, self.probe()
+        self._checked_at = self.mono()
+        if was and not self._synced:
+            log.warning("the system clock is not synchronised: readings are time-stamped now "
+                        "and corrected when it is")
 
     @property
     def pending(self) -> bool:
@@ -75,7 +97,8 @@ class ClockWatch:
     def note(self, seq: Optional[int]) -> Optional[Tuple[int, int, float]]:
         """Record reading ``seq`` (None: just look at the clock); see the class docstring."""
         if seq is None and self._unsynced is not None:
-            self._checked_at = float("-inf")
+            with self._lock:
+                self._checked_at = float("-inf")
         if not self.synchronised():
             if seq is None:
                 return None

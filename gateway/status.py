@@ -43,7 +43,7 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
             "state": buffer.state, "recording": buffer.recording, "inactive_reason": buffer.why_inactive(),
             "queued": queued, "oldest_queued_age_s": _age(now, oldest),
             "accepted": stats.accepted, "delivered": stats.delivered, "dropped": dict(stats.dropped),
-            "replayed": stats.replayed,
+            "rejected_by_node": dict(buffer.rejected_by_node), "replayed": stats.replayed,
             "retries": stats.retries, "last_success_age_s": _age(now, stats.last_success),
             "last_error": redact(stats.last_error) if stats.last_error else None,
         }
@@ -158,6 +158,9 @@ def format_status(status: dict) -> str:
         if b["inactive_reason"]:
             line += f"; inactive ({b['inactive_reason']}): not recording"
         out.append(line)
+        if b.get("rejected_by_node"):
+            out.append(f"  {'':<16} rejected by node: " + ", ".join(
+                f"node {node} {n}" for node, n in b["rejected_by_node"].items()))
         if b["last_error"] and b["state"] != "ok":
             out.append(f"  {'':<16} last error: {b['last_error']}")
     spool = status["spool"]

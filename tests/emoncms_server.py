@@ -48,14 +48,14 @@ READ_KEY = "fedcba9876543210fedcba9876543210"
 VERSION = "11.16.8"
 
 #: Server behaviours selectable with :meth:`FakeEmoncms.set_mode`.
-MODES = ("ok", "error500", "hang", "refuse", "garbage", "reset")
+MODES = ("ok", "error500", "hang", "refuse", "garbage", "reset", "db_down")
 #: Modes :meth:`FakeEmoncms.fail_next` accepts.
-FAIL_MODES = ("error500", "garbage", "reset", "hang")
+FAIL_MODES = ("error500", "garbage", "reset", "hang", "db_down")
 
 MAX_REQUEST_LINE = 8190             # Apache LimitRequestLine (doc §2, §3: longer URL -> 414)
 POST_MAX_SIZE = 8 * 1024 * 1024     # PHP post_max_size = 8M: a bigger body is dropped (doc §3)
 MYSQL_INT_MIN, MYSQL_INT_MAX = -2 ** 31, 2 ** 31 - 1   # input.time is INT (doc §3)
-MYSQL_FLOAT_MAX = 3.402823466e38    # input.value is FLOAT (doc §3)
+MYSQL_FLOAT_MAX = 3.4028234663852886e38   # input.value is FLOAT (doc §3, §7): above FLT_MAX -> crash
 PHP_INT_MIN, PHP_INT_MAX = -2 ** 63, 2 ** 63 - 1
 
 TEXT = "text/plain;charset=UTF-8"   # header() 'text/plain' + PHP default_charset
@@ -66,6 +66,7 @@ GARBAGE = b"<html>garbage</html>"
 # Where the PHP error pages say the code lives. The line numbers are illustrative (only
 # input_methods.php:292 is quoted in the doc); nothing should depend on them.
 _EMONCMS_ROOT = "/var/www/emoncms"
+_INDEX_PHP = _EMONCMS_ROOT + "/index.php"
 _METHODS_PHP = _EMONCMS_ROOT + "/Modules/input/input_methods.php"
 _MODEL_PHP = _EMONCMS_ROOT + "/Modules/input/input_model.php"
 _STRLEN_LINE, _HEX2BIN_LINE, _COUNT_LINE, _SET_TIMEVALUE_LINE = 292, 225, 237, 318
@@ -410,6 +411,10 @@ _URI_TOO_LONG = _Response(414, b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//
                                b"the capacity\nlimit for this server.<br />\n</p>\n</body></html>\n",
                           HTML, close=True)
 _ERROR_500 = _Response(500, b"", HTML)
+# The database refusing emoncms' login (doc §7 "Database down"): index.php's connect throws
+# before any routing, so every request, /version included, gets this page.
+_DB_DOWN = _Response(200, _PhpFatal("mysqli_sql_exception: Access denied for user 'emoncms'@'localhost' "
+                                    "(using password: YES)", _INDEX_PHP, 74).page(), HTML)
 _GARBAGE = _Response(200, GARBAGE, HTML)
 _BAD_REQUEST = _Response(400, b"Bad Request", HTML, close=True)
 
@@ -430,11 +435,16 @@ class _InputStore:
         self.rows: List[Row] = []
         # node -> name -> [time, value]; both None for an input created without a value
         self.inputs: Dict[str, Dict[str, list]] = {}
+        # (node, name) -> the value of the Accumulator feed its process list writes to
+        self.accumulators: Dict[Tuple[str, str], float] = {}
 
     def process_node(self, node: str, time_: int, inputs: Dict[str, float]) -> None:
         """``InputMethods::process_node``: refuse a new node beyond ``max_nodes`` (doc §3, §6),
         then create each input and write its time and value, in order. A value MySQL refuses
-        raises :class:`_PhpFatal` after the input was created; earlier values stay written."""
+        raises :class:`_PhpFatal` after the input was created; earlier values stay written.
+        Only once every value of the row is written do the process lists of the inputs that
+        existed before the row run (``$tmp`` in the PHP): a refused or crashed row runs none,
+        and every row stored before it has run its processes (doc §7)."""
         with self.cond:
             if node not in self.inputs and len(self.inputs) >= self.max_nodes:
                 raise _ApiError("Error: Reached the maximal allowed number of different NodeIds, "
@@ -442,9 +452,11 @@ class _InputStore:
             if not inputs:
                 return
             node_inputs = self.inputs.setdefault(node, {})
+            processing = []
             try:
                 for name, value in inputs.items():
                     name = sanitise_name(name)
+                    existed = name in node_inputs
                     slot = node_inputs.setdefault(name, [None, None])   # create_input()
                     if not MYSQL_INT_MIN <= time_ <= MYSQL_INT_MAX:      # set_timevalue()
                         raise _out_of_range("time")
@@ -452,8 +464,19 @@ class _InputStore:
                         raise _out_of_range("value")
                     slot[0], slot[1] = time_, value
                     self.rows.append(Row(node, name, value, time_))
+                    if existed and (node, name) in self.accumulators:
+                        processing.append((node, name, value))
+                for key_node, key_name, value in processing:   # process__accumulator
+                    self.accumulators[(key_node, key_name)] += value
             finally:
                 self.cond.notify_all()
+
+    def add_accumulator(self, node: str, name: str) -> None:
+        """Give input node/name the process list ``process__accumulator`` to a new feed; like
+        emoncms, the input must exist first (here it is created without a value if missing)."""
+        with self.cond:
+            self.inputs.setdefault(node, {}).setdefault(name, [None, None])
+            self.accumulators[(node, name)] = 0.0
 
     def clear(self) -> int:
         """Forget every input and row (``input/clean``); returns how many inputs there were."""
@@ -461,6 +484,7 @@ class _InputStore:
             count = sum(len(names) for names in self.inputs.values())
             self.inputs.clear()
             self.rows.clear()
+            self.accumulators.clear()
             self.cond.notify_all()
             return count
 
@@ -512,10 +536,8 @@ def _parse_route(path: str) -> Optional[List[str]]:
 
 def _form_params(content_type: str, body: bytes) -> Dict[str, str]:
     """``$_POST``: only an ``application/x-www-form-urlencoded`` body is parsed; a JSON body is
-    ignored (doc §1); a body over ``post_max_size`` is dropped (doc §3)."""
+    ignored (doc §1); a body over ``post_max_size`` never gets here (doc §3)."""
     if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-        return {}
-    if len(body) > POST_MAX_SIZE:
         return {}
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
@@ -719,13 +741,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _php_request(self, body: bytes) -> _Request:
         target = urlsplit(self.path)
+        if len(body) > self.server.fake.post_max_size:
+            body = b""   # PHP drops a body over post_max_size, silently (doc §3)
         return _Request(
             method=self.command,
             request_line=self.requestline,
             path=target.path,
             query=dict(parse_qsl(target.query, keep_blank_values=True)),
             form=_form_params(self.headers.get("Content-Type", ""), body),
-            body=b"" if len(body) > POST_MAX_SIZE else body,
+            body=body,
             authorization=self.headers.get("Authorization"),
         )
 
@@ -777,8 +801,10 @@ class FakeEmoncms:
     """
 
     def __init__(self, write_key: str = WRITE_KEY, read_key: str = READ_KEY, max_nodes: int = 32,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, post_max_size: int = POST_MAX_SIZE):
+        """``max_nodes``: emoncms' ``[input] max_node_id_limit``; ``post_max_size``: PHP's."""
         self.write_key = write_key.lower()
+        self.post_max_size = post_max_size
         self.read_key = read_key.lower()
         self.host = host
         self._port = port
@@ -896,13 +922,25 @@ class FakeEmoncms:
         return self._store.snapshot()
 
     def reset(self) -> None:
-        """Forget rows, inputs and nodes (like ``input/clean``); requests_seen is kept."""
+        """Forget rows, inputs, nodes and processes (like ``input/clean``); requests_seen is kept."""
         self._store.clear()
+
+    def add_accumulator(self, node: str, name: str) -> None:
+        """Attach an Accumulator process to input node/name (doc §7): from now on each row
+        stored for it adds its value to a feed, read with :meth:`accumulated`. A row emoncms
+        processes twice shows there: the feed no longer equals the sum of the readings."""
+        self._store.add_accumulator(str(node), name)
+
+    def accumulated(self, node: str, name: str) -> float:
+        """The value of the Accumulator feed of input node/name (see :meth:`add_accumulator`)."""
+        with self._cond:
+            return self._store.accumulators[(str(node), name)]
 
     # -- failure injection -------------------------------------------------------------------
 
     def set_mode(self, mode: str) -> None:
-        """"ok" normal; "error500" 500 with an empty body; "hang" read the request and never answer
+        """"ok" normal; "error500" 500 with an empty body; "db_down" 200 with PHP's "Fatal error ...
+        Access denied" page, nothing stored (doc §7); "hang" read the request and never answer
         until the mode changes or stop() (then close without answer); "refuse" close the listening
         socket and open connections, reopen on the same port when the mode changes; "garbage" 200
         with ``<html>garbage</html>``; "reset" close the connection after reading the request."""
@@ -919,7 +957,7 @@ class FakeEmoncms:
                 self._open_listener()
 
     def fail_next(self, n: int, mode: str) -> None:
-        """The next ``n`` requests get ``mode`` ("error500", "garbage", "reset" or "hang"), then the
+        """The next ``n`` requests get ``mode`` (one of FAIL_MODES), then the
         current mode applies again. Calls queue up."""
         if mode not in FAIL_MODES:
             raise ValueError("fail_next mode must be one of %s, not %r" % (", ".join(FAIL_MODES), mode))
@@ -994,6 +1032,8 @@ class FakeEmoncms:
             return None
         if mode == "error500":
             return _ERROR_500
+        if mode == "db_down":
+            return _DB_DOWN
         if mode == "garbage":
             return _GARBAGE
         try:

@@ -151,6 +151,7 @@ def test_check_drops_readings_the_plugin_knows_are_unsendable(started):
         buffer.put(frame(value, value))
     started(buffer)
     assert buffer.wait_delivered(2) == [1, 2]
+    finish(buffer)
     assert buffer.stats.dropped["rejected"] == 1
     assert_accounting(buffer)
 
@@ -208,3 +209,119 @@ def test_a_single_reading_too_large_to_send_is_dropped_not_retried_forever(start
     finish(buffer)
     assert buffer.stats.dropped["rejected"] == 1
     assert_accounting(buffer)
+
+
+def sizes(buffer):
+    with buffer.cond:
+        return [len(b) for b in buffer.batches]
+
+
+def test_a_reading_refused_unnamed_is_found_and_full_batches_follow_at_once(started):
+    """The destination keeps nothing of a refused batch and does not say which reading: the
+    engine searches in pieces of about sqrt(batch); as soon as the reading is alone and refused
+    it is dropped, and the very next batch is full again."""
+    bad = {337, 1610}
+    buffer = Recorder(settings={"batch_size": 500},
+                      fail=lambda batch: RejectedError("no") if bad & {f.node for f in batch} else None)
+    for i in range(2000):
+        buffer.put(frame(i))
+    started(buffer)
+    assert buffer.wait_delivered(1998) == [i for i in range(2000) if i not in bad]
+    finish(buffer)
+    assert buffer.stats.dropped["rejected"] == 2 and buffer.stats.delivered == 1998
+    with buffer.cond:
+        after_drop = [buffer.batches[i + 1] for i, b in enumerate(buffer.batches[:-1])
+                      if len(b) == 1 and b[0] in bad]
+    assert [(batch[0], len(batch)) for batch in after_drop] == [(338, 500), (1611, 389)]
+    # each search sends the refused batch's readings again once, and a few more: not 2 x 500
+    assert sum(sizes(buffer)) - 2000 <= 2 * (500 + 30)
+
+
+class StoresUpToRefused(Recorder):
+    """A destination that, like emoncms, stores the readings in front of the first one it
+    refuses, and names it: ``refuses(frame)`` gives the RejectedError for a refused reading."""
+
+    def __init__(self, refuses, **kwargs):
+        super().__init__(**kwargs)
+        self.refuses = refuses
+
+    def send(self, batch):
+        for i, f in enumerate(batch):
+            error = self.refuses(f, i)
+            if error:
+                with self.cond:
+                    self.batches.append([x.node for x in batch])
+                    self.delivered.extend(batch[:i])
+                    self.cond.notify_all()
+                raise error
+        super().send(batch)
+
+
+def test_a_refusal_naming_the_reading_keeps_what_was_stored_and_sends_full_batches(started):
+    """emoncms' way: the rows in front of the refused one are stored; they are delivered, never
+    sent again, and the next batch starts right after the refused reading, full."""
+    buffer = StoresUpToRefused(
+        lambda f, i: RejectedError("Out of range value", delivered=i) if f.node == 42 else None,
+        settings={"batch_size": 50})
+    for i in range(120):
+        buffer.put(frame(i))
+    started(buffer)
+    finish(buffer)
+    assert [f.node for f in buffer.delivered] == [i for i in range(120) if i != 42]
+    assert [b[0] for b in buffer.batches] == [0, 43, 93] and sizes(buffer) == [50, 50, 27]
+    assert (buffer.stats.delivered, buffer.stats.dropped["rejected"]) == (119, 1)
+    assert buffer.rejected_by_node == {"42": 1}
+
+
+def test_a_refused_node_is_not_sent_until_forgotten_or_the_settings_change(started, caplog):
+    clock = [1000.0]
+    buffer = StoresUpToRefused(lambda f, i: RejectedError("Node '9' was ignored", delivered=i, node_refused=True)
+                               if f.node == 9 else None)
+    buffer.monotonic = lambda: clock[0]
+    started(buffer)
+
+    def round_of(n):
+        for node in (1, 9, 2):
+            buffer.put(frame(node, n))
+
+    with caplog.at_level(logging.INFO):
+        round_of(0)
+        buffer.wait_delivered(2)
+        round_of(1)
+        round_of(2)
+        buffer.wait_delivered(6)
+        clock[0] += Buffer.NODE_REFUSAL_MEMORY   # forgotten: tried again, refused again
+        round_of(3)
+        buffer.wait_delivered(8)
+        buffer.update(dict(SETTINGS))            # a settings change forgets it at once
+        round_of(4)
+        buffer.wait_delivered(10)
+        finish(buffer)
+    with buffer.cond:
+        tried = sum(1 for b in buffer.batches if 9 in b)
+    assert tried == 3
+    assert buffer.rejected_by_node == {"9": 5}
+    assert "node 9 is refused by the destination" in caplog.text
+    assert_accounting(buffer)
+
+
+def test_while_failing_each_attempt_is_one_reading_then_full_batches_again(started):
+    failures = iter([TransientError("down")] * 5)
+    buffer = Recorder(fail=lambda batch: next(failures, None))
+    for i in range(100):
+        buffer.put(frame(i))
+    started(buffer)
+    assert buffer.wait_delivered(100) == list(range(100))
+    assert sizes(buffer) == [100, 1, 1, 1, 1, 1, 99]
+
+
+def test_a_size_found_too_large_stays_the_limit(started):
+    buffer = Recorder(fail=lambda batch: TooLargeError("413") if len(batch) > 30 else None)
+    for i in range(100):
+        buffer.put(frame(i))
+    started(buffer)
+    buffer.wait_delivered(100)
+    for i in range(100, 200):
+        buffer.put(frame(i))
+    assert buffer.wait_delivered(200) == list(range(200))
+    assert sizes(buffer)[:3] == [100, 50, 25] and max(sizes(buffer)[2:]) == 25

@@ -1,7 +1,12 @@
 """Readings stamped before the clock was synchronised are re-timed by the correction."""
 
+import threading
+
+import pytest
+
 from buffers.spool import BufferStats, Spool, SpoolSettings
 from buffers.storage import MemoryFiles
+from gateway import clock
 from gateway.clock import ClockWatch
 from gateway.frame import Frame
 
@@ -52,3 +57,39 @@ def test_queued_readings_are_re_timed_and_the_fix_survives_a_restart():
     spool.open()
     cursor = spool.register("a", BufferStats())
     assert [f.time for f in cursor.take(10, block=False)][1:3] == [1501.0, 1502.0]
+
+
+def fake_adjtimex(monkeypatch, state):
+    """The kernel's answer faked at the narrowest boundary: libc's adjtimex() result."""
+    calls = []
+
+    def adjtimex(timex):
+        calls.append(timex)
+        return state
+
+    monkeypatch.setattr(clock, "_adjtimex", lambda: adjtimex)
+    return calls
+
+
+@pytest.mark.parametrize("state, synchronised", [(0, True), (1, True), (4, True), (clock.TIME_ERROR, False)])
+def test_the_kernel_is_asked_with_adjtimex(monkeypatch, state, synchronised):
+    calls = fake_adjtimex(monkeypatch, state)
+    assert clock.kernel_says_synchronised() is synchronised
+    assert len(calls) == 1
+
+
+def test_the_clock_state_is_known_before_the_first_reading(monkeypatch):
+    """A gateway starts with `clock = auto` on an unsynchronised machine: the watch asks the
+    kernel when it is given the probe, so the very first reading, and a buffer asking before
+    any reading came, get 'not synchronised'."""
+    calls = fake_adjtimex(monkeypatch, clock.TIME_ERROR)
+    watch = ClockWatch(clock.PROBES["trusted"])      # what the daemon makes before its config
+    watch.use(clock.PROBES["auto"])                  # the config says auto: asked at once
+    assert len(calls) == 1
+    answers = []
+    thread = threading.Thread(target=lambda: answers.append(watch.synchronised()))
+    thread.start()
+    thread.join()
+    assert answers == [False]
+    assert watch.note(1) is None and watch.pending
+

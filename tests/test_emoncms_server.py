@@ -453,6 +453,7 @@ def assert_unauthorized(response):
 
 @pytest.mark.parametrize("key", ["f" * 32, "notakey", WRITE_KEY + "\n", WRITE_KEY[:-1], WRITE_KEY + "0"])
 def test_invalid_key_in_query_is_401(fake, http, key):
+    """§3 "unknown 32-hex key | 401 | Invalid API key", and keys that are not 32 hex chars."""
     assert_unauthorized(get(http, fake, "/input/post", node=1, csv=1, apikey=key))
     assert_unauthorized(get(http, fake, "/input/bulk", data="[[0,1,1]]", apikey=key))
     assert fake.rows == []
@@ -493,6 +494,7 @@ def test_upper_case_key_works(fake, http):
 @pytest.mark.parametrize("path, query", [("/input/post", {"csv": "1"}), ("/input/bulk", {"data": "[[0,1,1]]"})])
 @pytest.mark.parametrize("key", [READ_KEY, None, ""])
 def test_read_key_or_no_key_is_empty_200_nothing_stored(fake, http, path, query, key):
+    """§3 "read key on input/post or input/bulk | 200 | empty": easy to take for a success."""
     if key is not None:
         query = dict(query, apikey=key)
     response = http.get(fake.url + path, params=query, timeout=10)
@@ -546,6 +548,7 @@ def test_out_of_range_value_keeps_earlier_values_of_the_same_post(fake, http):
 
 
 def test_url_over_8190_bytes_is_414(fake, http):
+    """§3 "URL of ~9 KB (GET) | 414": Apache's LimitRequestLine, before emoncms runs."""
     response = get(http, fake, "/input/post", node=1, csv=",".join(["1"] * 4200))
     assert response.status_code == 414
     assert "Request-URI Too Long" in response.text
@@ -561,6 +564,7 @@ def test_url_just_under_the_limit_works(fake, http):
 
 
 def test_post_body_over_8mb_is_dropped(fake, http):
+    """§3 "POST body > 8 MB": PHP drops it silently; bulk then says the JSON is not valid."""
     padding = "x" * (8 * 1024 * 1024)
     response = post(http, fake, "/input/post", {"node": 1, "csv": "1", "pad": padding}, headers=bearer())
     assert_ok(response, NO_DATA)
@@ -569,6 +573,76 @@ def test_post_body_over_8mb_is_dropped(fake, http):
     response = post(http, fake, "/input/post", {"node": 1, "csv": "1", "apikey": WRITE_KEY, "pad": padding})
     assert response.status_code == 200 and response.content == b""
     assert fake.rows == []
+
+
+# ----------------------------------------------------------------------------------------------
+# §7 refusals inside a bulk upload (measured on the real server with a wire log)
+# ----------------------------------------------------------------------------------------------
+
+NODE_LIMIT = ("{\"success\": false, \"message\": \"Error: Reached the maximal allowed number of different "
+              "NodeIds, limit is %d. Node '%s' was ignored.\"}")
+
+
+def test_rows_before_a_refused_node_are_stored_and_processed_the_rest_untouched(http):
+    """§7 "The 33rd node id": the answer names the node; rows in front of it were stored and
+    ran their input processes, rows behind it were not touched."""
+    with FakeEmoncms(max_nodes=2) as fake:
+        fake.add_accumulator("1", "1")
+        data = json.dumps([[100, 1, 1], [101, 1, 1], [102, 2, 5], [103, 3, 7], [104, 1, 1]])
+        response = post(http, fake, "/input/bulk", {"data": data, "time": "0"}, headers=bearer())
+        assert_ok(response, (NODE_LIMIT % (2, "3")).encode())
+        assert [(r.node, r.time) for r in fake.rows] == [("1", 100), ("1", 101), ("2", 102)]
+        assert fake.accumulated("1", "1") == 2
+        assert fake.node_count() == 2
+
+
+def test_a_row_sent_again_is_processed_again(fake, http):
+    """§7 "Re-sending stored rows corrupts non-idempotent processes": emoncms keeps no memory
+    of what it stored; the same row twice adds twice (log-to-feed would hide it)."""
+    fake.add_accumulator("acc", "1")
+    for _ in range(2):
+        assert_ok(post(http, fake, "/input/bulk", {"data": "[[1700000000,\"acc\",1]]", "time": "0"},
+                       headers=bearer()))
+    assert fake.accumulated("acc", "1") == 2
+    assert values(fake.rows) == {("acc", "1"): 1.0}
+
+
+def test_a_crashing_row_runs_no_process_but_keeps_the_values_written_before_the_crash(fake, http):
+    """§7 "Out-of-range values" (processing stops at that row) and process_node() in
+    input_methods.php: values are written first, processes run after the whole row."""
+    fake.add_accumulator("p", "1")
+    data = json.dumps([[100, "p", 1], [101, "p", 1, 1e39], [102, "p", 1]])
+    response = post(http, fake, "/input/bulk", {"data": data, "time": "0"}, headers=bearer())
+    assert_fatal(response, "Out of range value for column 'value'")
+    assert [(r.name, r.time) for r in fake.rows] == [("1", 100), ("1", 101)]
+    assert fake.accumulated("p", "1") == 1
+
+
+@pytest.mark.parametrize("value, stored", [(3.4028234663852886e38, True), (3.40282347e38, False),
+                                           (3.40283e38, False), (1e39, False), (-3.4028235e38, False),
+                                           (1e-300, True)])
+def test_float_range_boundary(fake, http, value, stored):
+    """§7 "Out-of-range values": 3.40283e38 and 1e39 crash, 3.4028234e38 is accepted; measured
+    on the same server: FLT_MAX itself is stored, the next double up crashes, 1e-300 is stored."""
+    response = post(http, fake, "/input/post", {"node": "f", "fulljson": json.dumps({"a": value})},
+                    headers=bearer())
+    if stored:
+        assert_ok(response, b'{"success": true}')
+    else:
+        assert_fatal(response, "Out of range value for column 'value'")
+    assert len(fake.rows) == int(stored)
+
+
+def test_database_down_is_a_fatal_error_page_on_every_request(fake, http):
+    """§7 "Database down": every request answers 200 with PHP's Fatal error page, nothing is
+    stored; the same request works again once the database is back."""
+    fake.set_mode("db_down")
+    for response in (post(http, fake, "/input/bulk", {"data": "[[0,1,1]]"}, headers=bearer()),
+                     get(http, fake, "/input/post", node=1, csv=1), http.get(fake.url + "/version", timeout=10)):
+        assert_fatal(response, "Uncaught mysqli_sql_exception: Access denied for user 'emoncms'@'localhost'")
+    assert fake.rows == []
+    fake.set_mode("ok")
+    assert_ok(post(http, fake, "/input/bulk", {"data": "[[0,1,1]]"}, headers=bearer()))
 
 
 # ----------------------------------------------------------------------------------------------

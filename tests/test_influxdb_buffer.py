@@ -119,8 +119,8 @@ def test_refused_credentials_or_names_keep_every_reading_until_the_config_is_fix
     gw = gateway_factory(config(port, influx.url, **{setting: wrong}))
     send_lines(port, b"1 1\n1 2\n")
     gw.wait_for_log(r"ERROR .*" + answer + r" for http://127.0.0.1:\d+/api/v2/write: check the url "
-                    r"and credentials; keeping every reading and retrying every 0.2 s")
-    influx.wait_for_requests(3)        # retried, quietly
+                    r"and credentials; keeping every reading and retrying every 2.4 s")
+    influx.wait_for_requests(2)        # retried, quietly
     assert len(re.findall(answer, gw.log)) == 1
     rewrite_config(gw.config_path, config(port, influx.url))
     points = influx.wait_for_points(2)

@@ -39,15 +39,16 @@ def test_readings_go_as_json_arrays_with_node_time_and_values(gateway_factory, h
     before = time.time()
     send_lines(port, b"10 230 241.5\n")
     [first] = hook.wait_for_readings(1)
-    hook.set_mode(503)                    # a backlog goes out as one array
-    send_lines(port, b"5 1 -2\n5 3 4\n")
+    hook.set_mode(503)                    # a backlog goes out as one array, after a probe
+    send_lines(port, b"5 1 -2\n5 3 4\n5 5 6\n")
     gw.wait_for_log("delivery failed: the webhook answered 503")
     hook.set_mode(None)
-    readings = hook.wait_for_readings(3)
+    readings = hook.wait_for_readings(4)
     after = time.time()
     assert (first.node, first.values) == ("emontx", {"power1": 230, "vrms": 241.5})
-    assert [(r.node, r.values) for r in readings[1:]] == [(5, {"1": 1, "2": -2}), (5, {"1": 3, "2": 4})]
-    assert hook.batches == [1, 2]
+    assert [(r.node, r.values) for r in readings[1:]] == [(5, {"1": 1, "2": -2}), (5, {"1": 3, "2": 4}),
+                                                          (5, {"1": 5, "2": 6})]
+    assert hook.batches == [1, 1, 2]
     assert all(before - 0.001 <= r.time <= after for r in readings)
     request = hook.requests[0]
     assert request.headers["x-site"] == "home" and request.headers["content-type"] == "application/json"
