@@ -22,6 +22,7 @@ from buffers.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, buil
 from gateway import __version__
 from gateway.clock import PROBES, ClockWatch
 from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
+from gateway.confighelp import plural
 from gateway.eventloop import EventLoop
 from gateway.frame import Frame, RawFrame
 from gateway.logs import LogThrottle, Redactor, apply_log_levels, setup_logging
@@ -346,15 +347,19 @@ def main(argv=None) -> int:
     try:
         config = loader.load(path)
     except ConfigError as exc:
-        print(f"oemgateway: config {exc.path} has {len(exc.problems)} problem(s):", file=sys.stderr)
+        print(f"oemgateway: {exc.path}: {plural(len(exc.problems), 'problem')}; the gateway does not "
+              f"{'start' if not args.check else 'start with this file'} until "
+              f"{'it is' if len(exc.problems) == 1 else 'they are'} fixed:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        print(f"oemgateway: config {config.path} is valid "
-              f"({len(config.listeners)} listeners, {len(config.buffers)} buffers)")
+        print(f"oemgateway: config {config.path} is valid ({plural(len(config.listeners), 'listener')}, "
+              f"{plural(len(config.buffers), 'buffer')})")
         return EXIT_OK
     if args.show_settings:
         print(json.dumps(config.masked(), indent=2, default=str))

@@ -201,7 +201,9 @@ def test_emonhub_nodes_section_is_read(tmp_path):
     assert spec.rx == Layout(("power1", "power2", "vrms", "pulse"), None, ("h", "h", "h", "L"), 1.0,
                              (1.0, 1.0, 0.01, 1.0), ("W", "W", "V", "p"))
     assert spec.tx.datacode == "b" and config.nodes.get("emontx4").rx.scale == 0.1
-    assert config.warnings == []
+    assert [w.split(": ", 1)[1] for w in config.warnings] == [
+        "no listeners: nothing will be read (add one under [listeners], e.g. [[socket]] with type = socket)",
+        "no buffers: what is read is sent nowhere (add one under [buffers], e.g. [[file]] with type = file)"]
     assert config.masked()["nodes"]["8"]["datacodes"] == ["h", "h", "h", "L"]
 
 
@@ -220,10 +222,10 @@ def test_node_errors_name_the_file_section_and_key(tmp_path):
         """)
     text = "\n".join(problems)
     assert len(problems) == 4, text
-    assert f"{tmp_path / 'gw.conf'}: [nodes] [[10]] [[[rx]]] datacodes = ['h', 'z']" in text
+    assert f"{tmp_path / 'gw.conf'}:5: [nodes] [[10]] [[[rx]]] datacodes = h, z" in text
     assert "expected a list of b B h H i I l L q Q f d (little-endian struct codes)" in text
-    assert "[nodes] [[11]] datacode = 'hh'" in text and "[nodes] [[11]] names = ['a', 'a']" in text
-    assert "[nodes] [[node 12]]: a node section is named by the node id or name" in text
+    assert "gw.conf:7: [nodes] [[11]] datacode = 'hh'" in text and "gw.conf:8: [nodes] [[11]] names = a, a" in text
+    assert "gw.conf:9: [nodes] [[node 12]]: a node section is named by the node id or name" in text
 
 
 def test_node_warnings(tmp_path):
@@ -235,8 +237,8 @@ def test_node_warnings(tmp_path):
             names = a, b, c
             colour = red
         """)
-    assert sorted(w.split(": ", 1)[1] for w in config.warnings) == [
-        "[nodes] [[10]]: 'colour' is not a known setting and is ignored (a typo?)",
+    assert sorted(w.split(": ", 1)[1] for w in config.warnings if "[nodes]" in w) == [
+        "[nodes] [[10]]: 'colour' is not a node setting and is ignored",
         "[nodes] [[10]]: 3 names for 2 datacodes: the last 1 are unused",
         "[nodes] [[10]]: both datacode and datacodes are set: datacodes is used"]
 
@@ -246,7 +248,9 @@ def test_listener_types_defaults_and_legacy_names(tmp_path):
     legacy = config.listeners["RFM2Pi"]
     assert legacy.type_name == "rfm12pi"
     assert legacy.settings["com_baud"] == 9600 and legacy.settings["com_port"] == "/dev/ttyAMA0"
-    assert legacy.settings["sgroup"] == 210 and legacy.settings["frequency"] == "4"
+    # the 2013 names and codes, read as today's: sgroup is group, frequency 4 is 433 MHz
+    assert legacy.settings["group"] == 210 and legacy.settings["frequency"] == "433"
+    assert "sgroup" not in legacy.settings
     config = load(tmp_path, """
         [listeners]
         [[radio]]
@@ -276,7 +280,8 @@ def test_listener_settings_that_disagree_are_errors(tmp_path):
         """)
     text = "\n".join(problems)
     assert "[listeners] [[radio2]] frequency = '434'" in text
-    assert "group = 210 and sgroup = 212 disagree" in text
+    assert "gw.conf:6: [listeners] [[radio]] sgroup = 212 and group = 210 disagree: sgroup is the " \
+        "original name of group; keep one" in text
     assert "com_port = ftp://x: unknown URL type ftp://" in text
     assert "[listeners] [[usb]]: nodename = my node" in text
 

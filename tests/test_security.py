@@ -282,10 +282,11 @@ def test_settings_problems_and_log_lines_mask_every_form_of_secret(tmp_path):
     except ConfigError as exc:
         problems = "\n".join(exc.problems)
     assert "url = 'ftp://***@h/x': expected an http:// or https:// URL" in problems
-    assert "ftp-pass-3" not in problems and "unknown buffer type 'emoncmss'" in problems
+    assert "ftp-pass-3" not in problems and "no buffer type 'emoncmss'; did you mean 'emoncms'?" in problems
     conf.write_text("[buffers]\n[[e]]\ntype = emoncms\napikey: loose-key-3\n")
     try:
         loader.load(str(conf))
     except ConfigError as exc:
         problems = "\n".join(exc.problems)
-    assert problems.endswith("c.conf:4: this line is neither a [section] nor a key = value")
+    assert problems.endswith("c.conf:4: 'apikey' uses ':' where '=' is expected: write name = value, "
+                             "e.g. apikey = 0123...")

@@ -96,8 +96,8 @@ def test_legacy_port_nb_listens_on_all_interfaces_and_says_so(gateway_factory, e
     """)
     assert f"listening on 0.0.0.0:{port}" in gw.log
     assert gw.log.count("set 'bind = 127.0.0.1'") == 1
-    assert gw.output.count(r"WARNING oemgateway: .*\[listeners\] \[\[Socket\]\]: port_nb without bind "
-                           r"listens on all interfaces, as the original gateway did: any computer") == 1
+    assert gw.output.count(r"WARNING oemgateway: .*:\d+: \[listeners\] \[\[Socket\]\]: bind = 0.0.0.0: "
+                           r"any computer") == 1
 
 
 def test_open_to_the_network_without_allow_or_token_is_warned_at_start_and_reload(gateway_factory, emoncms):
