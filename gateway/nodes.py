@@ -23,7 +23,6 @@ behaviour) and text values are kept as sent.
 import decimal
 import logging
 import math
-import re
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from validate import VdtValueError
 
-from gateway.frame import Frame, FrameError, Node, Number, RawFrame, parse_node
+from gateway.frame import NAME_MAX, Frame, FrameError, Node, Number, RawFrame, input_name_problem, parse_node
 from gateway.logs import LogThrottle
 
 log = logging.getLogger("oemgateway.nodes")
@@ -43,7 +42,6 @@ RADIO_DEFAULT = "h"      # a radio payload of a node without datacodes: signed 1
 TX_DEFAULT = "h"         # values sent to a node without [[[tx]]] datacodes (as emonhub does)
 MAX_PAYLOAD = 66         # bytes in one RF12 packet
 MSG_NAME = "msg"         # a per-node message counter (emonTx4, emonTx3 CM firmware)
-_INPUT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 
 
 class DecodeError(ValueError):
@@ -284,7 +282,7 @@ def _check_datacodes(value, *args, **kwargs):
 
 def _check_names(value, *args, **kwargs):
     names = [str(n).strip() for n in _as_list(value) if str(n).strip()]
-    if any(not _INPUT_NAME.fullmatch(n) for n in names) or len(set(names)) != len(names):
+    if any(input_name_problem(n) for n in names) or len(set(names)) != len(names):
         raise VdtValueError(value)
     return names
 
@@ -310,9 +308,11 @@ _CODES_TEXT = "b B h H i I l L q Q f d (little-endian struct codes)"
 CHECKS: Dict[str, Tuple[Callable, str]] = {
     "datacode": (_check_datacode, f"one of {_CODES_TEXT}, or 0 for numbers as sent"),
     "datacodes": (_check_datacodes, f"a list of {_CODES_TEXT}"),
-    "names": (_check_names, "a list of different names of letters, digits, _ . and -"),
+    "names": (_check_names, f"a list of different names of letters, digits, _ . and -, at most "
+                            f"{NAME_MAX} characters each"),
     "numbers": (_check_numbers, "a list of numbers"),
-    "nodename": (_check_nodename, "a node name of letters, digits, _ and - (or a number 0-255)"),
+    "nodename": (_check_nodename, f"a node name of letters, digits, _ and -, at most {NAME_MAX} "
+                                  "characters (or a number 0-255)"),
 }
 
 LAYOUT_SPEC = """

@@ -287,3 +287,37 @@ def test_an_original_name_and_todays_disagreeing_is_an_error_naming_both(tmp_pat
                                  "port_nb = 50012\n")
     assert problems == ["oemgateway.conf:6: [listeners] [[s]] [[[init_settings]]] port_nb = 50012 and "
                         "port = 50011 disagree: port_nb is the original name of port; keep one"]
+
+
+# -- names: their limit is said wherever a name is refused --------------------------------------
+LONG = "n" * 65
+
+
+def test_names_over_64_characters_are_refused_saying_the_limit(tmp_path):
+    from gateway.frame import FrameError, parse_values_line
+    from listeners.serial import parse_json_line, parse_keyvalue_line
+    for parse, line in ((parse_values_line, f"{LONG} 1 2"), (parse_keyvalue_line, f"{LONG}:1"),
+                        (parse_json_line, json.dumps({LONG: 1}))):
+        with pytest.raises(FrameError, match=r"is 65 characters long: at most 64"):
+            parse(line)
+    parse_values_line(f"{LONG[:64]} 1")   # 64 is fine
+    problems, _ = load(tmp_path, f"""
+        [listeners]
+        [[usb]]
+        type = serial
+        nodename = {LONG}
+        [nodes]
+        [[10]]
+        nodename = {LONG}
+        names = a, {LONG}
+        [[{LONG}]]
+        scale = 2
+        """)
+    assert len(problems) == 4, problems
+    assert all("at most 64" in problem for problem in problems), problems
+
+
+def test_the_readme_states_the_name_limit():
+    from tests.conftest import ROOT
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"a name of letters, digits, `_` and `-`,\s+at most 64 characters", readme)
