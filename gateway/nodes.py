@@ -118,17 +118,25 @@ def _int_range(code: str) -> Tuple[Number, Number]:
 
 
 def scaled(value: Number, scale: float) -> Number:
-    """``value * scale`` without float noise: 24012 x 0.01 is 240.12, and whole results stay ints."""
+    """``value * scale`` without float noise: 24012 x 0.01 is 240.12, 2.415 x 10 is 24.15 (not
+    24.150000000000002), and whole results stay ints. The product of two decimals has at most
+    as many decimal places as both together, so it is rounded to that many."""
     if scale == 1:
         return value
     result = value * scale
-    if isinstance(value, int):
-        exponent = decimal.Decimal(repr(scale)).as_tuple().exponent
-        if isinstance(exponent, int) and exponent < 0:
-            result = round(result, -exponent)
-    if float(result).is_integer() and abs(result) < 2 ** 53:
-        return int(result)
+    places = _decimal_places(scale) + (0 if isinstance(value, int) else _decimal_places(value))
+    if math.isfinite(result):
+        result = round(result, places)
+        if float(result).is_integer() and abs(result) < 2 ** 53:
+            return int(result)
     return result
+
+
+def _decimal_places(number: float) -> int:
+    """Decimal places of a number as written (its shortest repr): 0.01 -> 2, 24.15 -> 2,
+    10.0 -> -1 (a multiple of ten), 1e-05 -> 5."""
+    exponent = decimal.Decimal(repr(number)).normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) else 0
 
 
 # -- the [nodes] model ----------------------------------------------------------------------

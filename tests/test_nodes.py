@@ -99,6 +99,26 @@ def test_scaling_keeps_decimals_exact_and_whole_numbers_integers():
     assert scaled(195, 0.1) == 19.5
     assert scaled(200, 0.1) == 20 and isinstance(scaled(200, 0.1), int)
     assert scaled(7, 1.0) == 7 and isinstance(scaled(7, 1.0), int)
+    assert repr(scaled(241.5, 0.1)) == "24.15"      # a decimal sent as text: 24.150000000000002 before
+    assert repr(scaled(2.415, 10)) == "24.15" and scaled(2.5, 10) == 25 and isinstance(scaled(2.5, 10), int)
+
+
+SCALES = ["0.01", "0.1", "0.001", "10", "100", "0.5", "2.5", "0.25", "1.1", "3", "1e-05", "0.0001"]
+
+
+@given(st.integers(-10 ** 9, 10 ** 9), st.integers(0, 6), st.sampled_from(SCALES))
+def test_a_scaled_value_is_the_exact_decimal_product(digits, places, scale_text):
+    """Whatever the value (an integer from a radio, a decimal sent as text) and the scale, the
+    scaled value is the decimal product, as the number a person would write: no float noise
+    in the CSV, the web page or emoncms."""
+    import decimal
+    value_text = str(decimal.Decimal(digits).scaleb(-places))
+    value = int(value_text) if places == 0 else float(value_text)
+    exact = decimal.Decimal(value_text) * decimal.Decimal(scale_text)
+    result = scaled(value, float(scale_text))
+    assert float(result) == float(exact)   # the float nearest the product: printed as the product
+    if exact == exact.to_integral_value() and abs(exact) < 2 ** 53:
+        assert isinstance(result, int)
 
 
 # -- the decoder ------------------------------------------------------------------------------
