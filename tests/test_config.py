@@ -14,7 +14,7 @@ from buffers import BUFFERS
 from buffers.spool import SPOOL_SPEC
 from gateway.config import ConfigError, ConfigLoader
 from listeners import LISTENERS
-from tests.conftest import DAEMON, FIXTURES, ROOT, WAIT, free_port, rewrite_config, send_lines, socket_emoncms_config
+from tests.conftest import DAEMON, FIXTURES, ROOT, WAIT, shipped_config, free_port, rewrite_config, send_lines, socket_emoncms_config
 
 
 def load(tmp_path, text):
@@ -29,13 +29,27 @@ def problems_of(tmp_path, text):
     return info.value.problems
 
 
-def test_shipped_config_is_valid_and_needs_no_server():
-    config = ConfigLoader(LISTENERS, BUFFERS).load(str(ROOT / "oemgateway.conf"))
+def test_shipped_config_is_valid_and_needs_no_server(tmp_path):
+    (tmp_path / "oemgateway.conf").write_text(shipped_config())
+    config = ConfigLoader(LISTENERS, BUFFERS).load(str(tmp_path / "oemgateway.conf"))
     assert config.warnings == []
     assert config.listeners["socket"].settings["bind"] == "127.0.0.1"
     assert config.listeners["socket"].settings["port"] == 50011
     assert config.buffers["emoncms"].settings["apikey"] == ""
-    assert config.buffers["file"].settings["path"] == str(ROOT / "readings" / "%Y-%m-%d.csv")
+    assert config.buffers["file"].settings["path"] == str(tmp_path / "readings" / "{node}-%Y-%m-%d.csv")
+
+
+def test_tests_read_the_shipped_config_as_committed_not_as_edited(tmp_path, monkeypatch):
+    """A user who fills in their API key (or anything else) in the checkout's oemgateway.conf
+    does not change what the tests run on."""
+    import tests.conftest as conftest
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    committed = (clone / "oemgateway.conf").read_text()
+    (clone / "oemgateway.conf").write_text(committed.replace("apikey =", "apikey = 0123456789abcdef0123456789abcdef")
+                                           .replace("port = 50011", "port = 50999"))
+    monkeypatch.setattr(conftest, "ROOT", clone)
+    assert conftest.shipped_config() == committed
 
 
 def test_legacy_config_maps_onto_our_types():
@@ -185,7 +199,8 @@ def run_cli(*args, cwd=None):
 
 
 def test_check_exit_codes_and_messages(tmp_path):
-    good = run_cli("--config-file", str(ROOT / "oemgateway.conf"), "--check")
+    (tmp_path / "oemgateway.conf").write_text(shipped_config())
+    good = run_cli("--config-file", str(tmp_path / "oemgateway.conf"), "--check")
     assert good.returncode == 0, good.stderr
     assert "is valid" in good.stdout
     bad = tmp_path / "bad.conf"
@@ -209,11 +224,20 @@ def test_missing_config_file(tmp_path):
     assert "nope.conf: no such file" in result.stderr
 
 
-def test_default_config_is_the_one_in_the_current_folder(tmp_path):
+def test_default_config_is_the_system_one_else_the_one_in_the_current_folder(tmp_path, monkeypatch, capsys):
+    """(Run in the test's process, with the system config's path moved: whether this machine
+    has an /etc/oemgateway/oemgateway.conf makes no difference.)"""
+    import oemgateway
+    system = tmp_path / "etc" / "oemgateway.conf"
+    monkeypatch.setattr(oemgateway, "SYSTEM_CONFIG", str(system))
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "oemgateway.conf").write_text("[gateway]\nloglevel = WARNING\n")
-    result = run_cli("--show-settings", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["gateway"]["loglevel"] == "WARNING"
+    assert oemgateway.main(["--show-settings"]) == 0
+    assert json.loads(capsys.readouterr().out)["gateway"]["loglevel"] == "WARNING"
+    system.parent.mkdir()
+    system.write_text("[gateway]\nloglevel = ERROR\n")
+    assert oemgateway.main(["--show-settings"]) == 0
+    assert json.loads(capsys.readouterr().out)["gateway"]["loglevel"] == "ERROR"
 
 
 def test_show_settings_masks_secrets(tmp_path):

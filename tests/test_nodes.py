@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from gateway.frame import Frame, RawFrame
 from gateway.nodes import (SIZES, DecodeError, EncodeError, Layout, NodeDecoder, NodeSpec,
                            NodeTable, pack, scaled, unpack)
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, shipped_config
 from tests.test_config import load, problems_of
 
 
@@ -309,7 +309,7 @@ def test_listener_settings_that_disagree_are_errors(tmp_path):
 def test_shipped_examples_are_valid_when_uncommented(tmp_path):
     """Every commented [[section]] example in oemgateway.conf loads without a problem or warning."""
     lines, in_example = [], False
-    for line in (ROOT / "oemgateway.conf").read_text().splitlines():
+    for line in shipped_config().splitlines():
         in_example = bool(re.match(r"\s*# \[\[", line)) or (in_example and line.strip() != "")
         lines.append(re.sub(r"^(\s*)# ", r"\1", line, count=1) if in_example else line)
     config = load(tmp_path, "\n".join(lines))
