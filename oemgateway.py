@@ -16,21 +16,27 @@ import sys
 import time
 from typing import Callable, Dict, Optional, Union
 
-from buffers import BUFFERS
-from buffers.base import Buffer
-from buffers.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
-from gateway import __version__
-from gateway.clock import PROBES, ClockWatch
-from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
-from gateway.confighelp import plural
-from gateway.eventloop import EventLoop
-from gateway.frame import Frame, RawFrame
-from gateway.logs import LogThrottle, Redactor, apply_log_levels, setup_logging
-from gateway.status import StatusServer, format_status, on_loop, snapshot
-from gateway.systemd import Notifier
-from gateway.nodes import NodeDecoder
-from listeners import LISTENERS
-from listeners.base import Listener
+from gateway import __version__, missing_dependency
+
+try:
+    from buffers import BUFFERS
+    from buffers.base import Buffer
+    from buffers.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
+    from gateway.clock import PROBES, ClockWatch
+    from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
+    from gateway.eventloop import EventLoop
+    from gateway.frame import Frame, RawFrame
+    from gateway.logs import LogThrottle, Redactor, apply_log_levels, plural, setup_logging
+    from gateway.status import StatusServer, format_status, on_loop, snapshot
+    from gateway.systemd import Notifier
+    from gateway.nodes import NodeDecoder
+    from listeners import LISTENERS
+    from listeners.base import Listener
+except ImportError as exc:   # started outside its virtual environment, as the 2013 gateway was
+    if missing_dependency(exc) is None:
+        raise
+    print(missing_dependency(exc), file=sys.stderr)
+    sys.exit(2)
 
 SYSTEM_CONFIG = "/etc/oemgateway/oemgateway.conf"
 LISTENER_RETRY_MIN, LISTENER_RETRY_MAX = 1.0, 30.0   # s: starting a listener that failed again
@@ -147,7 +153,7 @@ class Gateway:
             log.info("%s (%s) started", buffer, plugin.type_name)
         elif plugin.settings != buffer.settings:
             buffer.update(plugin.settings)
-            log.info("%s: new settings applied (%d readings queued, kept)", buffer, len(buffer.queue))
+            log.info("%s: new settings applied (%s queued, kept)", buffer, plural(len(buffer.queue), "reading"))
 
     def _apply_listener(self, plugin: PluginConfig) -> None:
         listener = self.listeners.get(plugin.name)
@@ -188,7 +194,7 @@ class Gateway:
 
     def summary(self) -> str:
         """One line for systemd's status: what runs, and what does not, and why."""
-        text = f"{len(self.listeners)} listeners, {len(self.buffers)} buffers"
+        text = f"{plural(len(self.listeners), 'listener')}, {plural(len(self.buffers), 'buffer')}"
         if self.failed:
             text += "; NOT RUNNING: " + "; ".join(self.failed.values())
         return text
@@ -224,8 +230,13 @@ class Gateway:
         buffer = self.buffers.pop(name)
         buffer.stop(time.monotonic() + self.config.gateway["shutdown_timeout"], forget=True)
         self._retired.append(buffer)
-        log.info("%s removed from the config: delivering its %d queued readings, then closing",
-                 buffer, len(buffer.queue))
+        queued = len(buffer.queue)
+        if queued:
+            log.info("%s removed from the config: it has %g s (shutdown_timeout) to deliver its %s; "
+                     "what is left then is dropped", buffer, self.config.gateway["shutdown_timeout"],
+                     plural(queued, "queued reading"))
+        else:
+            log.info("%s removed from the config: closed (nothing was queued)", buffer)
 
     def reload(self, why: str) -> None:
         """Re-read the config; a config that no longer validates is reported and ignored. Never
@@ -236,9 +247,13 @@ class Gateway:
             config = self.loader.load(path)
         except ConfigError as exc:
             log.error("config %s not applied (%s); the running setup stays:\n  %s",
-                      path, why, "\n  ".join(exc.problems))
+                      path, why, "\n  ".join(exc.problems + [f"warning: {w}" for w in exc.warnings]))
             return
-        except Exception:   # the loader answers ConfigError; this is the last safety net
+        except Exception as exc:   # the loader answers ConfigError; this is the last safety net
+            if missing_dependency(exc) is not None:   # a plugin's package is missing
+                log.error("config %s not applied (%s); the running setup stays: %s", path, why,
+                          missing_dependency(exc).replace("oemgateway: ", "", 1))
+                return
             log.exception("config %s not applied (%s): it could not be read; the running setup "
                           "stays", path, why)
             return
@@ -280,11 +295,13 @@ class Gateway:
         left_total = 0
         for buffer in buffers:
             left = buffer.join(deadline - time.monotonic())
-            if left and self.spool.persistent:
-                log.info("%s: %d readings not delivered yet: kept in the spool for the next start",
-                         buffer, left)
+            if buffer in self._retired:
+                left = 0   # removed from the config: what it held is dropped (the spool said so)
+            elif left and self.spool.persistent:
+                log.info("%s: %s not delivered yet: kept in the spool for the next start", buffer,
+                         plural(left, "reading"))
             elif left:
-                log.warning("%s: %d readings not delivered are lost (durability = none)", buffer, left)
+                log.warning("%s: %s not delivered: lost (durability = none)", buffer, plural(left, "reading"))
             log.info("%s: %s", buffer, buffer.accounting())
             left_total += left
         self.spool.close()
@@ -346,6 +363,9 @@ def main(argv=None) -> int:
     loader = ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC)
     try:
         config = loader.load(path)
+    except ImportError as exc:   # a plugin's package (imported when the config names it)
+        print(missing_dependency(exc) or f"oemgateway: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     except ConfigError as exc:
         print(f"oemgateway: {exc.path}: {plural(len(exc.problems), 'problem')}; the gateway does not "
               f"{'start' if not args.check else 'start with this file'} until "
@@ -382,7 +402,7 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     for warning in config.warnings:
         log.warning("%s", warning)
     warn_if_readable_by_others(config)
-    log.info("effective settings: %s", json.dumps(config.masked(), default=str))
+    log.debug("effective settings: %s", json.dumps(config.masked(), default=str))
     try:
         spool = build_spool(config.gateway)
         spool.open(config.buffers)
@@ -430,8 +450,9 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
         ping_watchdog(loop, systemd)
     systemd.ready(gateway.summary())
     not_running = ", ".join(f"'{name}'" for name in gateway.failed)
-    log.info("ready%s", f"; not running: listener {not_running} (see the error above; it is tried "
-                        "again in the background)" if not_running else "")
+    log.info("ready: %s, %s%s", plural(len(gateway.listeners), "listener"), plural(len(gateway.buffers), "buffer"),
+             f"; not running: listener {not_running} (see the error above; it is tried again in the "
+             "background)" if not_running else "")
     try:
         loop.run()
     finally:
@@ -441,7 +462,7 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
             web.close()
         lost = gateway.shutdown()
         loop.close()
-    log.info("stopped%s", f" ({lost} readings kept for the next start)" if lost else "")
+    log.info("stopped%s", f" ({plural(lost, 'reading')} kept for the next start)" if lost else "")
     return EXIT_OK
 
 

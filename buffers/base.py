@@ -15,7 +15,7 @@ from typing import Callable, List, Optional
 
 from gateway.clock import PROBES, ClockWatch
 from gateway.frame import Frame
-from gateway.logs import LogThrottle
+from gateway.logs import LogThrottle, plural
 from gateway.plugin import Plugin
 from buffers.spool import Cursor
 
@@ -207,7 +207,7 @@ class Buffer(Plugin):
             self.queue.release()
             self._split_limit = max(1, len(batch) // 2)
             self._suspects = max(self._suspects, len(batch))
-            self.log.info("%s: %s; sending %d readings at a time", self, exc, self._split_limit)
+            self.log.info("%s: %s; sending %s at a time", self, exc, plural(self._split_limit, "reading"))
         except AuthError as exc:
             self.queue.release()
             self._on_failure(exc, auth=True)
@@ -272,8 +272,8 @@ class Buffer(Plugin):
             self._auth_failing = True
             delay = cap
         else:
-            self._failure_log("%s: delivery failed: %s (%d readings queued; retrying with backoff)",
-                              self, exc, len(self.queue))
+            self._failure_log("%s: delivery failed: %s (%s queued; retrying with backoff)",
+                              self, exc, plural(len(self.queue), "reading"))
             delay = random.uniform(0, min(cap, self.RETRY_BASE * 2 ** (self._failures - 1)))
             if retry_after:
                 delay = max(delay, min(retry_after, cap))

@@ -20,8 +20,9 @@ from urllib.parse import unquote
 from configobj import ConfigObj, ConfigObjError, ParseError, Section, flatten_errors, get_extra_values
 from validate import ValidateError, Validator, VdtValueError, is_float
 
+from gateway import missing_dependency
 from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label, syntax_problems
-from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials
+from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials, parse_log_levels
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
 
@@ -293,6 +294,10 @@ class ConfigLoader:
             return self._load(path)
         except ConfigError:
             raise
+        except ImportError as exc:   # a plugin's package is missing: not the file's fault
+            if missing_dependency(exc) is None:
+                raise ConfigError(path, [f"{path}: could not be checked (ImportError): {exc}"]) from exc
+            raise
         except Exception as exc:   # a file odd in a way no check foresaw: still a clear answer
             # (the exception's text is not shown: it could quote a line, and so a secret)
             raise ConfigError(path, [f"{path}: could not be checked ({type(exc).__name__}): the file "
@@ -363,6 +368,9 @@ class ConfigLoader:
             plugins[kind][name] = PluginConfig(name, type_name, cls, settings)
             warnings += [notes.message((kind, name), m, settings) for m in cls.warn_settings(settings)]
         gateway_ok = isinstance(config["gateway"], Section) and ("gateway",) not in invalid
+        if gateway_ok:
+            warnings += [f"{notes.at(('gateway',), 'log_levels')}: {message}"
+                         for message in parse_log_levels(config["gateway"]["log_levels"])[1]]
         problems += _claim_conflicts(notes, config["gateway"] if gateway_ok else {}, plugins)
         nodes, node_problems, node_warnings = NodeTable.from_config(
             {k: v for k, v in config["nodes"].items() if ("nodes", k) not in invalid})

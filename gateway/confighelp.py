@@ -40,11 +40,6 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{guess}'?" if guess is not None and guess != name else ""
 
 
-def plural(count: int, noun: str, plural_form: str = "") -> str:
-    """``1 listener``, ``2 listeners``, ``0 readings``."""
-    return f"{count} {noun if count == 1 else plural_form or noun + 's'}"
-
-
 def section_label(path: Sequence[str]) -> str:
     """``('listeners', 'Socket')`` -> ``[listeners] [[Socket]]``."""
     return " ".join("[" * depth + name + "]" * depth for depth, name in enumerate(path, 1))
@@ -156,8 +151,8 @@ def _unbalanced(stripped: str) -> str:
     body = stripped.lstrip("[")
     closing = len(body.split("#")[0].rstrip()) - len(body.split("#")[0].rstrip().rstrip("]"))
     name = body.split("#")[0].strip().rstrip("]").strip()
-    return (f"the section header opens with {opening} '[' and closes with {closing} ']': write the same "
-            f"number on both sides, e.g. {'[' * opening}{name or 'name'}{']' * opening}")
+    return (f"the section header has {opening} opening and {closing} closing brackets: write as many on "
+            f"both sides, e.g. {'[' * opening}{name or 'name'}{']' * opening}")
 
 
 def _too_nested(places: Places, stripped: str, number: Optional[int]) -> str:

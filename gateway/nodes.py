@@ -31,7 +31,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 from validate import VdtValueError
 
 from gateway.frame import NAME_MAX, Frame, FrameError, Node, Number, RawFrame, input_name_problem, parse_node
-from gateway.logs import LogThrottle
+from gateway.logs import LogThrottle, plural
 
 log = logging.getLogger("oemgateway.nodes")
 
@@ -442,7 +442,8 @@ class NodeDecoder:
             return None
         if len(names) != count and "names" not in state.warned:
             state.warned.add("names")
-            log.warning("node %s: [nodes] has %d names for %d values%s", item.node, len(names), count,
+            log.warning("node %s: [nodes] has %s for %s%s", item.node, plural(len(names), "name"),
+                        plural(count, "value"),
                         " (the last ones are unused)" if len(names) > count
                         else f" (the others are sent as {len(names) + 1}, ...)")
         return tuple(names[:count]) + tuple(str(i) for i in range(len(names) + 1, count + 1))

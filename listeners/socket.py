@@ -1,7 +1,7 @@
 """TCP socket listener: any program on the machine (or the network) sends frame lines.
 
-``printf '14 15 26\\r\\n' | nc localhost 50011``. Clients may keep their connection open as
-long as they like and send any number of lines; lines may be split across packets.
+``printf '14 15 26\\r\\n' > /dev/tcp/127.0.0.1/50011`` (bash). Clients may keep their connection
+open as long as they like and send any number of lines; lines may be split across packets.
 
 Connections that hold a place without using it cannot lock good clients out. A connection is
 *active* when it sends a complete line; bytes that never make a line (a trickle) do not count.

@@ -45,11 +45,11 @@ SECRET = "0123456789abcdef0123456789abcdef"
 
 @pytest.mark.parametrize("text, expected", [
     ("[listeners]\n[[socket]\ntype = socket\n",
-     "oemgateway.conf:2: the section header opens with 2 '[' and closes with 1 ']': write the same number "
-     "on both sides, e.g. [[socket]]"),
+     "oemgateway.conf:2: the section header has 2 opening and 1 closing brackets: write as many on both "
+     "sides, e.g. [[socket]]"),
     ("[listeners]]\n",
-     "oemgateway.conf:1: the section header opens with 1 '[' and closes with 2 ']': write the same number "
-     "on both sides, e.g. [listeners]"),
+     "oemgateway.conf:1: the section header has 1 opening and 2 closing brackets: write as many on both "
+     "sides, e.g. [listeners]"),
     ("[listeners\n",
      "oemgateway.conf:1: a section header must end with ], e.g. [listeners]"),
     ("[gateway]\nloglevel = INFO\nloglevel = DEBUG\n",
