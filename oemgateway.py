@@ -26,7 +26,7 @@ try:
     from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
     from gateway.eventloop import EventLoop
     from gateway.frame import Frame, RawFrame
-    from gateway.logs import LogThrottle, Redactor, apply_log_levels, plural, setup_logging
+    from gateway.logs import LogThrottle, Redactor, apply_log_levels, error_text, plural, setup_logging
     from gateway.status import StatusServer, format_status, on_loop, snapshot
     from gateway.systemd import Notifier
     from gateway.nodes import NodeDecoder
@@ -218,7 +218,8 @@ class Gateway:
             try:
                 radio.send_frame(node_id, values)
             except ValueError as exc:
-                self._tx_problems("%s: values %s for node %s not sent: %s", radio, values, node, exc)
+                self._tx_problems("%s: values %s for node %s not sent: %s", radio, ",".join(map(str, values)),
+                                  node, exc)
 
     def _close_listener(self, name: str, why: str) -> None:
         listener = self.listeners.pop(name)
@@ -396,7 +397,7 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
         setup_logging(redactor, logfile, int(config.gateway["log_max_mb"] * 1024 * 1024),
                       config.gateway["log_backups"], config.gateway["syslog"])
     except OSError as exc:
-        print(f"oemgateway: cannot open log file: {exc}", file=sys.stderr)
+        print(f"oemgateway: cannot open the log file: {error_text(exc)}", file=sys.stderr)
         return EXIT_RUNTIME
     log.info("OEM Gateway %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
     for warning in config.warnings:
@@ -407,7 +408,7 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
         spool = build_spool(config.gateway)
         spool.open(config.buffers)
     except (OSError, SpoolLockedError) as exc:
-        log.error("cannot open the spool: %s", exc)
+        log.error("cannot open the spool: %s", error_text(exc))
         return EXIT_RUNTIME
     loop = EventLoop()
     gateway = Gateway(loop, loader, redactor, spool)
@@ -481,7 +482,7 @@ def print_status(config: GatewayConfig) -> int:
         with urllib.request.urlopen(url, timeout=10) as reply:
             status = json.load(reply)
     except (OSError, ValueError) as exc:
-        print(f"oemgateway: no answer from {url}: {exc} (is the gateway running?)", file=sys.stderr)
+        print(f"oemgateway: no answer from {url}: {error_text(exc)} (is the gateway running?)", file=sys.stderr)
         return EXIT_RUNTIME
     print(format_status(status))
     return EXIT_OK
@@ -512,7 +513,7 @@ def start_status_server(config: GatewayConfig, take_snapshot) -> Optional[Status
     try:
         server = StatusServer(bind, port, take_snapshot)
     except OSError as exc:
-        log.error("cannot serve the status on %s:%d: %s", bind, port, exc)
+        log.error("cannot serve the status on %s:%d: %s", bind, port, error_text(exc))
         return None
     server.start()
     log.info("status on http://%s:%d/status and /metrics", bind, port)

@@ -34,7 +34,7 @@ from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tu
 from buffers import journal
 from buffers.storage import Files, MemoryFiles, OsFiles, UnsafeFolderError, open_regular, private_folder
 from gateway.frame import Frame
-from gateway.logs import LogThrottle, plural
+from gateway.logs import LogThrottle, error_text, plural
 
 log = logging.getLogger("oemgateway.spool")
 
@@ -607,7 +607,8 @@ class Spool:
         try:
             self.hot.append(before + 1, self._pending, compress=False)
         except OSError as exc:
-            log.error("spool: cannot write to %s: %s (readings stay in memory)", self.hot.files.describe(), exc)
+            log.error("spool: cannot write to %s: %s (readings stay in memory)", self.hot.files.describe(),
+                      error_text(exc))
             return
         self.flushed += len(self._pending)
         self._pending = []
@@ -678,7 +679,7 @@ class Spool:
             try:
                 lines = tier.read(after, limit)
             except OSError as exc:
-                log.error("spool: cannot read %s: %s", tier.files.describe(), exc)
+                log.error("spool: cannot read %s: %s", tier.files.describe(), error_text(exc))
                 continue
             if lines and lines[0][0] == after + 1:
                 return _decoded(lines)
@@ -864,7 +865,7 @@ class Spool:
             self._cold_saved = json.loads(json.dumps(state))
             self._cold_cursors_stale = False
         except OSError as exc:
-            self._cold_log("spool: cannot save cursors to %s: %s", self.cold.files.describe(), exc)
+            self._cold_log("spool: cannot save cursors to %s: %s", self.cold.files.describe(), error_text(exc))
 
     def _cleanup(self) -> None:
         done = self._min_acked()
@@ -929,7 +930,7 @@ class Spool:
         try:
             self.hot_cursors.save(self._state())
         except OSError as exc:
-            self._cold_log("spool: cannot save cursors to %s: %s", self.hot.files.describe(), exc)
+            self._cold_log("spool: cannot save cursors to %s: %s", self.hot.files.describe(), error_text(exc))
 
 
 def _count_in(ranges: List[List[int]], after: int, through: int) -> int:

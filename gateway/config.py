@@ -214,11 +214,25 @@ _CUSTOM_CHECKS = {
 
 
 def _describe_check(check: str) -> str:
-    """``integer(min=1, default=5)`` -> ``integer(min=1)``, custom checks in words."""
-    name = check.split("(", 1)[0]
+    """A configspec check in words: ``integer(min=1, max=65535, default=5)`` -> ``a whole
+    number from 1 to 65535``, ``option('a', 'b')`` -> ``one of a, b``."""
+    name, _, args = check.partition("(")
+    name = name.strip()
     if name in _CUSTOM_CHECKS:
         return _CUSTOM_CHECKS[name]
-    return re.sub(r",?\s*default=(?:'[^']*'|\"[^\"]*\"|[^,)]*)", "", check).replace("()", "")
+    keywords = dict(re.findall(r"(\w+)\s*=\s*('[^']*'|\"[^\"]*\"|[^,)]+)", args))
+    low, high = (keywords.get(k, "").strip() for k in ("min", "max"))
+    bounds = f" from {low} to {high}" if low and high else f" of at least {low}" if low else \
+        f" of at most {high}" if high else ""
+    if name == "integer":
+        return "a whole number" + bounds
+    if name == "float":
+        return "a number" + bounds
+    if name == "option":
+        choices = re.findall(r"'([^']*)'|\"([^\"]*)\"", re.sub(r"\w+\s*=\s*('[^']*'|\"[^\"]*\"|[^,)]+)", "", args))
+        return "one of " + ", ".join(a or b for a, b in choices)
+    return {"boolean": "True or False", "string": "text", "force_list": "a list: values separated by commas",
+            "list": "a list: values separated by commas", "pass": "anything"}.get(name, name)
 
 
 class _Notes:

@@ -20,6 +20,19 @@ def plural(count: int, noun: str, plural_form: str = "") -> str:
     return f"{count} {noun if count == 1 else plural_form or noun + 's'}"
 
 
+def error_text(exc: BaseException) -> str:
+    """An error in words for a log line: an operating system's error as its reason and file,
+    ``permission denied: /var/lib/oemgateway``, not ``[Errno 13] Permission denied: '...'``; a
+    wrapped one (urllib's ``<urlopen error ...>``) by what it wraps; others by their message."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, BaseException):
+        return error_text(reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror[:1].lower() + exc.strerror[1:]
+        return f"{text}: {exc.filename}" if exc.filename else text
+    return str(exc) or type(exc).__name__
+
+
 def mask_url_credentials(text: str, mask: str = MASK) -> str:
     """``text`` with the user and password of every URL in it replaced by ``mask``."""
     return URL_USERINFO.sub(lambda m: m.group(1) + mask + "@", text) if "@" in text else text

@@ -223,13 +223,13 @@ def test_typos_are_shown_with_the_errors_and_an_unknown_type_hides_nothing(tmp_p
         "are fixed:",
         "  oemgateway.conf:4: [listeners] [[s]] type = sockte: there is no listener type 'sockte'; did you "
         "mean 'socket'? (the section's other settings are checked as those of socket listeners)",
-        "  oemgateway.conf:5: [listeners] [[s]] port = '0': the value \"0\" is too small (expected "
-        "integer(min=1, max=65535))",
+        "  oemgateway.conf:5: [listeners] [[s]] port = '0': the value \"0\" is too small (expected a "
+        "whole number from 1 to 65535)",
         "  oemgateway.conf:12: [buffers] [[x]] type = carrier-pigeon: there is no buffer type "
         "'carrier-pigeon' (types: emoncms, file, influxdb, mqtt, webhook; the original gateway's names "
         "work too)",
         "  oemgateway.conf:13: [buffers] [[x]] active = 'maybe': the value \"maybe\" is of the wrong type "
-        "(expected boolean)",
+        "(expected True or False)",
         "warning: oemgateway.conf:6: [listeners] [[s]]: 'prot' is not a setting of socket listeners and is "
         "ignored; did you mean 'port'?",
         "warning: oemgateway.conf:10: [buffers] [[e]]: 'api_key' is not a setting of emoncms buffers and is "

@@ -1,6 +1,7 @@
 """The log of a whole session, read as its user reads it: every line at INFO and above is a
 sentence about their gateway, never a developer's trace."""
 
+import os
 import re
 import textwrap
 
@@ -15,6 +16,7 @@ DEVELOPER_TEXT = [
     (r"\[Errno -?\d+\]|Errno \d+", "an errno as Python prints it"),
     (r"Max retries exceeded|Caused by|HTTP(S)?Connection(Pool)?\(|NewConnectionError|urllib3", "urllib3's own text"),
     (r"[\[{(]'[^']*'(, '[^']*')*[\]})]|\{'\w+': ", "a Python list, tuple or dict"),
+    (r"\bb'[^']*'|\bb\"", "a Python bytes repr"),
     (r"\b1 (readings|listeners|buffers|frames|lines|values|names|nodes|connections|problems|files)\b",
      "a plural after 1"),
     (r"\b(None|True|False)\b(?! \()|: null\b", "a Python constant where a word belongs"),
@@ -75,9 +77,9 @@ def test_a_whole_session_reads_as_sentences(gateway_factory, emoncms):
         scales = 1, 0.1
         """)
     gw = gateway_factory(text)
-    send_lines(port, b"10 230 241.5\n10 abc\n")
+    send_lines(port, b"\xff\xfe 1 2\n10 230 241.5\n10 abc\n")   # (the second bad line: in the summary)
     assert [row.value for row in emoncms.wait_for_rows(2)] == [230, 24.15]
-    gw.wait_for_log("dropped bad input")
+    gw.wait_for_log(r"dropped bad input \(not UTF-8 line\): \\xff\\xfe 1 2")
     emoncms.set_mode("refuse")
     send_lines(port, b"10 231 241.6\n")
     gw.wait_for_log("delivery failed")
@@ -131,3 +133,33 @@ def test_at_debug_the_libraries_stay_quiet_unless_asked_for(gateway_factory, emo
     gw.wait_for_log(r" DEBUG urllib3\.connectionpool: ")
     assert gw.stop() == 0
     assert " DEBUG charset_normalizer" not in gw.log
+
+
+def test_the_spool_recommends_a_tmpfs_this_machine_has_never_the_folder_it_warns_about(tmp_path, caplog):
+    """(Earlier it said "set runtime_dir to a tmpfs such as /run/oemgateway" about a folder in
+    /run on a machine whose /run is no tmpfs.)"""
+    import logging
+    import shutil
+
+    from buffers.spool import build_spool, filesystem_type
+    from tests.conftest import ROOT
+    folder = tmp_path if filesystem_type(str(tmp_path)) not in ("tmpfs", "ramfs") else ROOT / ".spool-test"
+    try:
+        gateway = {"durability": "process", "runtime_dir": str(folder / "run"), "state_dir": str(folder / "state"),
+                   "hot_max_mb": 16, "max_disk_mb": 64, "max_age": 30, "spill_after": 60, "spill_interval": 60,
+                   "power_sync_interval": 5}
+        for sub in ("run", "state"):
+            (folder / sub).mkdir(mode=0o700, parents=True)
+        with caplog.at_level(logging.INFO, logger="oemgateway.spool"):
+            build_spool(gateway).close()
+        [warning] = [r.getMessage() for r in caplog.records if "not tmpfs" in r.getMessage()]
+        advice = warning.split("flash writes (", 1)[1]
+        if "e.g. " in advice:
+            recommended = advice.split("e.g. ", 1)[1].rstrip(")")
+            assert filesystem_type(os.path.dirname(recommended)) in ("tmpfs", "ramfs"), warning
+            assert not recommended.startswith(str(folder)), warning
+        else:
+            assert "this machine has no tmpfs" in advice
+    finally:
+        if folder != tmp_path:
+            shutil.rmtree(folder, ignore_errors=True)
