@@ -113,8 +113,7 @@ class Gateway:
         self._apply_spool_settings(old, config)
         self.redactor.set_secrets(config.secrets())
         self.nodes.configure(config.nodes)
-        for problem in apply_log_levels(config.gateway["loglevel"], config.gateway["log_levels"]):
-            log.warning("[gateway] %s", problem)
+        apply_log_levels(config.gateway["loglevel"], config.gateway["log_levels"])   # (problems: config warnings)
         if old is not None:
             for name in list(self.listeners):
                 if name not in config.listeners:
@@ -148,9 +147,9 @@ class Gateway:
             cursor = self.spool.register(plugin.name, BufferStats())
             buffer = plugin.cls(plugin.name, plugin.settings, cursor, self.clock)
             buffer.nodes, buffer.transmit = self.nodes, self.transmit
-            buffer.start()
-            self.buffers[plugin.name] = buffer
             log.info("%s (%s) started", buffer, plugin.type_name)
+            buffer.start()   # (which says so if it is inactive, and why)
+            self.buffers[plugin.name] = buffer
         elif plugin.settings != buffer.settings:
             buffer.update(plugin.settings)
             log.info("%s: new settings applied (%s queued, kept)", buffer, plural(len(buffer.queue), "reading"))
@@ -399,6 +398,7 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     except OSError as exc:
         print(f"oemgateway: cannot open the log file: {error_text(exc)}", file=sys.stderr)
         return EXIT_RUNTIME
+    apply_log_levels(config.gateway["loglevel"], config.gateway["log_levels"])   # (problems: said below)
     log.info("OEM Gateway %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
     for warning in config.warnings:
         log.warning("%s", warning)

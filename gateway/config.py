@@ -96,10 +96,12 @@ class GatewayConfig:
     buffers: Dict[str, PluginConfig]
     warnings: List[str] = field(default_factory=list)
     nodes: NodeTable = field(default_factory=NodeTable)
+    file_secrets: List[str] = field(default_factory=list)   # the file's, keys not read included
 
     def secrets(self) -> List[str]:
-        """Every secret value of the config: what the log, /status and the page must mask."""
-        found = secrets_of(self.gateway, is_gateway_secret)
+        """Every secret value of the config: what the log, /status and the page must mask
+        (a key the gateway does not read, ``api_key``, included)."""
+        found = secrets_of(self.gateway, is_gateway_secret) + list(self.file_secrets)
         for plugin in list(self.listeners.values()) + list(self.buffers.values()):
             found.extend(plugin.secrets())
         return found
@@ -327,8 +329,9 @@ class ConfigLoader:
             raise ConfigError(path, [f"{path}: the file is empty (or holds only comments): the gateway "
                                      "would read nothing and send nothing. Start from the shipped "
                                      "oemgateway.conf, or see the README's Configuration section"])
+        file_secrets = raw_secrets(raw, self.registries)
         secrets = Redactor()   # a message may quote a value: none of them shows a secret
-        secrets.set_secrets(raw_secrets(raw, self.registries))
+        secrets.set_secrets(file_secrets)
         notes = _Notes(places)
         misplaced = self._misplaced_plugins(raw, notes, problems)
         classes: Dict[Tuple[str, str], Tuple[str, type]] = {}
@@ -373,7 +376,8 @@ class ConfigLoader:
         for (kind, name), (type_name, cls) in classes.items():
             if (kind, name) in invalid:
                 continue
-            settings = {k: v for k, v in config[kind][name].items() if k != "type"
+            section = config[kind][name]   # (a setting it does not know is warned about, not kept)
+            settings = {k: v for k, v in section.items() if k != "type" and k in section.configspec
                         and not isinstance(v, Section)}
             problems += [notes.message((kind, name), m, settings) for m in cls.check_settings(settings)]
             renamed = {key: notes.names[((kind, name), key)] for key in settings
@@ -395,8 +399,9 @@ class ConfigLoader:
         warnings = sorted((secrets.redact(w) for w in warnings), key=_line_of)
         if problems:
             raise ConfigError(path, problems, warnings)
-        return GatewayConfig(path, dict(config["gateway"]), plugins["listeners"], plugins["buffers"],
-                             warnings, nodes)
+        gateway = {k: v for k, v in config["gateway"].items() if k in config["gateway"].configspec}
+        return GatewayConfig(path, gateway, plugins["listeners"], plugins["buffers"], warnings, nodes,
+                             file_secrets)
 
     # -- steps --------------------------------------------------------------------------
     @staticmethod

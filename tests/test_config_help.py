@@ -321,3 +321,11 @@ def test_the_readme_states_the_name_limit():
     from tests.conftest import ROOT
     readme = (ROOT / "README.md").read_text()
     assert re.search(r"a name of letters, digits, `_` and `-`,\s+at most 64 characters", readme)
+
+
+def test_a_log_level_that_is_none_is_a_warning_of_check_too(tmp_path):
+    _, warnings = load(tmp_path, "[gateway]\nlog_levels = spool=LOUD, urllib3=DEBUG\n[listeners]\n[[s]]\n"
+                                 "type = socket\n[buffers]\n[[f]]\ntype = file\n")
+    assert warnings == ["oemgateway.conf:2: [gateway]: log_levels: 'spool=LOUD' is not part=LEVEL (e.g. "
+                        "spool=DEBUG, urllib3=DEBUG; levels: DEBUG, INFO, WARNING, ERROR, CRITICAL); it is "
+                        "ignored"]
