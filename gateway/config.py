@@ -21,7 +21,7 @@ from configobj import ConfigObj, ConfigObjError, ParseError, Section, flatten_er
 from validate import ValidateError, Validator, VdtValueError, is_float
 
 from gateway import missing_dependency
-from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label, syntax_problems
+from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label, suggest, syntax_problems
 from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials, parse_log_levels
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
@@ -656,7 +656,7 @@ class ConfigLoader:
                                     f"its own [[name]] section")
             elif len(section_path) == 2 and section_path[0] in PLUGIN_KINDS:
                 warnings.append(self._plugin_extra(at, where, section_path, name, is_section,
-                                                   classes, checked_as, gateway_keys))
+                                                   classes, checked_as, gateway_keys, parent))
             elif section_path[0] == "nodes" and len(section_path) in (2, 3) and is_section:
                 warnings.append(f"{at}: {where}: section {shown} is not read and is ignored (a node has "
                                 f"[[[rx]]] and [[[tx]]]){did_you_mean(name, ['rx', 'tx'])}")
@@ -668,7 +668,7 @@ class ConfigLoader:
         return warnings
 
     def _plugin_extra(self, at, where, section_path, name, is_section, classes, checked_as,
-                      gateway_keys) -> str:
+                      gateway_keys, section) -> str:
         if section_path in classes:
             type_name, cls = classes[section_path]
             what = f"{type_name} {self.registries[section_path[0]].kind}s"
@@ -679,6 +679,9 @@ class ConfigLoader:
                     f"{did_you_mean(name, LEGACY_SUBSECTIONS)}")
         candidates = spec_keys(cls.settings_spec()) + list(getattr(cls, "RENAMED", {}))
         hint = did_you_mean(name, candidates)
+        guess = suggest(name, candidates)
+        if hint and section.get(guess) in (None, "", []):   # the setting meant is missing: say so
+            hint += f" ('{guess}' itself is not set)"
         if not hint and name in gateway_keys:
             hint = "; it is a [gateway] setting: put it under [gateway]"
         return f"{at}: {where}: '{name}' is not a setting of {what} and is ignored{hint}"

@@ -185,13 +185,13 @@ def test_unknown_names_get_the_name_meant_with_their_line(tmp_path):
         "oemgateway.conf:9: [listeners] [[s]]: 'prot' is not a setting of socket listeners and is ignored; "
         "did you mean 'port'?",
         "oemgateway.conf:10: [listeners] [[s]]: 'Bind' is not a setting of socket listeners and is ignored; "
-        "did you mean 'bind'?",
+        "did you mean 'bind'? ('bind' itself is not set)",
         "oemgateway.conf:11: [listeners] [[s]]: 'loglevel' is not a setting of socket listeners and is "
         "ignored; it is a [gateway] setting: put it under [gateway]",
         "oemgateway.conf:12: [listeners] [[s]]: section [[[init_setings]]] is not read in socket listeners "
         "and is ignored; did you mean 'init_settings'?",
         "oemgateway.conf:16: [buffers] [[emoncms]]: 'api_key' is not a setting of emoncms buffers and is "
-        "ignored; did you mean 'apikey'?",
+        "ignored; did you mean 'apikey'? ('apikey' itself is not set)",
         "oemgateway.conf:20: [nodes] [[10]]: 'unit' is not a node setting and is ignored; did you mean 'units'?",
         "oemgateway.conf:21: [nodes] [[10]]: section [[[xt]]] is not read and is ignored (a node has [[[rx]]] "
         "and [[[tx]]]); did you mean 'tx'?",
@@ -233,7 +233,7 @@ def test_typos_are_shown_with_the_errors_and_an_unknown_type_hides_nothing(tmp_p
         "warning: oemgateway.conf:6: [listeners] [[s]]: 'prot' is not a setting of socket listeners and is "
         "ignored; did you mean 'port'?",
         "warning: oemgateway.conf:10: [buffers] [[e]]: 'api_key' is not a setting of emoncms buffers and is "
-        "ignored; did you mean 'apikey'?",
+        "ignored; did you mean 'apikey'? ('apikey' itself is not set)",
         "warning: oemgateway.conf:15: [buffers] [[x]]: 'colour' is not a setting of any buffer type and is "
         "ignored",
     ]
