@@ -464,12 +464,14 @@ class ConfigLoader:
                 found.append(inner)
                 singular = self.registries[kind].kind
                 hint = ""
-                if inner[0] not in TOP_SECTIONS:
-                    hint = did_you_mean(inner[0], TOP_SECTIONS).replace("'", "")
+                if inner[0] not in TOP_SECTIONS and len(inner) > 1:
+                    guess = suggest(inner[0], TOP_SECTIONS)
+                    hint = f" ([{inner[0]}] is not a section the gateway reads" + \
+                        (f"; did you mean [{guess}]?)" if guess else ")")
                 problems.append(
                     f"{notes.at(inner, 'type')}: type = {section[name]['type']} makes this a {singular}, "
                     f"but a {singular} is read only as a [[name]] section (two brackets) directly under "
-                    f"[{kind}]; here it is not read{hint} (write [{kind}], then [[{name}]] with its settings)")
+                    f"[{kind}]; here it is not read{hint}: move it into [{kind}], as [[{name}]]")
         return found
 
     def _plugin_class(self, notes, kind: str, name: str, plugin: Section, problems: List[str]):

@@ -106,7 +106,7 @@ def test_a_listener_at_the_wrong_level_is_an_error_saying_where_it_goes(tmp_path
     assert code == 1, out
     assert (f"  oemgateway.conf:{line}: {section}: type = socket makes this a listener, but a listener is "
             "read only as a [[name]] section (two brackets) directly under [listeners]; here it is not "
-            "read (write [listeners], then [[socket]] with its settings)") in err.splitlines(), err
+            "read: move it into [listeners], as [[socket]]") in err.splitlines(), err
     assert "is not a known setting" not in err and "is valid" not in out
     assert "warning: oemgateway.conf: no listeners: nothing will be read" in err
 
@@ -115,8 +115,8 @@ def test_a_misspelled_section_holding_listeners_is_an_error_with_the_name_meant(
     problems, warnings = load(tmp_path, "[listners]\n[[socket]]\ntype = socket\n")
     assert problems == ["oemgateway.conf:3: [listners] [[socket]]: type = socket makes this a listener, but a "
                         "listener is read only as a [[name]] section (two brackets) directly under [listeners]; "
-                        "here it is not read; did you mean listeners? (write [listeners], then [[socket]] with "
-                        "its settings)"]
+                        "here it is not read ([listners] is not a section the gateway reads; did you mean "
+                        "[listeners]?): move it into [listeners], as [[socket]]"]
 
 
 def test_a_plugin_under_the_other_kind_and_settings_without_a_section(tmp_path):
