@@ -88,7 +88,8 @@ class Places:
 # -- syntax errors -------------------------------------------------------------------------
 def syntax_problems(places: Places, error: ConfigObjError, known_keys: Iterable[str]) -> List[str]:
     """configobj's parse errors, one message each, every one with its line; errors that only
-    follow from another (the keys of a section written twice) are left out."""
+    follow from another (the keys under a section header that could not be used, which
+    configobj files in the section before) are left out."""
     errors = getattr(error, "errors", None) or [error]
     known = frozenset(known_keys)
     problems, skip_until = [], None
@@ -98,7 +99,7 @@ def syntax_problems(places: Places, error: ConfigObjError, known_keys: Iterable[
                 and isinstance(err, DuplicateError) and "keyword" in str(err):
             continue
         message = _explain(places, err, number, known)
-        if isinstance(err, DuplicateError) and "section" in str(err) and number:
+        if number and number <= len(places.lines) and places.lines[number - 1].lstrip().startswith("["):
             skip_until = _next_section_line(places, number)
         where = f"{places.path}:{number}" if number else places.path
         problems.append(f"{where}: {message}")

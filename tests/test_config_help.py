@@ -88,10 +88,16 @@ def test_syntax_errors_say_the_line_what_is_wrong_and_an_example(tmp_path, text,
     assert SECRET not in err and "Traceback" not in err
 
 
-def test_the_settings_of_a_section_written_twice_are_one_mistake(tmp_path):
-    problems, _ = load(tmp_path, "[listeners]\n[[a]]\ntype = socket\nport = 1\n[[a]]\ntype = socket\n"
+@pytest.mark.parametrize("header, expected", [
+    ("[[a]]", "oemgateway.conf:5: section [[a]] is written a second"),
+    ("[[b]", "oemgateway.conf:5: the section header has 2 opening and 1 closing brackets"),
+])
+def test_a_broken_section_header_is_one_mistake_not_one_per_setting_below_it(tmp_path, header, expected):
+    """configobj files the settings under a header it could not use in the section before,
+    and reports each as written twice there: only the header is the mistake."""
+    problems, _ = load(tmp_path, f"[listeners]\n[[a]]\ntype = socket\nport = 1\n{header}\ntype = socket\n"
                                  "port = 2\n[buffers]\n")
-    assert len(problems) == 1 and problems[0].startswith("oemgateway.conf:5: section [[a]] is written a second"), problems
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
 
 
 # -- sections where the gateway does not read them -------------------------------------------
