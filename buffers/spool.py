@@ -850,7 +850,8 @@ class Spool:
                 delay = min(300.0, 2.0 ** self._cold_failures)
                 self._cold_retry_at = self.clock() + delay
             self._cold_log("spool: cannot save %s to %s: %s (they stay in %s; retrying in %.0f s)",
-                           plural(last - after, "reading"), self.cold.files.describe(), exc, self.hot.files.describe(), delay)
+                           plural(last - after, "reading"), self.cold.files.describe(), error_text(exc),
+                           self.hot.files.describe(), delay)
             return
         with self._lock:
             self._cold_failures = 0
