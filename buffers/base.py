@@ -254,7 +254,7 @@ class Buffer(Plugin):
 
     def _drop_rejected(self, frame: Frame, reason: str) -> None:
         self.stats.dropped["rejected"] += 1
-        self._reject_log("%s: dropped a reading the destination refuses (node %s, received %s): %s",
+        self._reject_log("%s: dropped a reading the destination refuses (node %s at %s): %s",
                          self, frame.node, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.time)), reason)
 
     def _on_failure(self, exc: DeliveryError, auth: bool = False,

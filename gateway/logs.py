@@ -22,14 +22,13 @@ def plural(count: int, noun: str, plural_form: str = "") -> str:
 
 def error_text(exc: BaseException) -> str:
     """An error in words for a log line: an operating system's error as its reason and file,
-    ``permission denied: /var/lib/oemgateway``, not ``[Errno 13] Permission denied: '...'``; a
+    ``Permission denied: /var/lib/oemgateway``, not ``[Errno 13] Permission denied: '...'``; a
     wrapped one (urllib's ``<urlopen error ...>``) by what it wraps; others by their message."""
     reason = getattr(exc, "reason", None)
     if isinstance(reason, BaseException):
         return error_text(reason)
     if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror[:1].lower() + exc.strerror[1:]
-        return f"{text}: {exc.filename}" if exc.filename else text
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__
 
 
