@@ -16,20 +16,27 @@ import sys
 import time
 from typing import Callable, Dict, Optional, Union
 
-from buffers import BUFFERS
-from buffers.base import Buffer
-from buffers.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
-from gateway import __version__
-from gateway.clock import PROBES, ClockWatch
-from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
-from gateway.eventloop import EventLoop
-from gateway.frame import Frame, RawFrame
-from gateway.logs import LogThrottle, Redactor, apply_log_levels, setup_logging
-from gateway.status import StatusServer, format_status, on_loop, snapshot
-from gateway.systemd import Notifier
-from gateway.nodes import NodeDecoder
-from listeners import LISTENERS
-from listeners.base import Listener
+from gateway import __version__, missing_dependency
+
+try:
+    from buffers import BUFFERS
+    from buffers.base import Buffer
+    from buffers.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
+    from gateway.clock import PROBES, ClockWatch
+    from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
+    from gateway.eventloop import EventLoop
+    from gateway.frame import Frame, RawFrame
+    from gateway.logs import LogThrottle, Redactor, apply_log_levels, error_text, plural, setup_logging
+    from gateway.status import StatusServer, format_status, on_loop, snapshot
+    from gateway.systemd import Notifier
+    from gateway.nodes import NodeDecoder
+    from listeners import LISTENERS
+    from listeners.base import Listener
+except ImportError as exc:   # started outside its virtual environment, as the 2013 gateway was
+    if missing_dependency(exc) is None:
+        raise
+    print(missing_dependency(exc), file=sys.stderr)
+    sys.exit(2)
 
 SYSTEM_CONFIG = "/etc/oemgateway/oemgateway.conf"
 LISTENER_RETRY_MIN, LISTENER_RETRY_MAX = 1.0, 30.0   # s: starting a listener that failed again
@@ -106,8 +113,7 @@ class Gateway:
         self._apply_spool_settings(old, config)
         self.redactor.set_secrets(config.secrets())
         self.nodes.configure(config.nodes)
-        for problem in apply_log_levels(config.gateway["loglevel"], config.gateway["log_levels"]):
-            log.warning("[gateway] %s", problem)
+        apply_log_levels(config.gateway["loglevel"], config.gateway["log_levels"])   # (problems: config warnings)
         if old is not None:
             for name in list(self.listeners):
                 if name not in config.listeners:
@@ -141,12 +147,12 @@ class Gateway:
             cursor = self.spool.register(plugin.name, BufferStats())
             buffer = plugin.cls(plugin.name, plugin.settings, cursor, self.clock)
             buffer.nodes, buffer.transmit = self.nodes, self.transmit
-            buffer.start()
-            self.buffers[plugin.name] = buffer
             log.info("%s (%s) started", buffer, plugin.type_name)
+            buffer.start()   # (which says so if it is inactive, and why)
+            self.buffers[plugin.name] = buffer
         elif plugin.settings != buffer.settings:
             buffer.update(plugin.settings)
-            log.info("%s: new settings applied (%d readings queued, kept)", buffer, len(buffer.queue))
+            log.info("%s: new settings applied (%s queued, kept)", buffer, plural(len(buffer.queue), "reading"))
 
     def _apply_listener(self, plugin: PluginConfig) -> None:
         listener = self.listeners.get(plugin.name)
@@ -187,7 +193,7 @@ class Gateway:
 
     def summary(self) -> str:
         """One line for systemd's status: what runs, and what does not, and why."""
-        text = f"{len(self.listeners)} listeners, {len(self.buffers)} buffers"
+        text = f"{plural(len(self.listeners), 'listener')}, {plural(len(self.buffers), 'buffer')}"
         if self.failed:
             text += "; NOT RUNNING: " + "; ".join(self.failed.values())
         return text
@@ -211,7 +217,8 @@ class Gateway:
             try:
                 radio.send_frame(node_id, values)
             except ValueError as exc:
-                self._tx_problems("%s: values %s for node %s not sent: %s", radio, values, node, exc)
+                self._tx_problems("%s: values %s for node %s not sent: %s", radio, ",".join(map(str, values)),
+                                  node, exc)
 
     def _close_listener(self, name: str, why: str) -> None:
         listener = self.listeners.pop(name)
@@ -223,8 +230,13 @@ class Gateway:
         buffer = self.buffers.pop(name)
         buffer.stop(time.monotonic() + self.config.gateway["shutdown_timeout"], forget=True)
         self._retired.append(buffer)
-        log.info("%s removed from the config: delivering its %d queued readings, then closing",
-                 buffer, len(buffer.queue))
+        queued = len(buffer.queue)
+        if queued:
+            log.info("%s removed from the config: it has %g s (shutdown_timeout) to deliver its %s; "
+                     "what is left then is dropped", buffer, self.config.gateway["shutdown_timeout"],
+                     plural(queued, "queued reading"))
+        else:
+            log.info("%s removed from the config: closed (nothing was queued)", buffer)
 
     def reload(self, why: str) -> None:
         """Re-read the config; a config that no longer validates is reported and ignored. Never
@@ -235,9 +247,13 @@ class Gateway:
             config = self.loader.load(path)
         except ConfigError as exc:
             log.error("config %s not applied (%s); the running setup stays:\n  %s",
-                      path, why, "\n  ".join(exc.problems))
+                      path, why, "\n  ".join(exc.problems + [f"warning: {w}" for w in exc.warnings]))
             return
-        except Exception:   # the loader answers ConfigError; this is the last safety net
+        except Exception as exc:   # the loader answers ConfigError; this is the last safety net
+            if missing_dependency(exc) is not None:   # a plugin's package is missing
+                log.error("config %s not applied (%s); the running setup stays: %s", path, why,
+                          missing_dependency(exc).replace("oemgateway: ", "", 1))
+                return
             log.exception("config %s not applied (%s): it could not be read; the running setup "
                           "stays", path, why)
             return
@@ -279,11 +295,13 @@ class Gateway:
         left_total = 0
         for buffer in buffers:
             left = buffer.join(deadline - time.monotonic())
-            if left and self.spool.persistent:
-                log.info("%s: %d readings not delivered yet: kept in the spool for the next start",
-                         buffer, left)
+            if buffer in self._retired:
+                left = 0   # removed from the config: what it held is dropped (the spool said so)
+            elif left and self.spool.persistent:
+                log.info("%s: %s not delivered yet: kept in the spool for the next start", buffer,
+                         plural(left, "reading"))
             elif left:
-                log.warning("%s: %d readings not delivered are lost (durability = none)", buffer, left)
+                log.warning("%s: %s not delivered: lost (durability = none)", buffer, plural(left, "reading"))
             log.info("%s: %s", buffer, buffer.accounting())
             left_total += left
         self.spool.close()
@@ -345,16 +363,23 @@ def main(argv=None) -> int:
     loader = ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC)
     try:
         config = loader.load(path)
+    except ImportError as exc:   # a plugin's package (imported when the config names it)
+        print(missing_dependency(exc) or f"oemgateway: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     except ConfigError as exc:
-        print(f"oemgateway: config {exc.path} has {len(exc.problems)} problem(s):", file=sys.stderr)
+        print(f"oemgateway: {exc.path}: {plural(len(exc.problems), 'problem')}; the gateway does not "
+              f"{'start' if not args.check else 'start with this file'} until "
+              f"{'it is' if len(exc.problems) == 1 else 'they are'} fixed:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        print(f"oemgateway: config {config.path} is valid "
-              f"({len(config.listeners)} listeners, {len(config.buffers)} buffers)")
+        print(f"oemgateway: config {config.path} is valid ({plural(len(config.listeners), 'listener')}, "
+              f"{plural(len(config.buffers), 'buffer')})")
         return EXIT_OK
     if args.show_settings:
         print(json.dumps(config.masked(), indent=2, default=str))
@@ -371,18 +396,19 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
         setup_logging(redactor, logfile, int(config.gateway["log_max_mb"] * 1024 * 1024),
                       config.gateway["log_backups"], config.gateway["syslog"])
     except OSError as exc:
-        print(f"oemgateway: cannot open log file: {exc}", file=sys.stderr)
+        print(f"oemgateway: cannot open the log file: {error_text(exc)}", file=sys.stderr)
         return EXIT_RUNTIME
+    apply_log_levels(config.gateway["loglevel"], config.gateway["log_levels"])   # (problems: said below)
     log.info("OEM Gateway %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
     for warning in config.warnings:
         log.warning("%s", warning)
     warn_if_readable_by_others(config)
-    log.info("effective settings: %s", json.dumps(config.masked(), default=str))
+    log.debug("effective settings: %s", json.dumps(config.masked(), default=str))
     try:
         spool = build_spool(config.gateway)
         spool.open(config.buffers)
     except (OSError, SpoolLockedError) as exc:
-        log.error("cannot open the spool: %s", exc)
+        log.error("cannot open the spool: %s", error_text(exc))
         return EXIT_RUNTIME
     loop = EventLoop()
     gateway = Gateway(loop, loader, redactor, spool)
@@ -425,8 +451,9 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
         ping_watchdog(loop, systemd)
     systemd.ready(gateway.summary())
     not_running = ", ".join(f"'{name}'" for name in gateway.failed)
-    log.info("ready%s", f"; not running: listener {not_running} (see the error above; it is tried "
-                        "again in the background)" if not_running else "")
+    log.info("ready: %s, %s%s", plural(len(gateway.listeners), "listener"), plural(len(gateway.buffers), "buffer"),
+             f"; not running: listener {not_running} (see the error above; it is tried again in the "
+             "background)" if not_running else "")
     try:
         loop.run()
     finally:
@@ -436,7 +463,7 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
             web.close()
         lost = gateway.shutdown()
         loop.close()
-    log.info("stopped%s", f" ({lost} readings kept for the next start)" if lost else "")
+    log.info("stopped%s", f" ({plural(lost, 'reading')} kept for the next start)" if lost else "")
     return EXIT_OK
 
 
@@ -455,7 +482,7 @@ def print_status(config: GatewayConfig) -> int:
         with urllib.request.urlopen(url, timeout=10) as reply:
             status = json.load(reply)
     except (OSError, ValueError) as exc:
-        print(f"oemgateway: no answer from {url}: {exc} (is the gateway running?)", file=sys.stderr)
+        print(f"oemgateway: no answer from {url}: {error_text(exc)} (is the gateway running?)", file=sys.stderr)
         return EXIT_RUNTIME
     print(format_status(status))
     return EXIT_OK
@@ -486,7 +513,7 @@ def start_status_server(config: GatewayConfig, take_snapshot) -> Optional[Status
     try:
         server = StatusServer(bind, port, take_snapshot)
     except OSError as exc:
-        log.error("cannot serve the status on %s:%d: %s", bind, port, exc)
+        log.error("cannot serve the status on %s:%d: %s", bind, port, error_text(exc))
         return None
     server.start()
     log.info("status on http://%s:%d/status and /metrics", bind, port)

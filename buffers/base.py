@@ -53,7 +53,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from gateway.clock import PROBES, ClockWatch
 from gateway.frame import Frame, Node
-from gateway.logs import LogThrottle
+from gateway.logs import LogThrottle, plural
 from gateway.plugin import Plugin
 from buffers.spool import Cursor
 
@@ -331,8 +331,8 @@ class Buffer(Plugin):
         self.stats.dropped["rejected"] += 1
         node = str(frame.node)
         self.rejected_by_node[node] = self.rejected_by_node.get(node, 0) + 1
-        self._reject_log("%s: dropped a reading the destination refuses (node %s at %.0f): %s",
-                         self, frame.node, frame.time, why)
+        self._reject_log("%s: dropped a reading the destination refuses (node %s at %s): %s", self,
+                         frame.node, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.time)), why)
 
     def _on_success(self) -> None:
         if self._failures or self._auth_failing:
@@ -376,7 +376,7 @@ class Buffer(Plugin):
             return
         self.queue.release()
         self._size_cap = max(1, len(positions) // 2)
-        self.log.info("%s: %s; sending %d readings at a time", self, exc, self._size_cap)
+        self.log.info("%s: %s; sending %s at a time", self, exc, plural(self._size_cap, "reading"))
 
     def _on_failure(self, exc: DeliveryError, auth: bool = False,
                     retry_after: Optional[float] = None) -> None:
@@ -393,8 +393,8 @@ class Buffer(Plugin):
             self._auth_failing = True
             ceiling = cap * self.AUTH_RETRY_FACTOR
         else:
-            self._failure_log("%s: delivery failed: %s (%d readings queued; retrying with backoff)",
-                              self, exc, len(self.queue))
+            self._failure_log("%s: delivery failed: %s (%s queued; retrying with backoff)",
+                              self, exc, plural(len(self.queue), "reading"))
             ceiling = min(cap, self.RETRY_BASE * 2 ** min(self._failures - 1, 30))
         delay = random.uniform(ceiling / 2, ceiling)
         if retry_after:

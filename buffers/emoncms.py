@@ -85,6 +85,13 @@ class EmoncmsBuffer(HttpBuffer):
                             "(copy the Write API Key from emoncms: Setup > My Account)")
         return warnings
 
+    @classmethod
+    def modernise(cls, settings: dict, renamed) -> dict:
+        """The original ``protocol``/``domain``/``path`` keys as the ``url`` they make."""
+        modern = {k: v for k, v in settings.items() if k not in ("protocol", "domain", "path")}
+        modern["url"] = cls.base_url(settings)
+        return modern
+
     @staticmethod
     def base_url(settings: dict) -> str:
         """The emoncms URL; the original ``protocol``/``domain``/``path`` keys still work."""

@@ -22,8 +22,11 @@ Redirects are not followed: requests would turn a redirected POST into a GET, an
 """
 
 import email.utils
+import errno
 import re
+import socket
 import time
+import urllib.parse
 from typing import List, Optional
 
 import requests
@@ -96,7 +99,7 @@ class HttpBuffer(Buffer):
         except requests.exceptions.Timeout:
             raise TransientError(f"no answer from {shown} within {timeout:g} s") from None
         except requests.exceptions.RequestException as exc:
-            raise TransientError(f"cannot reach {shown}: {short_error(exc)}") from None
+            raise TransientError(connection_problem(exc, url)) from None
 
     def judge(self, reply: requests.Response, service: str, detail: str = "") -> None:
         """Return if ``reply`` says delivered (2xx), else raise the DeliveryError it means.
@@ -152,6 +155,39 @@ def error_detail(reply: requests.Response, limit: int = 200) -> str:
             if isinstance(body.get(key), str):
                 return body[key][:limit]
     return " ".join(reply.text.split())[:limit]
+
+
+def connection_problem(exc: Exception, url: str) -> str:
+    """A failed connection in words: ``cannot connect to 127.0.0.1:9: connection refused``."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = "?"
+    where = f"{parts.hostname or '?'}:{port}"
+    cause = _root_os_error(exc)
+    if isinstance(cause, socket.gaierror):
+        return f"cannot connect to {where}: no such host ({(cause.strerror or str(cause)).lower()})"
+    if cause is not None and (cause.strerror or cause.errno):
+        return f"cannot connect to {where}: {(cause.strerror or errno.errorcode.get(cause.errno, '')).lower()}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"cannot connect to {where}: the connection was cut"
+    return f"cannot send to {where}: {short_error(exc)}"
+
+
+def _root_os_error(exc: BaseException) -> Optional[OSError]:
+    """The operating system's error under a requests/urllib3 one (refused, reset, no route)."""
+    seen, todo = set(), [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and (item.errno or isinstance(item, socket.gaierror)):
+            return item
+        todo += [getattr(item, "reason", None), item.__cause__, item.__context__]
+        todo += [arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException)]
+    return None
 
 
 def short_error(exc: Exception) -> str:

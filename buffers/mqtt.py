@@ -297,7 +297,7 @@ class _Connection:
         except socket.timeout:
             raise TransientError(f"no answer from {where} within {timeout:g} s") from None
         except OSError as exc:
-            raise TransientError(f"cannot reach {where}: {exc.strerror or exc}") from None
+            raise TransientError(f"cannot connect to {where}: {(exc.strerror or str(exc)).lower()}") from None
         except ValueError as exc:   # paho's own checks (host, port)
             raise AuthError(f"cannot connect to {where}: {exc}") from None
         self.client.loop_start()

@@ -34,7 +34,7 @@ from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tu
 from buffers import journal
 from buffers.storage import Files, MemoryFiles, OsFiles, UnsafeFolderError, open_regular, private_folder
 from gateway.frame import Frame
-from gateway.logs import LogThrottle
+from gateway.logs import LogThrottle, error_text, plural
 
 log = logging.getLogger("oemgateway.spool")
 
@@ -473,8 +473,9 @@ class Spool:
                       for s in state.values())
         self.stats["recovered"] = pending
         if self.head:
-            log.info("spool: recovered in %.3f s: readings up to #%d, %d pending for %d buffers",
-                     time.monotonic() - started, self.head, pending, len(state))
+            log.info("spool: recovered in %.3f s: readings up to #%d, %s for %s",
+                     time.monotonic() - started, self.head, plural(pending, "reading") + " pending",
+                     plural(len(state), "buffer"))
         self._thread = threading.Thread(target=self._run, name="spool", daemon=True)
         self._thread.start()
 
@@ -519,9 +520,9 @@ class Spool:
         for name in names:
             self._saved_state[name] = {"acked": held[0][0] - 1, "skips": [list(gap) for gap in gaps]}
             self._replays[name] = count
-        log.warning("spool: the saved delivery positions are missing or damaged: the %d readings still "
+        log.warning("spool: the saved delivery positions are missing or damaged: the %s still "
                     "held are sent again to %s, from the oldest (some may arrive twice, none is lost)",
-                    count, ", ".join(f"buffer '{name}'" for name in sorted(names)))
+                    plural(count, "reading"), ", ".join(f"buffer '{name}'" for name in sorted(names)))
 
     def close(self) -> None:
         """Clean stop: write everything unsent to the cold tier (synced) and every cursor."""
@@ -612,7 +613,8 @@ class Spool:
         try:
             self.hot.append(before + 1, self._pending, compress=False)
         except OSError as exc:
-            log.error("spool: cannot write to %s: %s (readings stay in memory)", self.hot.files.describe(), exc)
+            log.error("spool: cannot write to %s: %s (readings stay in memory)", self.hot.files.describe(),
+                      error_text(exc))
             return
         self.flushed += len(self._pending)
         self._pending = []
@@ -683,7 +685,7 @@ class Spool:
             try:
                 lines = tier.read(after, limit)
             except OSError as exc:
-                log.error("spool: cannot read %s: %s", tier.files.describe(), exc)
+                log.error("spool: cannot read %s: %s", tier.files.describe(), error_text(exc))
                 continue
             if lines and lines[0][0] == after + 1:
                 return _decoded(lines)
@@ -711,7 +713,7 @@ class Spool:
         """Give up the readings of ``cursor`` up to ``through``, counted and logged."""
         count = self._give_up(cursor, through, reason)
         if count:
-            cursor.drop_log("buffer '%s': %d readings dropped: %s", cursor.name, count, DROP_TEXT[reason])
+            cursor.drop_log("buffer '%s': %s dropped: %s", cursor.name, plural(count, "reading"), DROP_TEXT[reason])
 
     def _give_up(self, cursor: Cursor, through: int, reason: str) -> int:
         """Move ``cursor`` past ``through``, counting what it had not taken under ``reason``."""
@@ -853,8 +855,9 @@ class Spool:
                 self.stats["spill_errors"] += 1
                 delay = min(300.0, 2.0 ** self._cold_failures)
                 self._cold_retry_at = self.clock() + delay
-            self._cold_log("spool: cannot save %d readings to %s: %s (they stay in %s; retrying in %.0f s)",
-                           last - after, self.cold.files.describe(), exc, self.hot.files.describe(), delay)
+            self._cold_log("spool: cannot save %s to %s: %s (they stay in %s; retrying in %.0f s)",
+                           plural(last - after, "reading"), self.cold.files.describe(), error_text(exc),
+                           self.hot.files.describe(), delay)
             return
         with self._lock:
             self._cold_failures = 0
@@ -869,7 +872,7 @@ class Spool:
             self._cold_saved = json.loads(json.dumps(state))
             self._cold_cursors_stale = False
         except OSError as exc:
-            self._cold_log("spool: cannot save cursors to %s: %s", self.cold.files.describe(), exc)
+            self._cold_log("spool: cannot save cursors to %s: %s", self.cold.files.describe(), error_text(exc))
 
     def _cleanup(self) -> None:
         done = self._min_acked()
@@ -934,7 +937,7 @@ class Spool:
         try:
             self.hot_cursors.save(self._state())
         except OSError as exc:
-            self._cold_log("spool: cannot save cursors to %s: %s", self.hot.files.describe(), exc)
+            self._cold_log("spool: cannot save cursors to %s: %s", self.hot.files.describe(), error_text(exc))
 
 
 def _count_in(ranges: List[List[int]], after: int, through: int) -> int:
@@ -959,8 +962,8 @@ def _merged_ranges(ranges: List[Tuple[int, int]]) -> List[List[int]]:
 
 
 def _log_removed(name: str, count: int) -> None:
-    log.log(logging.WARNING if count else logging.INFO, "buffer '%s': %d readings dropped: %s",
-            name, count, DROP_TEXT["removed"])
+    log.log(logging.WARNING if count else logging.INFO, "buffer '%s': %s dropped: %s",
+            name, plural(count, "reading"), DROP_TEXT["removed"])
 
 
 def _decoded(lines: List[Tuple[int, bytes]]) -> List[Tuple[int, Frame]]:
@@ -1087,6 +1090,15 @@ def filesystem_type(path: str) -> str:
     return kind
 
 
+def _tmpfs_advice(hot_dir: str) -> str:
+    """Where this machine has a tmpfs for the hot tier, as the advice to set ``runtime_dir``."""
+    for folder in (os.environ.get("XDG_RUNTIME_DIR", ""), "/run", "/dev/shm"):
+        if folder and filesystem_type(os.path.realpath(folder)) in ("tmpfs", "ramfs") \
+                and not os.path.realpath(hot_dir).startswith(os.path.realpath(folder) + "/"):
+            return f"set [gateway] runtime_dir to a folder on a tmpfs, e.g. {os.path.join(folder, 'oemgateway')}"
+    return "this machine has no tmpfs at /run or /dev/shm: mount one and set [gateway] runtime_dir to it"
+
+
 def build_spool(gateway: dict) -> Spool:
     """The spool ``[gateway]`` asks for, its folders created and locked against a second gateway."""
     settings = spool_settings(gateway)
@@ -1099,8 +1111,8 @@ def build_spool(gateway: dict) -> Spool:
     _lock_folder(hot_dir)
     kind = filesystem_type(os.path.realpath(hot_dir))
     if kind not in ("tmpfs", "ramfs"):
-        log.warning("spool: %s is on %s, not tmpfs: the hot tier will cost flash writes "
-                    "(set runtime_dir to a tmpfs such as /run/oemgateway)", hot_dir, kind or "an unknown file system")
+        log.warning("spool: %s is on %s, not tmpfs: the hot tier will cost flash writes (%s)", hot_dir,
+                    kind or "an unknown file system", _tmpfs_advice(hot_dir))
     log.info("spool: hot tier %s, cold tier %s (durability = %s)", hot_dir, cold_dir, gateway["durability"])
     return Spool(hot, OsFiles(cold_dir), settings)
 

@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Callable, Optional, Tuple
 
+from gateway.logs import plural
+
 log = logging.getLogger("oemgateway.clock")
 
 TIME_ERROR = 5       # adjtimex(2): the clock is not synchronised
@@ -115,6 +117,6 @@ class ClockWatch:
         shift = (self.wall() - self.mono()) - before
         if abs(shift) < STEP_THRESHOLD:
             return None
-        log.info("the system clock is synchronised: it moved %+.1f s; the %d readings received "
-                 "before are re-timed by that much", shift, last - first + 1)
+        log.info("the system clock is synchronised: it moved %+.1f s; the %s received "
+                 "before are re-timed by that much", shift, plural(last - first + 1, "reading"))
         return first, last, shift

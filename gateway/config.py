@@ -3,8 +3,10 @@
 The file has a ``[gateway]`` section and ``[listeners]`` / ``[buffers]`` sections holding one
 sub-section per plugin, each with a ``type``. Settings of a plugin may sit directly in its
 section or, as in the original oem_gateway, in ``[[[init_settings]]]`` and
-``[[[runtime_settings]]]``; both are read the same way. Every problem is reported with the
-file, the section path and the key.
+``[[[runtime_settings]]]``; both are read the same way, and the original names of settings
+(``port_nb``) as today's (each plugin's ``RENAMED``, then its ``modernise``). Every problem is
+reported with the file, its line, the section path and the key; every setting or section the
+gateway does not read is a warning, with the name probably meant (``gateway.confighelp``).
 """
 
 import ipaddress
@@ -18,7 +20,9 @@ from urllib.parse import unquote
 from configobj import ConfigObj, ConfigObjError, ParseError, Section, flatten_errors, get_extra_values
 from validate import ValidateError, Validator, VdtValueError, is_float
 
-from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials
+from gateway import missing_dependency
+from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label, suggest, syntax_problems
+from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials, parse_log_levels
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
 
@@ -51,11 +55,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(Exception):
-    """The config cannot be used. ``problems`` lists every problem found, one line each."""
+    """The config cannot be used. ``problems`` lists every problem found, one line each;
+    ``warnings`` what would be ignored in it (typos), found on the way."""
 
-    def __init__(self, path: str, problems: List[str]):
+    def __init__(self, path: str, problems: List[str], warnings: Iterable[str] = ()):
         self.path = path
         self.problems = problems
+        self.warnings = list(warnings)
         super().__init__("\n".join(problems))
 
 
@@ -90,10 +96,12 @@ class GatewayConfig:
     buffers: Dict[str, PluginConfig]
     warnings: List[str] = field(default_factory=list)
     nodes: NodeTable = field(default_factory=NodeTable)
+    file_secrets: List[str] = field(default_factory=list)   # the file's, keys not read included
 
     def secrets(self) -> List[str]:
-        """Every secret value of the config: what the log, /status and the page must mask."""
-        found = secrets_of(self.gateway, is_gateway_secret)
+        """Every secret value of the config: what the log, /status and the page must mask
+        (a key the gateway does not read, ``api_key``, included)."""
+        found = secrets_of(self.gateway, is_gateway_secret) + list(self.file_secrets)
         for plugin in list(self.listeners.values()) + list(self.buffers.values()):
             found.extend(plugin.secrets())
         return found
@@ -200,11 +208,6 @@ def parse_problem(error: Exception) -> str:
     return str(error)
 
 
-def section_label(path: Tuple[str, ...]) -> str:
-    """``('listeners', 'Socket')`` -> ``[listeners] [[Socket]]``."""
-    return " ".join("[" * depth + name + "]" * depth for depth, name in enumerate(path, 1))
-
-
 _CUSTOM_CHECKS = {
     "loglevel": "one of " + ", ".join(LOG_LEVELS),
     "path": "a file path",
@@ -213,11 +216,84 @@ _CUSTOM_CHECKS = {
 
 
 def _describe_check(check: str) -> str:
-    """``integer(min=1, default=5)`` -> ``integer(min=1)``, custom checks in words."""
-    name = check.split("(", 1)[0]
+    """A configspec check in words: ``integer(min=1, max=65535, default=5)`` -> ``a whole
+    number from 1 to 65535``, ``option('a', 'b')`` -> ``one of a, b``."""
+    name, _, args = check.partition("(")
+    name = name.strip()
     if name in _CUSTOM_CHECKS:
         return _CUSTOM_CHECKS[name]
-    return re.sub(r",?\s*default=(?:'[^']*'|\"[^\"]*\"|[^,)]*)", "", check).replace("()", "")
+    keywords = dict(re.findall(r"(\w+)\s*=\s*('[^']*'|\"[^\"]*\"|[^,)]+)", args))
+    low, high = (keywords.get(k, "").strip() for k in ("min", "max"))
+    bounds = f" from {low} to {high}" if low and high else f" of at least {low}" if low else \
+        f" of at most {high}" if high else ""
+    if name == "integer":
+        return "a whole number" + bounds
+    if name == "float":
+        return "a number" + bounds
+    if name == "option":
+        choices = re.findall(r"'([^']*)'|\"([^\"]*)\"", re.sub(r"\w+\s*=\s*('[^']*'|\"[^\"]*\"|[^,)]+)", "", args))
+        return "one of " + ", ".join(a or b for a, b in choices)
+    return {"boolean": "True or False", "string": "text", "force_list": "a list: values separated by commas",
+            "list": "a list: values separated by commas", "pass": "anything"}.get(name, name)
+
+
+class _Notes:
+    """Where a section or key of the validated config was written: its line, its section as
+    written (a legacy sub-section), its name as written (a legacy name)."""
+
+    def __init__(self, places: Places):
+        self.places = places
+        self.origins: Dict[Tuple[Tuple[str, ...], str], Tuple[str, ...]] = {}
+        self.names: Dict[Tuple[Tuple[str, ...], str], str] = {}
+
+    def section(self, section: Tuple[str, ...], key: Optional[str] = None) -> Tuple[str, ...]:
+        return self.origins.get((section, key), section) if key is not None else section
+
+    def name(self, section: Tuple[str, ...], key: str) -> str:
+        return self.names.get((section, key), key)
+
+    def at(self, section: Tuple[str, ...], key: Optional[str] = None) -> str:
+        """``file:line: [listeners] [[socket]]`` (the line of ``key``, else of the section)."""
+        shown = self.section(section, key)
+        written = self.name(section, key) if key is not None else None
+        label = section_label(shown)
+        return f"{self.places.at(shown, written) if shown else self.places.path}" + (f": {label}" if label else "")
+
+    def key(self, section: Tuple[str, ...], key: str) -> str:
+        """``file:line: [listeners] [[socket]] port_nb``."""
+        return f"{self.at(section, key)} {self.name(section, key)}"
+
+    def message(self, section: Tuple[str, ...], message: str, settings=()) -> str:
+        """A plugin's message about its section, placed at the key it starts with, if any."""
+        match = _LEADING_KEY.match(message)
+        key = match.group(1) if match and match.group(1) in settings else None
+        return f"{self.at(section, key)}: {message}"
+
+
+_LEADING_KEY = re.compile(r"^([A-Za-z_][\w.-]*)\s*(?:=|:)")
+_NODE_SECTION = re.compile(r"^\[nodes\] \[\[([^\]]+)\]\]")
+
+
+def _line_of(message: str) -> int:
+    """The line a message is about (for sorting; those about the whole file come first)."""
+    match = _MESSAGE_LINE.match(message)
+    return int(match.group(1)) if match else 0
+
+
+_MESSAGE_LINE = re.compile(r"^.*?:(\d+): ")
+
+
+def spec_keys(spec: str) -> List[str]:
+    """The setting names of configspec lines (sub-section headers left out)."""
+    return [line.split("=", 1)[0].strip() for line in spec.splitlines()
+            if "=" in line and not line.strip().startswith("[")]
+
+
+def _shown(value) -> str:
+    """A value as the file wrote it: ``'abc'``, a list as ``a, b``."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value)
+    return f"'{value}'"
 
 
 class ConfigLoader:
@@ -234,18 +310,32 @@ class ConfigLoader:
             return self._load(path)
         except ConfigError:
             raise
+        except ImportError as exc:   # a plugin's package is missing: not the file's fault
+            if missing_dependency(exc) is None:
+                raise ConfigError(path, [f"{path}: could not be checked (ImportError): {exc}"]) from exc
+            raise
         except Exception as exc:   # a file odd in a way no check foresaw: still a clear answer
             # (the exception's text is not shown: it could quote a line, and so a secret)
             raise ConfigError(path, [f"{path}: could not be checked ({type(exc).__name__}): the file "
                                      "is unusual in a way the gateway does not handle"]) from exc
 
     def _load(self, path: str) -> GatewayConfig:
-        raw = self._parse(path)
+        places = Places(path, self._read(path))
+        raw = self._parse(path, places)
         problems: List[str] = _too_deep(path, raw)
         if problems:
             raise ConfigError(path, problems)
-        origins: Dict[Tuple[Tuple[str, ...], str], Tuple[str, ...]] = {}
+        if not raw.scalars and not raw.sections:
+            raise ConfigError(path, [f"{path}: the file is empty (or holds only comments): the gateway "
+                                     "would read nothing and send nothing. Start from the shipped "
+                                     "oemgateway.conf, or see the README's Configuration section"])
+        file_secrets = raw_secrets(raw, self.registries)
+        secrets = Redactor()   # a message may quote a value: none of them shows a secret
+        secrets.set_secrets(file_secrets)
+        notes = _Notes(places)
+        misplaced = self._misplaced_plugins(raw, notes, problems)
         classes: Dict[Tuple[str, str], Tuple[str, type]] = {}
+        checked_as: Dict[Tuple[str, str], Tuple[type, List[str]]] = {}   # sections of unknown type
         spec_lines = ["[gateway]"] + self.gateway_spec.splitlines()
 
         for kind in PLUGIN_KINDS:
@@ -254,103 +344,230 @@ class ConfigLoader:
             if section is None:
                 continue
             if not isinstance(section, Section):
-                problems.append(f"{path}: {kind} must be a section [{kind}], not a key")
+                problems.append(f"{places.at((), kind)}: {kind} must be a section [{kind}], not a key")
                 continue
+            if isinstance(section.get("type"), str) and self._kind_of(section["type"]):
+                problems.append(f"{places.at((kind,), 'type')}: [{kind}] type = {section['type']}: the "
+                                f"settings here are directly in [{kind}], so they would not be read: each "
+                                f"{self.registries[kind].kind} has its own [[name]] section; write e.g. "
+                                f"[[{section['type'].lower()}]] on the line above them")
             for name in section.sections:
                 plugin = section[name]
-                problems += self._hoist_legacy(path, (kind, name), plugin, origins)
-                type_name = plugin.get("type")
-                if not type_name or isinstance(type_name, (list, Section)):
-                    problems.append(f"{path}: {section_label((kind, name))}: key 'type' is missing "
-                                    f"(one of: {', '.join(self.registries[kind].names())})")
+                problems += self._hoist_legacy(notes, (kind, name), plugin)
+                cls, extra_keys, label = self._plugin_class(notes, kind, name, plugin, problems)
+                if cls is None:
                     continue
-                try:
-                    cls = self.registries[kind].resolve(type_name)
-                except LookupError as exc:
-                    problems.append(f"{path}: {section_label((kind, name))} type = {type_name}: {exc}")
-                    continue
-                classes[(kind, name)] = (self.registries[kind].canonical(type_name), cls)
+                problems += self._rename_legacy(notes, (kind, name), plugin, cls)
                 spec_lines.append(f"[[{name}]]")
                 spec_lines.append("type = string")
-                spec_lines += cls.settings_spec().splitlines()
+                spec_lines += cls.settings_spec().splitlines() + [f"{key} = pass(default=None)" for key in extra_keys]
+                if extra_keys or not self._resolves(kind, plugin.get("type")):
+                    checked_as[(kind, name)] = (cls, label)
+                else:
+                    classes[(kind, name)] = (self.registries[kind].canonical(plugin["type"]), cls)
 
-        spec_lines += self._node_spec_lines(path, raw, origins, problems)
+        spec_lines += self._node_spec_lines(notes, raw, problems)
         config = ConfigObj(raw.dict(), configspec=spec_lines, interpolation=False)
         result = config.validate(self._validator(path), preserve_errors=True)
-        problems += self._validation_problems(path, config, result, spec_lines, origins)
-        warnings = self._extra_value_warnings(path, config, classes, origins)
+        problems += self._validation_problems(notes, config, result)
+        warnings = self._extra_value_warnings(notes, config, classes, checked_as, misplaced)
         invalid = {tuple(p[:2]) for p, _, _ in flatten_errors(config, result)}
         plugins = {kind: {} for kind in PLUGIN_KINDS}
         for (kind, name), (type_name, cls) in classes.items():
             if (kind, name) in invalid:
                 continue
-            settings = {k: v for k, v in config[kind][name].items() if k != "type"
+            section = config[kind][name]   # (a setting it does not know is warned about, not kept)
+            settings = {k: v for k, v in section.items() if k != "type" and k in section.configspec
                         and not isinstance(v, Section)}
+            problems += [notes.message((kind, name), m, settings) for m in cls.check_settings(settings)]
+            renamed = {key: notes.names[((kind, name), key)] for key in settings
+                       if ((kind, name), key) in notes.names}
+            settings = cls.modernise(settings, renamed)
             plugins[kind][name] = PluginConfig(name, type_name, cls, settings)
-            for message in cls.check_settings(settings):
-                problems.append(f"{path}: {section_label((kind, name))}: {message}")
-            for message in cls.warn_settings(settings):
-                warnings.append(f"{path}: {section_label((kind, name))}: {message}")
+            warnings += [notes.message((kind, name), m, settings) for m in cls.warn_settings(settings)]
         gateway_ok = isinstance(config["gateway"], Section) and ("gateway",) not in invalid
-        problems += _claim_conflicts(path, config["gateway"] if gateway_ok else {}, plugins, origins)
+        if gateway_ok:
+            warnings += [f"{notes.at(('gateway',), 'log_levels')}: {message}"
+                         for message in parse_log_levels(config["gateway"]["log_levels"])[1]]
+        problems += _claim_conflicts(notes, config["gateway"] if gateway_ok else {}, plugins)
         nodes, node_problems, node_warnings = NodeTable.from_config(
             {k: v for k, v in config["nodes"].items() if ("nodes", k) not in invalid})
-        problems += [f"{path}: {message}" for message in node_problems]
-        warnings += [f"{path}: {message}" for message in node_warnings]
-        secrets = Redactor()   # a message may quote a value: none of them shows a secret
-        secrets.set_secrets(raw_secrets(raw, self.registries))
-        problems = [secrets.redact(p) for p in problems]
-        warnings = [secrets.redact(w) for w in warnings]
+        problems += [self._node_message(places, message) for message in node_problems]
+        warnings += [self._node_message(places, message) for message in node_warnings]
+        warnings += self._nothing_to_do(path, raw)
+        problems = sorted((secrets.redact(p) for p in problems), key=_line_of)
+        warnings = sorted((secrets.redact(w) for w in warnings), key=_line_of)
         if problems:
-            raise ConfigError(path, problems)
-        return GatewayConfig(path, dict(config["gateway"]), plugins["listeners"], plugins["buffers"],
-                             warnings, nodes)
+            raise ConfigError(path, problems, warnings)
+        gateway = {k: v for k, v in config["gateway"].items() if k in config["gateway"].configspec}
+        return GatewayConfig(path, gateway, plugins["listeners"], plugins["buffers"], warnings, nodes,
+                             file_secrets)
 
     # -- steps --------------------------------------------------------------------------
     @staticmethod
-    def _parse(path: str) -> ConfigObj:
+    def _read(path: str) -> str:
         if not os.path.exists(path):
             raise ConfigError(path, [f"{path}: no such file"])
         try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError as exc:
+            raise ConfigError(path, [f"{path}: cannot read: {exc.strerror or exc}"]) from None
+
+    def _parse(self, path: str, places: Places) -> ConfigObj:
+        try:
             return ConfigObj(path, file_error=True, interpolation=False, encoding="utf-8")
         except ConfigObjError as exc:
-            errors = getattr(exc, "errors", None) or [exc]
-            raise ConfigError(path, [f"{path}:{getattr(e, 'line_number', '?')}: {parse_problem(e)}"
-                                     for e in errors]) from None
+            raise ConfigError(path, syntax_problems(places, exc, self._all_keys())) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(path, [f"{path}: cannot read: {exc}"]) from None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+                "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise ConfigError(path, [f"{path}: cannot read: {reason}"]) from None
 
-    @classmethod
-    def _node_spec_lines(cls, path, raw, origins, problems: List[str]) -> List[str]:
+    def _all_keys(self) -> List[str]:
+        """Every setting name of [gateway] and of the plugin types (all of them imported)."""
+        keys = spec_keys(self.gateway_spec) + spec_keys(NODE_SPEC) + ["type"]
+        for registry in self.registries.values():
+            for type_name in registry.names():
+                cls = registry.resolve(type_name)
+                keys += spec_keys(cls.settings_spec()) + list(cls.RENAMED)
+        return keys
+
+    def _resolves(self, kind: str, type_name) -> bool:
+        try:
+            self.registries[kind].canonical(str(type_name))
+            return True
+        except LookupError:
+            return False
+
+    def _kind_of(self, type_name) -> Optional[str]:
+        """Which kind of plugin (``listeners``, ``buffers``) a ``type`` names, if any."""
+        if not isinstance(type_name, str):
+            return None
+        return next((kind for kind in PLUGIN_KINDS if self._resolves(kind, type_name)), None)
+
+    def _misplaced_plugins(self, raw: ConfigObj, notes: "_Notes", problems: List[str]) -> List[Tuple[str, ...]]:
+        """Sections with a listener's or buffer's ``type`` that are not where one is read (a
+        ``[socket]`` at the top, a ``[[[socket]]]`` inside another listener, a ``[[file]]``
+        under ``[gateway]``): each is an error, never a section silently ignored."""
+        found = []
+        stack: List[Tuple[Section, Tuple[str, ...]]] = [(raw, ())]
+        while stack:
+            section, where = stack.pop()
+            for name in section.sections:
+                inner = where + (name,)
+                kind = self._kind_of(section[name].get("type"))
+                if kind is None or (len(inner) == 2 and inner[0] in PLUGIN_KINDS) or inner[0] in PLUGIN_KINDS \
+                        and len(inner) == 1:
+                    stack.append((section[name], inner))
+                    continue
+                found.append(inner)
+                singular = self.registries[kind].kind
+                hint = ""
+                if inner[0] not in TOP_SECTIONS and len(inner) > 1:
+                    guess = suggest(inner[0], TOP_SECTIONS)
+                    hint = f" ([{inner[0]}] is not a section the gateway reads" + \
+                        (f"; did you mean [{guess}]?)" if guess else ")")
+                problems.append(
+                    f"{notes.at(inner, 'type')}: type = {section[name]['type']} makes this a {singular}, "
+                    f"but a {singular} is read only as a [[name]] section (two brackets) directly under "
+                    f"[{kind}]; here it is not read{hint}: move it into [{kind}], as [[{name}]]")
+        return found
+
+    def _plugin_class(self, notes, kind: str, name: str, plugin: Section, problems: List[str]):
+        """``(class, extra keys, what)`` to check the section's settings with. For an unknown
+        type (an error), the closest type's class, so that its other mistakes show too; with
+        none close, the settings common to every type (``extra keys``: the others, not
+        checked). ``what`` names the plugin in messages: ``a socket listener``."""
+        registry = self.registries[kind]
+        where = (kind, name)
+        type_name = plugin.get("type")
+        if not type_name or isinstance(type_name, (list, Section)):
+            problems.append(f"{notes.at(where)}: the key 'type' is missing, so the gateway does not "
+                            f"know what this {registry.kind} is (types: {', '.join(registry.names())})")
+            return None, [], ""
+        try:
+            return registry.resolve(type_name), [], f"{registry.canonical(type_name)} {registry.kind}s"
+        except LookupError:
+            pass
+        other = next((k for k in PLUGIN_KINDS if k != kind and self._resolves(k, type_name)), None)
+        if other is not None:
+            problems.append(f"{notes.at(where, 'type')} type = {type_name}: {type_name} is a "
+                            f"{self.registries[other].kind} type, but this section is under [{kind}]: "
+                            f"move it under [{other}]")
+            return None, [], ""
+        guess = registry.suggest(type_name)
+        if guess is not None:
+            problems.append(f"{notes.at(where, 'type')} type = {type_name}: there is no {registry.kind} "
+                            f"type '{type_name}'; did you mean '{guess}'? (the section's other settings "
+                            f"are checked as those of {guess} {registry.kind}s)")
+            return registry.resolve(guess), [], f"{guess} {registry.kind}s"
+        problems.append(f"{notes.at(where, 'type')} type = {type_name}: there is no {registry.kind} type "
+                        f"'{type_name}' (types: {', '.join(registry.names())}; the original gateway's "
+                        f"names work too)")
+        return self._common_settings(registry)
+
+    @staticmethod
+    def _common_settings(registry: Registry):
+        """A stand-in class checking what every type of ``registry`` has, and the other keys
+        any type has (accepted unchecked)."""
+        specs = [registry.resolve(name).settings_spec().splitlines() for name in registry.names()]
+        common = [line for line in specs[0] if all(line in spec for spec in specs[1:])]
+        every = {key for spec in specs for key in spec_keys("\n".join(spec))}
+        renamed = {old for name in registry.names() for old in registry.resolve(name).RENAMED}
+        stand_in = type("AnyType", (), {"settings_spec": staticmethod(lambda: "\n".join(common)),
+                                        "RENAMED": {}})
+        return (stand_in, sorted((every | renamed) - set(spec_keys("\n".join(common)))),
+                f"any {registry.kind} type")
+
+    @staticmethod
+    def _rename_legacy(notes, where: Tuple[str, ...], plugin: Section, cls) -> List[str]:
+        """Read the original gateway's names of settings (``port_nb``) as today's (``port``)."""
+        problems = []
+        for old, new in getattr(cls, "RENAMED", {}).items():
+            if old not in plugin:
+                continue
+            if new in plugin and plugin[new] != plugin[old]:
+                problems.append(f"{notes.key(where, old)} = {plugin[old]} and {new} = {plugin[new]} "
+                                f"disagree: {old} is the original name of {new}; keep one")
+                continue
+            value = plugin.pop(old)
+            if new not in plugin:
+                plugin[new] = value
+                notes.origins[(where, new)] = notes.origins.pop((where, old), where)
+                notes.names[(where, new)] = old
+        return problems
+
+    def _node_spec_lines(self, notes, raw, problems: List[str]) -> List[str]:
         """The ``[nodes]`` configspec; emonhub's ``[[[rx]]]`` keys are read as the node's own."""
         section = raw.get("nodes")
         if section is not None and not isinstance(section, Section):
-            problems.append(f"{path}: nodes must be a section [nodes], not a key")
+            problems.append(f"{notes.places.at((), 'nodes')}: nodes must be a section [nodes], not a key")
             del raw["nodes"]
         elif section is not None:
             for node in section.sections:
-                problems += cls._hoist_legacy(path, ("nodes", node), section[node], origins, ("rx",))
+                problems += self._hoist_legacy(notes, ("nodes", node), section[node], ("rx",))
         return ["[nodes]", "[[__many__]]"] + NODE_SPEC.splitlines()
 
     @staticmethod
-    def _hoist_legacy(path, section_path, plugin: Section, origins,
-                      subsections=LEGACY_SUBSECTIONS) -> List[str]:
+    def _hoist_legacy(notes, section_path, plugin: Section, subsections=LEGACY_SUBSECTIONS) -> List[str]:
         """Move keys of ``init_settings``/``runtime_settings`` up into the plugin's section."""
         problems = []
         for sub in subsections:
             if sub not in plugin:
                 continue
             if not isinstance(plugin[sub], Section):
-                problems.append(f"{path}: {section_label(section_path)} {sub} must be a section "
-                                f"[[[{sub}]]]")
+                problems.append(f"{notes.at(section_path, sub)} {sub} must be a section [[[{sub}]]], "
+                                "not a key")
                 continue
             for key, value in list(plugin[sub].items()):
                 if key in plugin:
-                    problems.append(f"{path}: {section_label(section_path)}: key '{key}' is set both "
-                                    f"in the section and in [[[{sub}]]]")
+                    problems.append(f"{notes.places.at(section_path + (sub,), key)}: "
+                                    f"{section_label(section_path)}: key '{key}' is set both in the section "
+                                    f"and in [[[{sub}]]]: keep one")
                     continue
                 plugin[key] = value
-                origins[(section_path, key)] = section_path + (sub,)
+                notes.origins[(section_path, key)] = section_path + (sub,)
             del plugin[sub]
         return problems
 
@@ -380,47 +597,121 @@ class ConfigLoader:
                           **{name: check for name, (check, _) in NODE_CHECKS.items()}})
 
     @staticmethod
-    def _validation_problems(path, config, result, spec_lines, origins) -> List[str]:
+    def _validation_problems(notes, config, result) -> List[str]:
         problems = []
         for section_path, key, error in flatten_errors(config, result):
             section_path = tuple(section_path)
-            shown = origins.get((section_path, key), section_path)
             check = config
             for name in section_path:
                 check = check[name]
             spec = check.configspec.get(key, "") if key else ""
             expected = _describe_check(str(spec)) if not isinstance(spec, Section) else ""
-            where = f"{path}: {section_label(shown)}"
             if key is None:
-                problems.append(f"{where}: section is missing")
+                problems.append(f"{notes.at(section_path)}: section is missing")
             elif isinstance(spec, Section):
                 if section_path + (key,) not in (("listeners",), ("buffers",)):   # reported already
-                    problems.append(f"{path}: {key} must be a section {section_label(section_path + (key,))}, "
-                                    "not a key")
+                    problems.append(f"{notes.places.at(section_path, key)}: {key} must be a section "
+                                    f"{section_label(section_path + (key,))}, not a key")
             elif error is False:
-                problems.append(f"{where}: key '{key}' is required (expected {expected})")
+                problems.append(f"{notes.at(section_path)}: key '{key}' is required (expected {expected})")
             else:
-                value = config
-                for name in section_path:
-                    value = value[name]
                 reason = str(error) if isinstance(error, ValidateError) and str(error) else "invalid value"
-                problems.append(f"{where} {key} = {value.get(key)!r}: {reason.rstrip('.')} "
-                                f"(expected {expected})")
+                problems.append(f"{notes.key(section_path, key)} = {_shown(check.get(key))}: "
+                                f"{reason.rstrip('.')} (expected {expected})")
         return problems
 
-    @staticmethod
-    def _extra_value_warnings(path, config, classes, origins) -> List[str]:
+    def _extra_value_warnings(self, notes, config, classes, checked_as, misplaced) -> List[str]:
+        """Sections and settings the gateway does not read: each a warning saying so, with the
+        setting meant when one is close (``api_key``: did you mean ``apikey``?)."""
         warnings = []
+        gateway_keys = spec_keys(self.gateway_spec)
         for section_path, name in get_extra_values(config):
             section_path = tuple(section_path)
-            if len(section_path) == 0 and name in ("listeners", "buffers", "gateway"):
+            inner = section_path + (name,)
+            if any(m[:len(inner)] == inner for m in misplaced):
+                continue   # a listener or buffer in the wrong place: an error already
+            parent = config
+            for part in section_path:
+                parent = parent[part]
+            is_section = isinstance(parent.get(name), Section)
+            at = notes.places.at(notes.section(section_path, name), name) if not is_section else \
+                notes.places.at(inner)
+            shown = "[" * len(inner) + name + "]" * len(inner) if is_section else f"'{name}'"
+            where = section_label(notes.section(section_path, name))
+            if not section_path:
+                if is_section:
+                    warnings.append(f"{at}: [{name}] is not a section the gateway reads and is ignored"
+                                    f"{did_you_mean(name, TOP_SECTIONS)} (the sections are [gateway], "
+                                    "[listeners], [buffers] and [nodes])")
+                elif name not in TOP_SECTIONS:
+                    hint = "; it is a [gateway] setting: put it under [gateway]" if name in gateway_keys else ""
+                    warnings.append(f"{at}: '{name}' is outside any section and is ignored{hint}")
                 continue
-            if len(section_path) == 2 and section_path[0] in PLUGIN_KINDS \
-                    and section_path not in [(k, n) for (k, n) in classes]:
-                continue  # a plugin whose type is unknown: its error is reported already
-            shown = origins.get((section_path, name), section_path)
-            where = f"{path}: {section_label(shown)}" if shown else f"{path}:"
-            warnings.append(f"{where}: '{name}' is not a known setting and is ignored (a typo?)")
+            if section_path == ("gateway",):
+                what = "" if is_section else did_you_mean(name, gateway_keys) or self._elsewhere(name)
+                warnings.append(f"{at}: [gateway]: {shown} is not a [gateway] setting and is ignored{what}")
+            elif len(section_path) == 1 and section_path[0] in PLUGIN_KINDS:
+                singular = self.registries[section_path[0]].kind
+                if not is_section and name != "type":
+                    warnings.append(f"{at}: [{section_path[0]}]: '{name}' is directly in "
+                                    f"[{section_path[0]}] and is ignored: a {singular}'s settings go in "
+                                    f"its own [[name]] section")
+            elif len(section_path) == 2 and section_path[0] in PLUGIN_KINDS:
+                warnings.append(self._plugin_extra(at, where, section_path, name, is_section,
+                                                   classes, checked_as, gateway_keys, parent))
+            elif section_path[0] == "nodes" and len(section_path) in (2, 3) and is_section:
+                warnings.append(f"{at}: {where}: section {shown} is not read and is ignored (a node has "
+                                f"[[[rx]]] and [[[tx]]]){did_you_mean(name, ['rx', 'tx'])}")
+            elif section_path[0] == "nodes" and len(section_path) in (2, 3):
+                warnings.append(f"{at}: {where}: {shown} is not a node setting and is ignored"
+                                f"{did_you_mean(name, spec_keys(NODE_SPEC))}")
+            else:
+                warnings.append(f"{at}: {where}: {shown} is not a known setting and is ignored")
+        return warnings
+
+    def _plugin_extra(self, at, where, section_path, name, is_section, classes, checked_as,
+                      gateway_keys, section) -> str:
+        if section_path in classes:
+            type_name, cls = classes[section_path]
+            what = f"{type_name} {self.registries[section_path[0]].kind}s"
+        else:
+            cls, what = checked_as[section_path]
+        if is_section:
+            return (f"{at}: {where}: section [[[{name}]]] is not read in {what} and is ignored"
+                    f"{did_you_mean(name, LEGACY_SUBSECTIONS)}")
+        candidates = spec_keys(cls.settings_spec()) + list(getattr(cls, "RENAMED", {}))
+        hint = did_you_mean(name, candidates)
+        guess = suggest(name, candidates)
+        if hint and section.get(guess) in (None, "", []):   # the setting meant is missing: say so
+            hint += f" ('{guess}' itself is not set)"
+        if not hint and name in gateway_keys:
+            hint = "; it is a [gateway] setting: put it under [gateway]"
+        return f"{at}: {where}: '{name}' is not a setting of {what} and is ignored{hint}"
+
+    def _elsewhere(self, name: str) -> str:
+        """``; it is a setting of socket listeners, not of [gateway]`` when it is one."""
+        for kind, registry in self.registries.items():
+            for type_name in registry.names():
+                if name in spec_keys(registry.resolve(type_name).settings_spec()):
+                    return f"; it is a setting of {type_name} {registry.kind}s: put it in their section"
+        return ""
+
+    @staticmethod
+    def _node_message(places: Places, message: str) -> str:
+        match = _NODE_SECTION.match(message)
+        return f"{places.at(('nodes', match.group(1))) if match else places.path}: {message}"
+
+    @staticmethod
+    def _nothing_to_do(path: str, raw: ConfigObj) -> List[str]:
+        """What a config without listeners, or without buffers, means for the user."""
+        warnings = []
+        listeners, buffers = (raw.get(kind) for kind in PLUGIN_KINDS)
+        if not isinstance(listeners, Section) or not listeners.sections:
+            warnings.append(f"{path}: no listeners: nothing will be read (add one under [listeners], "
+                            "e.g. [[socket]] with type = socket)")
+        if not isinstance(buffers, Section) or not buffers.sections:
+            warnings.append(f"{path}: no buffers: what is read is sent nowhere (add one under [buffers], "
+                            "e.g. [[file]] with type = file)")
         return warnings
 
 
@@ -476,7 +767,7 @@ def _same_endpoint(a: tuple, b: tuple) -> bool:
         or (host_a in loopback and host_b in loopback and (":" in host_a) == (":" in host_b))
 
 
-def _claim_conflicts(path: str, gateway: dict, plugins: dict, origins) -> List[str]:
+def _claim_conflicts(notes: "_Notes", gateway: dict, plugins: dict) -> List[str]:
     """Two parts of the config that would need the same port or device: one of them would fail
     at start. Each plugin says what it needs with ``claims(settings)``: ``(key, claim)`` pairs,
     a claim being ``("tcp", host, port)`` or ``("device", path)``."""
@@ -493,16 +784,15 @@ def _claim_conflicts(path: str, gateway: dict, plugins: dict, origins) -> List[s
         other = next((c for c in claims[:index] if _same_endpoint(c[2], claim)), None)
         if other is None:
             continue
-        shown, other_shown = origins.get((where, key), where), origins.get((other[0], other[1]), other[0])
+        first = f"{section_label(notes.section(other[0], other[1]))} {notes.name(other[0], other[1])}"
         if claim[0] == "device":
-            problems.append(f"{path}: {section_label(shown)} {key} = {claim[1]}: the same device as "
-                            f"{section_label(other_shown)} {other[1]}; a serial port has one reader")
+            problems.append(f"{notes.key(where, key)} = {claim[1]}: the same device as {first}; a serial "
+                            "port has one reader")
         else:
-            problems.append(f"{path}: {section_label(shown)} {key} = {claim[2]}: "
-                            f"{host_port(*claim[1:])} overlaps {section_label(other_shown)} {other[1]} "
-                            f"({host_port(*other[2][1:])}): one port cannot be listened on twice")
+            problems.append(f"{notes.key(where, key)} = {claim[2]}: {host_port(*claim[1:])} overlaps "
+                            f"{first} ({host_port(*other[2][1:])}): one port cannot be listened on twice")
     for bind_key in ("status_bind", "web_bind"):
         if not is_host(gateway.get(bind_key) or "0.0.0.0"):
-            problems.append(f"{path}: [gateway] {bind_key} = {gateway[bind_key]}: not an IP address "
-                            "nor a host name (e.g. 127.0.0.1, or 0.0.0.0 for every interface)")
+            problems.append(f"{notes.key(('gateway',), bind_key)} = {gateway[bind_key]}: not an IP "
+                            "address nor a host name (e.g. 127.0.0.1, or 0.0.0.0 for every interface)")
     return problems

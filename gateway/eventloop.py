@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import Callable, Dict, List, Optional
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("oemgateway.eventloop")
 
 _THREAD_WAKEUP = 0  # byte written by call_soon_threadsafe; signals write their own number
 MAX_WAIT = 3600.0   # s: select() wakes at least this often, whatever the next timer
@@ -149,7 +149,8 @@ class EventLoop:
         try:
             callback()
         except Exception:
-            log.exception("internal error in %r (the gateway carries on)", callback)
+            log.exception("internal error in %s (the gateway carries on)",
+                          getattr(callback, "__qualname__", type(callback).__name__))
 
 
 def _ignore_in_handler(signum, frame) -> None:

@@ -8,7 +8,10 @@ from typing import Optional, Tuple, Union
 Number = Union[int, float]
 Node = Union[int, str]
 
-_NODE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+NAME_MAX = 64   # characters in a node name or an input name
+_NODE_NAME = re.compile(r"[A-Za-z0-9_-]{1,%d}" % NAME_MAX, re.ASCII)
+_INPUT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,%d}" % NAME_MAX, re.ASCII)
+_INPUT_CHARS = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)   # (the node names' are a subset)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 _NUMBER_CHARS = "0123456789+-.eE"
 _POSITIONAL_NAMES = tuple(str(i) for i in range(1, 257))
@@ -76,8 +79,21 @@ def parse_node(text: str) -> Node:
     if _NUMBER.fullmatch(text):
         raise FrameError(f"node id {text[:40]} is out of range 0-255")
     if not _NODE_NAME.fullmatch(text):
-        raise FrameError(f"node {text[:40]!r} is neither a number 0-255 nor a name of A-Z a-z 0-9 _ -")
+        if len(text) > NAME_MAX and _INPUT_CHARS.fullmatch(text) and "." not in text:
+            raise FrameError(f"node name '{text[:24]}...' is {len(text)} characters long: at most {NAME_MAX}")
+        raise FrameError(f"node '{text[:40]}' is neither a number 0-255 nor a name of A-Z a-z 0-9 _ - "
+                         f"(at most {NAME_MAX} characters)")
     return text
+
+
+def input_name_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot be an input's name (letters, digits, ``_ . -``, at most NAME_MAX), or None."""
+    if _INPUT_NAME.fullmatch(name):
+        return None
+    if len(name) > NAME_MAX and _INPUT_CHARS.fullmatch(name):
+        return f"input name '{name[:24]}...' is {len(name)} characters long: at most {NAME_MAX}"
+    return (f"input name '{name[:40]}' is not letters, digits, _ . and - (at most {NAME_MAX} "
+            "characters)")
 
 
 def parse_number(text: str) -> Number:

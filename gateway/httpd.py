@@ -32,7 +32,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from typing import Callable, Dict, Optional, Set
 
-from gateway.logs import LogThrottle
+from gateway.logs import LogThrottle, error_text
 
 RECV_SIZE = 65536
 LINGER = 2.0          # s an answered-early connection is drained before it is closed ...
@@ -202,7 +202,7 @@ class BoundedHTTPServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:   # out of file descriptors: pause rather than spin
-                self._crowded("%s: cannot accept a connection: %s", self.name, exc)
+                self._crowded("%s: cannot accept a connection: %s", self.name, error_text(exc))
                 self._selector.unregister(self.socket)
                 self._accepting_at = time.monotonic() + ACCEPT_PAUSE
                 return

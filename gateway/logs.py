@@ -6,13 +6,30 @@ import logging.handlers
 import re
 import threading
 import time
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
 # The user and password of any URL (``scheme://user:pass@host``): group 2. The greedy part
 # runs to the last ``@`` before the host's end, so a password holding an ``@`` is taken whole.
 URL_USERINFO = re.compile(r"""(?i)\b([a-z][a-z0-9+.-]*://)([^\s/?#"'<>]*)@""")
+
+
+def plural(count: int, noun: str, plural_form: str = "") -> str:
+    """``1 listener``, ``2 listeners``, ``0 readings``: counts in log lines read as sentences."""
+    return f"{count} {noun if count == 1 else plural_form or noun + 's'}"
+
+
+def error_text(exc: BaseException) -> str:
+    """An error in words for a log line: an operating system's error as its reason and file,
+    ``Permission denied: /var/lib/oemgateway``, not ``[Errno 13] Permission denied: '...'``; a
+    wrapped one (urllib's ``<urlopen error ...>``) by what it wraps; others by their message."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, BaseException):
+        return error_text(reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def mask_url_credentials(text: str, mask: str = MASK) -> str:
@@ -73,24 +90,47 @@ def setup_logging(redactor: Redactor, logfile: Optional[str] = None, max_bytes: 
         root.removeHandler(old)
     for handler in handlers:
         root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    # Library chatter (connection pools) is noise at INFO; DEBUG on the gateway shows it.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # The libraries' own lines (a connection pool's, a charset detector's per HTTP reply) are
+    # noise to the gateway's user: only their warnings show, unless log_levels asks for more.
+    root.setLevel(logging.WARNING)
+    logging.getLogger(GATEWAY_LOGGER).setLevel(logging.INFO)
+
+
+GATEWAY_LOGGER = "oemgateway"
+LIBRARIES = ("urllib3", "requests", "charset_normalizer", "chardet", "paho", "serial", "pymodbus",
+             "asyncio")
+"""Libraries whose loggers ``log_levels`` may name as they are (``urllib3=DEBUG``)."""
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def apply_log_levels(default: str, per_component: Iterable[str]) -> List[str]:
-    """Set the gateway's level and per-component levels (``spool=DEBUG``, ``listener.rfm=WARNING``
-    for the loggers ``oemgateway.spool``, ``oemgateway.listener.rfm``); returns problems."""
-    logging.getLogger().setLevel(default)
-    problems = []
+    """Set the gateway's level and per-component levels: ``spool=DEBUG``, ``listener.rfm=WARNING``
+    for the loggers ``oemgateway.spool``, ``oemgateway.listener.rfm``; a library's logger by its
+    name, ``urllib3=DEBUG`` (libraries log only warnings otherwise). Levels set by an earlier
+    config and not by this one are undone. Returns problems."""
+    manager = logging.getLogger().manager
+    for name in list(manager.loggerDict):
+        if name.startswith(GATEWAY_LOGGER + ".") or name.split(".")[0] in LIBRARIES:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    logging.getLogger(GATEWAY_LOGGER).setLevel(default)
+    levels, problems = parse_log_levels(per_component)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    return problems
+
+
+def parse_log_levels(per_component: Iterable[str]) -> Tuple[Dict[str, str], List[str]]:
+    """``log_levels`` as ``({logger name: level}, problems)``."""
+    levels, problems = {}, []
     for item in per_component:
         name, _, level = item.partition("=")
-        level = level.strip().upper()
-        if not name.strip() or level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            problems.append(f"log_levels: {item!r} is not component=LEVEL")
+        name, level = name.strip(), level.strip().upper()
+        if not name or level not in LEVELS:
+            problems.append(f"log_levels: '{item}' is not part=LEVEL (e.g. spool=DEBUG, urllib3=DEBUG; "
+                            f"levels: {', '.join(LEVELS)}); it is ignored")
             continue
-        logging.getLogger("oemgateway." + name.strip()).setLevel(level)
-    return problems
+        levels[name if name.split(".")[0] in LIBRARIES else f"{GATEWAY_LOGGER}.{name}"] = level
+    return levels, problems
 
 
 class LogThrottle:

@@ -23,7 +23,6 @@ behaviour) and text values are kept as sent.
 import decimal
 import logging
 import math
-import re
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from validate import VdtValueError
 
-from gateway.frame import Frame, FrameError, Node, Number, RawFrame, parse_node
-from gateway.logs import LogThrottle
+from gateway.frame import NAME_MAX, Frame, FrameError, Node, Number, RawFrame, input_name_problem, parse_node
+from gateway.logs import LogThrottle, plural
 
 log = logging.getLogger("oemgateway.nodes")
 
@@ -43,7 +42,6 @@ RADIO_DEFAULT = "h"      # a radio payload of a node without datacodes: signed 1
 TX_DEFAULT = "h"         # values sent to a node without [[[tx]]] datacodes (as emonhub does)
 MAX_PAYLOAD = 66         # bytes in one RF12 packet
 MSG_NAME = "msg"         # a per-node message counter (emonTx4, emonTx3 CM firmware)
-_INPUT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 
 
 class DecodeError(ValueError):
@@ -120,17 +118,25 @@ def _int_range(code: str) -> Tuple[Number, Number]:
 
 
 def scaled(value: Number, scale: float) -> Number:
-    """``value * scale`` without float noise: 24012 x 0.01 is 240.12, and whole results stay ints."""
+    """``value * scale`` without float noise: 24012 x 0.01 is 240.12, 2.415 x 10 is 24.15 (not
+    24.150000000000002), and whole results stay ints. The product of two decimals has at most
+    as many decimal places as both together, so it is rounded to that many."""
     if scale == 1:
         return value
     result = value * scale
-    if isinstance(value, int):
-        exponent = decimal.Decimal(repr(scale)).as_tuple().exponent
-        if isinstance(exponent, int) and exponent < 0:
-            result = round(result, -exponent)
-    if float(result).is_integer() and abs(result) < 2 ** 53:
-        return int(result)
+    places = _decimal_places(scale) + (0 if isinstance(value, int) else _decimal_places(value))
+    if math.isfinite(result):
+        result = round(result, places)
+        if float(result).is_integer() and abs(result) < 2 ** 53:
+            return int(result)
     return result
+
+
+def _decimal_places(number: float) -> int:
+    """Decimal places of a number as written (its shortest repr): 0.01 -> 2, 24.15 -> 2,
+    10.0 -> -1 (a multiple of ten), 1e-05 -> 5."""
+    exponent = decimal.Decimal(repr(number)).normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) else 0
 
 
 # -- the [nodes] model ----------------------------------------------------------------------
@@ -284,7 +290,7 @@ def _check_datacodes(value, *args, **kwargs):
 
 def _check_names(value, *args, **kwargs):
     names = [str(n).strip() for n in _as_list(value) if str(n).strip()]
-    if any(not _INPUT_NAME.fullmatch(n) for n in names) or len(set(names)) != len(names):
+    if any(input_name_problem(n) for n in names) or len(set(names)) != len(names):
         raise VdtValueError(value)
     return names
 
@@ -310,9 +316,11 @@ _CODES_TEXT = "b B h H i I l L q Q f d (little-endian struct codes)"
 CHECKS: Dict[str, Tuple[Callable, str]] = {
     "datacode": (_check_datacode, f"one of {_CODES_TEXT}, or 0 for numbers as sent"),
     "datacodes": (_check_datacodes, f"a list of {_CODES_TEXT}"),
-    "names": (_check_names, "a list of different names of letters, digits, _ . and -"),
+    "names": (_check_names, f"a list of different names of letters, digits, _ . and -, at most "
+                            f"{NAME_MAX} characters each"),
     "numbers": (_check_numbers, "a list of numbers"),
-    "nodename": (_check_nodename, "a node name of letters, digits, _ and - (or a number 0-255)"),
+    "nodename": (_check_nodename, f"a node name of letters, digits, _ and -, at most {NAME_MAX} "
+                                  "characters (or a number 0-255)"),
 }
 
 LAYOUT_SPEC = """
@@ -434,7 +442,8 @@ class NodeDecoder:
             return None
         if len(names) != count and "names" not in state.warned:
             state.warned.add("names")
-            log.warning("node %s: [nodes] has %d names for %d values%s", item.node, len(names), count,
+            log.warning("node %s: [nodes] has %s for %s%s", item.node, plural(len(names), "name"),
+                        plural(count, "value"),
                         " (the last ones are unused)" if len(names) > count
                         else f" (the others are sent as {len(names) + 1}, ...)")
         return tuple(names[:count]) + tuple(str(i) for i in range(len(names) + 1, count + 1))

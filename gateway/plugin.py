@@ -2,7 +2,7 @@
 
 import logging
 import re
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Mapping
 
 _PATH_CHECK = re.compile(r"^\s*([\w.-]+)\s*=\s*path\(")
 
@@ -22,6 +22,10 @@ class Plugin:
     KIND = "plugin"
     SPEC = ""
     SECRETS: Iterable[str] = ()
+    RENAMED: Mapping[str, str] = {}
+    """Settings of the original oem_gateway (2013) under their old names: ``{"port_nb": "port"}``.
+    The loader reads each as today's setting (both written with different values: an error);
+    messages name the one written."""
 
     def __init__(self, name: str, settings: dict):
         self.name = name
@@ -50,6 +54,15 @@ class Plugin:
         path), which the web page may only point at allowed folders. By default every
         ``path(...)`` setting; a plugin whose files hide in other settings says so here."""
         return {key: settings[key] for key in path_keys(cls.settings_spec()) if settings.get(key)}
+
+    @classmethod
+    def modernise(cls, settings: dict, renamed: Mapping[str, str]) -> dict:
+        """The validated settings in today's terms: what the plugin runs with and what
+        ``--show-settings`` shows. ``renamed`` maps today's name to the old one the file used
+        (``{"port": "port_nb"}``). A plugin whose old settings mean more than a new name (an
+        address implied, three keys making one URL) says so here, and only here: the rest of
+        its code knows today's settings alone."""
+        return dict(settings)
 
     @classmethod
     def check_settings(cls, settings: dict) -> List[str]:

@@ -3,6 +3,8 @@
 import importlib
 from typing import Dict, Mapping, Optional
 
+from gateway.confighelp import suggest
+
 
 class Registry:
     """Plugin classes by config ``type`` name, with the original gateway's class names as aliases.
@@ -33,3 +35,9 @@ class Registry:
 
     def names(self):
         return sorted(self._types)
+
+    def suggest(self, type_name: str) -> Optional[str]:
+        """Our name for the type ``type_name`` is probably a misspelling of (``sockte``,
+        ``OemGatewaySocketListner``), or None."""
+        guess = suggest(type_name, list(self._types) + list(self._by_lower))
+        return None if guess is None else self._by_lower[guess.lower()]

@@ -11,6 +11,8 @@ import socket
 import time
 from typing import Optional
 
+from gateway.logs import error_text
+
 log = logging.getLogger("oemgateway.systemd")
 
 
@@ -39,7 +41,7 @@ class Notifier:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             self._socket.sendto("\n".join(fields).encode(), self.address)
         except OSError as exc:
-            log.warning("cannot notify systemd at %s: %s", self.address.replace("\0", "@"), exc)
+            log.warning("cannot notify systemd at %s: %s", self.address.replace("\0", "@"), error_text(exc))
 
     def ready(self, status: str = "") -> None:
         self.notify("READY=1", *([f"STATUS={status}"] if status else []))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from gateway.httpd import BoundedHTTPServer, BufferedRequestHandler
-from gateway.logs import LogThrottle, RedactingFormatter
+from gateway.logs import LogThrottle, RedactingFormatter, error_text
 from gateway.webconfig import ConfigEditError, ConfigEditor
 
 log = logging.getLogger("oemgateway.web")
@@ -430,7 +430,7 @@ def serve_page(config, loader, take_snapshot: Callable[[], Optional[dict]], reda
     try:
         server = WebServer(bind, port, app)
     except OSError as exc:
-        log.error("cannot serve the web page on %s:%d: %s", bind, port, exc)
+        log.error("cannot serve the web page on %s:%d: %s", bind, port, error_text(exc))
         return None
     logging.getLogger().addHandler(recent)
     server.start()

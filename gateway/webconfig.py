@@ -233,15 +233,19 @@ class ConfigEditor:
         rest = message[len(self.path):] if message.startswith(self.path) else message
         numbered = _PROBLEM_LINE.match(rest)
         if numbered:
-            return {"message": message, "line": int(numbered.group(1)), "section": [], "key": None}
+            rest = rest[numbered.end():]
         place = _PROBLEM_PLACE.match(rest.lstrip(": "))
         if not place:
-            return {"message": message, "line": None, "section": [], "key": None}
+            return {"message": message, "line": int(numbered.group(1)) if numbered else None,
+                    "section": [], "key": None}
         section = tuple(_SECTION_NAME.findall(place.group(1)))
         key = place.group(2) or place.group(3) or place.group(4)
-        line = next((e.line for e in configtext.entries(text) if e.path == section and e.key == key), None)
-        if line is None:
-            line = configtext.section_line(text, section)
+        if numbered:
+            line = int(numbered.group(1)) - 1
+        else:
+            line = next((e.line for e in configtext.entries(text) if e.path == section and e.key == key), None)
+            if line is None:
+                line = configtext.section_line(text, section)
         return {"message": message, "line": None if line is None else line + 1,
                 "section": list(section), "key": key}
 

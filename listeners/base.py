@@ -111,5 +111,5 @@ class Listener(Plugin):
     def reject(self, reason: str, sample) -> None:
         """Count and (rate-limited) log a piece of input that is not a frame."""
         self.stats.frames_bad += 1
-        text = sample if isinstance(sample, str) else repr(sample)
+        text = sample if isinstance(sample, str) else bytes(sample).decode("utf-8", "backslashreplace")
         self.bad_input("%s: dropped bad input (%s): %.80s", self, reason, text)

@@ -15,38 +15,32 @@ from listeners.socket import SocketListener, exposure_warning
 class RepeaterServer(SocketListener):
     KIND = "repeater"
 
-    def __init__(self, owner, bind, port: int, port_nb):
+    def __init__(self, owner, bind: str, port: int):
         """``owner`` is the radio listener: its loop carries the server, its ``repeat(line)``
         sends each line (raising ValueError, with the reason, for a line it refuses)."""
-        settings = dict(SocketListener.ACCESS_DEFAULTS, bind=bind, port=port, port_nb=port_nb,
-                        max_line=1024, nodelistonly=False)
+        settings = dict(SocketListener.ACCESS_DEFAULTS, bind=bind, port=port, max_line=1024,
+                        nodelistonly=False)
         super().__init__(owner.name, settings, owner.loop, emit=None, nodes=owner.nodes)
         self.owner = owner
 
     @staticmethod
-    def _address(radio: dict) -> Optional[Tuple[str, str, int]]:
-        """``(key, host, port)`` of the repeater a radio listener's settings ask for, or None."""
-        port = radio.get("repeater_port") or radio.get("port_nb")
-        if not port:
+    def _address(radio: dict) -> Optional[Tuple[str, int]]:
+        """``(host, port)`` of the repeater a radio listener's settings ask for, or None."""
+        if not radio.get("repeater_port"):
             return None
-        host, port = SocketListener.listen_address(
-            {"bind": radio.get("repeater_bind"), "port": port, "port_nb": radio.get("port_nb")})
-        return ("port_nb" if radio.get("port_nb") else "repeater_port"), host, port
+        return SocketListener.listen_address({"bind": radio.get("repeater_bind"), "port": radio["repeater_port"]})
 
     @classmethod
     def claims_of(cls, radio: dict) -> List[Tuple[str, tuple]]:
         """The TCP port the repeater of a radio listener with these settings needs."""
         address = cls._address(radio)
-        return [(address[0], ("tcp", address[1], address[2]))] if address else []
+        return [("repeater_port", ("tcp", *address))] if address else []
 
     @classmethod
     def warnings_of(cls, radio: dict) -> List[str]:
         """Anyone on the network could make the radio transmit: say so."""
         address = cls._address(radio)
-        if address is None:
-            return []
-        return exposure_warning(address[1], address[2], "repeater_bind",
-                                radio.get("repeater_bind") is None, restrictable=False)
+        return exposure_warning(*address, "repeater_bind", restrictable=False) if address else []
 
     def handle_text(self, text: str) -> None:
         try:

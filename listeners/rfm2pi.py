@@ -22,7 +22,8 @@ from listeners.repeater import RepeaterServer
 from listeners.serialport import SerialPortListener
 
 REPORT_WAIT = 3.0    # s the board has to state its settings after ``v`` before they are all sent
-RADIO_SETTINGS = frozenset({"baseid", "frequency", "group", "sgroup", "quiet"})
+RADIO_SETTINGS = frozenset({"baseid", "frequency", "group", "quiet"})
+MHZ = {"4": "433", "8": "868", "9": "915"}   # the original gateway's frequency codes
 _WHAT = {"i": "node id", "b": "band", "g": "group", "q": "quiet mode", "x": "output format"}
 
 
@@ -42,14 +43,13 @@ class RFM2PiListener(SerialPortListener):
     baseid = integer(min=1, max=30, default=None)
     frequency = option('4', '8', '9', '433', '868', '915', default=None)
     group = integer(min=0, max=250, default=None)
-    sgroup = integer(min=0, max=250, default=None)
     quiet = boolean(default=None)
     radio_format = option('rf12', 'rf69', default='rf12')
     sendtimeinterval = float(min=0, max=86400, default=0)
     repeater_port = integer(min=0, max=65535, default=0)
     repeater_bind = string(default=None)
-    port_nb = integer(min=1, max=65535, default=None)
     """
+    RENAMED = {"sgroup": "group", "port_nb": "repeater_port"}
     LIVE_SETTINGS = SerialPortListener.LIVE_SETTINGS | RADIO_SETTINGS | {"sendtimeinterval", "radio_format"}
     BAUD_HINT = " (RFM69Pi and emonPi boards send at 38400, the original RFM12Pi at 9600)"
 
@@ -66,15 +66,14 @@ class RFM2PiListener(SerialPortListener):
         self.tx_problems = LogThrottle(self.log, schedule=self.loop.call_later)
 
     @classmethod
-    def check_settings(cls, settings: dict) -> List[str]:
-        problems = super().check_settings(settings)
-        if None not in (settings.get("group"), settings.get("sgroup")) and settings["group"] != settings["sgroup"]:
-            problems.append(f"group = {settings['group']} and sgroup = {settings['sgroup']} disagree "
-                            "(sgroup is the original name of group: keep one)")
-        if settings.get("port_nb") and settings.get("repeater_port"):
-            problems.append("port_nb and repeater_port are both set (port_nb is the original name "
-                            "of repeater_port: keep one)")
-        return problems
+    def modernise(cls, settings: dict, renamed) -> dict:
+        """The original gateway's frequency codes (4, 8, 9) in MHz; the repeater's address made
+        explicit: the original repeater's ``port_nb`` listened on every interface."""
+        modern = super().modernise(settings, renamed)
+        modern["frequency"] = MHZ.get(modern.get("frequency"), modern.get("frequency"))
+        if modern.get("repeater_bind") is None:
+            modern["repeater_bind"] = "0.0.0.0" if renamed.get("repeater_port") == "port_nb" else "127.0.0.1"
+        return modern
 
     @classmethod
     def warn_settings(cls, settings: dict) -> List[str]:
@@ -86,9 +85,9 @@ class RFM2PiListener(SerialPortListener):
 
     # -- the contract -------------------------------------------------------------------
     def open(self) -> None:
-        port = self.settings["repeater_port"] or self.settings["port_nb"]
+        port = self.settings["repeater_port"]
         if port:
-            repeater = RepeaterServer(self, self.settings["repeater_bind"], port, self.settings["port_nb"])
+            repeater = RepeaterServer(self, self.settings["repeater_bind"], port)
             try:
                 repeater.open()
                 self.repeater = repeater
@@ -186,10 +185,9 @@ class RFM2PiListener(SerialPortListener):
     def _wanted(self) -> Dict[str, int]:
         """The configured radio settings as command values: ``{"i": 15, "b": 4, "g": 210}``."""
         settings = self.settings
-        group = settings["group"] if settings["group"] is not None else settings["sgroup"]
         wanted = {"i": settings["baseid"],
                   "b": rf12demo.band_of(settings["frequency"]) if settings["frequency"] else None,
-                  "g": group, "q": None if settings["quiet"] is None else int(settings["quiet"])}
+                  "g": settings["group"], "q": None if settings["quiet"] is None else int(settings["quiet"])}
         if self.board is not None and self.board.hex_mode:
             wanted["x"] = 0    # packets in hex would not be understood
         return {letter: value for letter, value in wanted.items() if value is not None}

@@ -16,10 +16,9 @@ import re
 import time
 from typing import List, Tuple
 
-from gateway.frame import Frame, FrameError, parse_node, parse_number
+from gateway.frame import NAME_MAX, Frame, FrameError, input_name_problem, parse_node, parse_number
 from listeners.serialport import SerialPortListener
 
-_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 _RF12_LINE = re.compile(r"OK\s+\d|\?\s+\d")
 
 
@@ -29,8 +28,10 @@ def parse_keyvalue_line(line: str) -> Tuple[Tuple[str, ...], tuple]:
     for pair in line.split(","):
         name, colon, text = pair.partition(":")
         name = name.strip()
-        if not colon or not _KEY.fullmatch(name):
-            raise FrameError(f"{pair.strip()[:40]!r} is not name:value")
+        if not colon:
+            raise FrameError(f"'{pair.strip()[:40]}' is not name:value")
+        if input_name_problem(name):
+            raise FrameError(input_name_problem(name))
         names.append(name)
         values.append(parse_number(text.strip()))
     return _checked(names, values)
@@ -49,8 +50,8 @@ def parse_json_line(line: str) -> Tuple[Tuple[str, ...], tuple]:
         raise FrameError("the JSON is not an object of name: number")
     names, values = [], []
     for name, value in obj.items():
-        if not _KEY.fullmatch(name):
-            raise FrameError(f"input name {name[:40]!r} is not letters, digits, _ . and -")
+        if input_name_problem(name):
+            raise FrameError(input_name_problem(name))
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 (isinstance(value, float) and not math.isfinite(value)):
             raise FrameError(f"{name}: {str(value)[:40]!r} is not a number")
@@ -94,7 +95,7 @@ class SerialListener(SerialPortListener):
         try:
             return parse_node(self.name)
         except FrameError:
-            return re.sub(r"[^A-Za-z0-9_-]", "_", self.name)[:64] or "serial"
+            return re.sub(r"[^A-Za-z0-9_-]", "_", self.name)[:NAME_MAX] or "serial"
 
     def handle_text(self, text: str) -> None:
         fmt = self.settings["format"]

@@ -1,7 +1,7 @@
 """TCP socket listener: any program on the machine (or the network) sends frame lines.
 
-``printf '14 15 26\\r\\n' | nc localhost 50011``. Clients may keep their connection open as
-long as they like and send any number of lines; lines may be split across packets.
+``printf '14 15 26\\r\\n' > /dev/tcp/127.0.0.1/50011`` (bash). Clients may keep their connection
+open as long as they like and send any number of lines; lines may be split across packets.
 
 Connections that hold a place without using it cannot lock good clients out. A connection is
 *active* when it sends a complete line; bytes that never make a line (a trickle) do not count.
@@ -62,13 +62,13 @@ class SocketListener(Listener):
     SPEC = """
     bind = string(default=None)
     port = integer(min=1, max=65535, default=50011)
-    port_nb = integer(min=1, max=65535, default=None)
     allow = force_list(default=list())
     max_clients = integer(min=1, max=10000, default=64)
     idle_timeout = float(min=0, max=604800, default=0)
     token = string(default='')
     """
     SECRETS = ("token",)
+    RENAMED = {"port_nb": "port"}
     ACCESS_DEFAULTS = {"allow": [], "max_clients": 64, "idle_timeout": 0.0, "token": ""}
     LIVE_SETTINGS = Listener.LIVE_SETTINGS | {"max_line", "allow", "max_clients", "idle_timeout", "token"}
 
@@ -102,25 +102,31 @@ class SocketListener(Listener):
         return problems
 
     @classmethod
+    def modernise(cls, settings: dict, renamed) -> dict:
+        """``bind`` made explicit: a 2013 section with ``port_nb`` and no ``bind`` listens on
+        every interface, as the original gateway did; otherwise 127.0.0.1."""
+        modern = dict(settings)
+        if modern.get("bind") is None:
+            modern["bind"] = "0.0.0.0" if renamed.get("port") == "port_nb" else "127.0.0.1"
+        return modern
+
+    @classmethod
     def warn_settings(cls, settings: dict) -> List[str]:
         if settings.get("token") or settings.get("allow"):
             return []
         host, port = cls.listen_address(settings)
-        return exposure_warning(host, port, "bind", settings.get("bind") is None, restrictable=True)
+        return exposure_warning(host, port, "bind", restrictable=True)
 
     @classmethod
     def listen_address(cls, settings: dict) -> Tuple[str, int]:
-        """``(host, port)`` to listen on; a legacy ``port_nb``-only section keeps all interfaces."""
-        port = settings.get("port_nb") or settings["port"]
+        """``(host, port)`` to listen on."""
         bind = settings.get("bind")
-        if bind is None:
-            bind = "0.0.0.0" if settings.get("port_nb") else "127.0.0.1"
-        return bind, port
+        return ("127.0.0.1" if bind is None else bind), settings["port"]
 
     @classmethod
     def claims(cls, settings: dict) -> List[Tuple[str, tuple]]:
         """The TCP port this listener needs (see gateway.config: two claims of one port clash)."""
-        return [("port_nb" if settings.get("port_nb") else "port", ("tcp", *cls.listen_address(settings)))]
+        return [("port", ("tcp", *cls.listen_address(settings)))]
 
     @staticmethod
     def _networks(allow):
@@ -363,16 +369,13 @@ class SocketListener(Listener):
         sock.close()
 
 
-def exposure_warning(host: str, port: int, key: str, legacy: bool, restrictable: bool) -> List[str]:
+def exposure_warning(host: str, port: int, key: str, restrictable: bool) -> List[str]:
     """A warning (in a list, or none) when a port that takes lines is open to every network:
-    ``key`` is the bind setting, ``legacy`` says it is unset and the original gateway's
-    all-interfaces default applies."""
+    ``key`` is the bind setting."""
     if host not in ANY_ADDRESS:
         return []
-    how = f"port_nb without {key} listens on all interfaces, as the original gateway did" \
-        if legacy else f"{key} = {host}"
-    text = (f"{how}: any computer that can reach this one may send lines to port {port}; set "
-            f"'{key} = 127.0.0.1' to accept local programs only")
+    text = (f"{key} = {host or '0.0.0.0'}: any computer that can reach this one may send lines to "
+            f"port {port}; set '{key} = 127.0.0.1' to accept local programs only")
     if restrictable:
         text += (", or 'allow = 192.168.1.0/24' (your network) or a 'token' "
                  "('allow = 0.0.0.0/0, ::/0' says everyone is meant)")

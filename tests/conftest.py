@@ -21,6 +21,17 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
+def shipped_config() -> str:
+    """The shipped ``oemgateway.conf`` as committed, never the copy in the checkout that its
+    user may have edited (an API key filled in, other listeners). Outside a git checkout (an
+    unpacked release), the file itself."""
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "show", "HEAD:oemgateway.conf"], capture_output=True,
+                              text=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (ROOT / "oemgateway.conf").read_text()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

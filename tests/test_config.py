@@ -14,7 +14,7 @@ from buffers import BUFFERS
 from buffers.spool import SPOOL_SPEC
 from gateway.config import ConfigError, ConfigLoader
 from listeners import LISTENERS
-from tests.conftest import DAEMON, FIXTURES, ROOT, WAIT, free_port, rewrite_config, send_lines, socket_emoncms_config
+from tests.conftest import DAEMON, FIXTURES, ROOT, WAIT, shipped_config, free_port, rewrite_config, send_lines, socket_emoncms_config
 
 
 def load(tmp_path, text):
@@ -29,22 +29,39 @@ def problems_of(tmp_path, text):
     return info.value.problems
 
 
-def test_shipped_config_is_valid_and_needs_no_server():
-    config = ConfigLoader(LISTENERS, BUFFERS).load(str(ROOT / "oemgateway.conf"))
+def test_shipped_config_is_valid_and_needs_no_server(tmp_path):
+    (tmp_path / "oemgateway.conf").write_text(shipped_config())
+    config = ConfigLoader(LISTENERS, BUFFERS).load(str(tmp_path / "oemgateway.conf"))
     assert config.warnings == []
     assert config.listeners["socket"].settings["bind"] == "127.0.0.1"
     assert config.listeners["socket"].settings["port"] == 50011
     assert config.buffers["emoncms"].settings["apikey"] == ""
-    assert config.buffers["file"].settings["path"] == str(ROOT / "readings" / "%Y-%m-%d.csv")
+    assert config.buffers["file"].settings["path"] == str(tmp_path / "readings" / "{node}-%Y-%m-%d.csv")
+
+
+def test_tests_read_the_shipped_config_as_committed_not_as_edited(tmp_path, monkeypatch):
+    """A user who fills in their API key (or anything else) in the checkout's oemgateway.conf
+    does not change what the tests run on."""
+    import tests.conftest as conftest
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    committed = (clone / "oemgateway.conf").read_text()
+    (clone / "oemgateway.conf").write_text(committed.replace("apikey =", "apikey = 0123456789abcdef0123456789abcdef")
+                                           .replace("port = 50011", "port = 50999"))
+    monkeypatch.setattr(conftest, "ROOT", clone)
+    assert conftest.shipped_config() == committed
 
 
 def test_legacy_config_maps_onto_our_types():
     config = ConfigLoader(LISTENERS, BUFFERS).load(str(FIXTURES / "legacy-socket-emoncms.conf"))
     socket = config.listeners["Socket"]
-    assert socket.type_name == "socket" and socket.settings["port_nb"] == 50011
+    # the 2013 keys are read as today's: what runs, and what --show-settings shows
+    assert socket.type_name == "socket" and socket.settings["port"] == 50011
+    assert socket.settings["bind"] == "0.0.0.0"   # port_nb without bind: every interface, as in 2013
     emoncms = config.buffers["emoncms_local"]
     assert emoncms.type_name == "emoncms"
-    assert emoncms.cls.base_url(emoncms.settings) == "http://localhost/emoncms"
+    assert emoncms.settings["url"] == "http://localhost/emoncms"
+    assert not {"protocol", "domain", "path", "port_nb"} & (set(socket.settings) | set(emoncms.settings))
     assert config.gateway["loglevel"] == "DEBUG"
     # the placeholder key of the original example is accepted with a warning
     assert any("apikey" in w for w in config.warnings)
@@ -60,7 +77,7 @@ def test_wrong_type_names_file_section_and_key(tmp_path):
     assert len(problems) == 1
     assert str(tmp_path / "gw.conf") in problems[0]
     assert "[listeners] [[Socket]] port = 'abc'" in problems[0]
-    assert "expected integer(min=1, max=65535)" in problems[0]
+    assert "expected a whole number from 1 to 65535" in problems[0]
 
 
 def test_legacy_subsection_is_named_in_errors(tmp_path):
@@ -100,8 +117,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert len(problems) == 6, text
     assert "[gateway] loglevel = 'LOUD'" in text
     assert "[listeners] [[a]] max_line" in text
-    assert "unknown listener type 'carrier-pigeon' (known types: rfm12pi, rfm2pi, serial, socket)" in text
-    assert "[listeners] [[c]]: key 'type' is missing" in text
+    assert "there is no listener type 'carrier-pigeon' (types: rfm12pi, rfm2pi, serial, socket;" in text
+    assert "[listeners] [[c]]: the key 'type' is missing" in text
     assert "[buffers] [[e]] active = 'maybe'" in text
     assert "expected an http:// or https:// URL" in text
 
@@ -136,9 +153,13 @@ def test_unknown_keys_are_warnings_naming_where(tmp_path):
         [[[runtime_settings]]]
         colour = blue
         """)
-    assert len(config.warnings) == 2
-    assert "[listeners] [[s]]: 'prot' is not a known setting" in config.warnings[0]
-    assert "[[[runtime_settings]]]: 'colour' is not a known setting" in config.warnings[1]
+    assert len(config.warnings) == 3
+    assert config.warnings[0].endswith("gw.conf: no buffers: what is read is sent nowhere (add one under "
+                                       "[buffers], e.g. [[file]] with type = file)")
+    assert config.warnings[1].endswith("gw.conf:5: [listeners] [[s]]: 'prot' is not a setting of socket "
+                                       "listeners and is ignored; did you mean 'port'?")
+    assert config.warnings[2].endswith("gw.conf:7: [listeners] [[s]] [[[runtime_settings]]]: 'colour' is "
+                                       "not a setting of socket listeners and is ignored")
 
 
 def test_type_names_ignore_case_and_accept_original_names(tmp_path):
@@ -178,14 +199,15 @@ def run_cli(*args, cwd=None):
 
 
 def test_check_exit_codes_and_messages(tmp_path):
-    good = run_cli("--config-file", str(ROOT / "oemgateway.conf"), "--check")
+    (tmp_path / "oemgateway.conf").write_text(shipped_config())
+    good = run_cli("--config-file", str(tmp_path / "oemgateway.conf"), "--check")
     assert good.returncode == 0, good.stderr
     assert "is valid" in good.stdout
     bad = tmp_path / "bad.conf"
     bad.write_text("[listeners]\n[[s]]\ntype = socket\nport = 0\n")
     result = run_cli("--config-file", str(bad), "--check")
     assert result.returncode == 1
-    assert f"{bad}: [listeners] [[s]] port = '0': the value \"0\" is too small" in result.stderr
+    assert f"{bad}:4: [listeners] [[s]] port = '0': the value \"0\" is too small" in result.stderr
 
 
 def test_daemon_refuses_to_start_on_bad_config(tmp_path):
@@ -202,11 +224,20 @@ def test_missing_config_file(tmp_path):
     assert "nope.conf: no such file" in result.stderr
 
 
-def test_default_config_is_the_one_in_the_current_folder(tmp_path):
+def test_default_config_is_the_system_one_else_the_one_in_the_current_folder(tmp_path, monkeypatch, capsys):
+    """(Run in the test's process, with the system config's path moved: whether this machine
+    has an /etc/oemgateway/oemgateway.conf makes no difference.)"""
+    import oemgateway
+    system = tmp_path / "etc" / "oemgateway.conf"
+    monkeypatch.setattr(oemgateway, "SYSTEM_CONFIG", str(system))
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "oemgateway.conf").write_text("[gateway]\nloglevel = WARNING\n")
-    result = run_cli("--show-settings", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["gateway"]["loglevel"] == "WARNING"
+    assert oemgateway.main(["--show-settings"]) == 0
+    assert json.loads(capsys.readouterr().out)["gateway"]["loglevel"] == "WARNING"
+    system.parent.mkdir()
+    system.write_text("[gateway]\nloglevel = ERROR\n")
+    assert oemgateway.main(["--show-settings"]) == 0
+    assert json.loads(capsys.readouterr().out)["gateway"]["loglevel"] == "ERROR"
 
 
 def test_show_settings_masks_secrets(tmp_path):
@@ -260,13 +291,13 @@ def test_one_port_claimed_twice_is_an_error_naming_both(tmp_path):
         """)
     path = tmp_path / "gw.conf"
     assert problems == [
-        f"{path}: [listeners] [[a]] port = 50101: 127.0.0.1:50101 overlaps [gateway] web_port "
+        f"{path}:9: [listeners] [[a]] port = 50101: 127.0.0.1:50101 overlaps [gateway] web_port "
         "(0.0.0.0:50101): one port cannot be listened on twice",
-        f"{path}: [listeners] [[b]] port = 50100: [::]:50100 overlaps [gateway] status_port "
+        f"{path}:13: [listeners] [[b]] port = 50100: [::]:50100 overlaps [gateway] status_port "
         "(127.0.0.1:50100): one port cannot be listened on twice",
-        f"{path}: [listeners] [[c]] port = 50101: 127.0.0.2:50101 overlaps [gateway] web_port "
+        f"{path}:17: [listeners] [[c]] port = 50101: 127.0.0.2:50101 overlaps [gateway] web_port "
         "(0.0.0.0:50101): one port cannot be listened on twice",
-        f"{path}: [listeners] [[radio]] repeater_port = 50102: 127.0.0.1:50102 overlaps [listeners] "
+        f"{path}:24: [listeners] [[radio]] repeater_port = 50102: 127.0.0.1:50102 overlaps [listeners] "
         "[[legacy]] [[[init_settings]]] port_nb (0.0.0.0:50102): one port cannot be listened on twice",
     ]   # ::1 and 127.0.0.1 are different addresses: [[v6]] and [[v4]] can share a port number
 
@@ -288,7 +319,7 @@ def test_one_serial_device_read_twice_is_an_error(tmp_path):
         type = serial
         com_port = loop://
         """)
-    assert problems == [f"{tmp_path / 'gw.conf'}: [listeners] [[meter]] com_port = {tmp_path / 'ttyAMA0'}: "
+    assert problems == [f"{tmp_path / 'gw.conf'}:8: [listeners] [[meter]] com_port = {tmp_path / 'ttyAMA0'}: "
                         "the same device as [listeners] [[radio]] com_port; a serial port has one reader"]
 
 
@@ -329,8 +360,8 @@ def test_bind_that_is_no_address_is_an_error(tmp_path):
         bind = gateway-host.local
         """)
     assert len(problems) == 2, problems
-    assert "[listeners] [[s]]: bind = 10.0.0.256: not an IP address" in problems[0]
-    assert "[gateway] status_bind = 300.1.2.3: not an IP address nor a host name" in problems[1]
+    assert "gw.conf:4: [gateway] status_bind = 300.1.2.3: not an IP address nor a host name" in problems[0]
+    assert "gw.conf:8: [listeners] [[s]]: bind = 10.0.0.256: not an IP address" in problems[1]
 
 
 def spec_lines():
@@ -407,10 +438,12 @@ def test_check_catches_a_port_used_twice_and_an_overflowing_number(tmp_path):
     result = run_cli("--config-file", str(conf), "--check")
     assert result.returncode == 1, result.stdout
     assert result.stderr.splitlines()[1:] == [
-        f"  {conf}: [gateway] hot_max_mb = '1e308': the value \"1e+308\" is too big "
-        "(expected float(min=0.1, max=4096))",
-        f"  {conf}: [listeners] [[b]] port = 50120: 127.0.0.1:50120 overlaps [listeners] [[a]] port "
-        "(127.0.0.1:50120): one port cannot be listened on twice"]
+        f"  {conf}:2: [gateway] hot_max_mb = '1e308': the value \"1e+308\" is too big "
+        "(expected a number from 0.1 to 4096)",
+        f"  {conf}:9: [listeners] [[b]] port = 50120: 127.0.0.1:50120 overlaps [listeners] [[a]] port "
+        "(127.0.0.1:50120): one port cannot be listened on twice",
+        f"warning: {conf}: no buffers: what is read is sent nowhere (add one under [buffers], e.g. "
+        "[[file]] with type = file)"]
 
 
 # -- files the loader must survive ------------------------------------------------------------

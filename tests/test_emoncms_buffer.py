@@ -46,7 +46,7 @@ def test_outage_then_back_every_reading_in_order_none_twice(gateway_factory, emo
     gw = gateway_factory(config(port, emoncms.url))
     emoncms.set_mode("refuse")
     sent_at = send_numbered(port, 200)
-    gw.wait_for_log("delivery failed: cannot reach")
+    gw.wait_for_log("delivery failed: cannot connect to")
     sent_before_recovery = time.time()
     emoncms.set_mode("ok")
     rows = emoncms.wait_for_rows(200)
@@ -128,7 +128,7 @@ def test_sighup_applies_a_new_url_and_keeps_the_queue(gateway_factory, emoncms):
     dead = f"http://127.0.0.1:{free_port()}"
     gw = gateway_factory(config(port, dead))
     send_numbered(port, 30)
-    gw.wait_for_log("delivery failed: cannot reach")
+    gw.wait_for_log("delivery failed: cannot connect to")
     gw.config_path.write_text(gw.config_path.read_text().replace(dead, emoncms.url))
     gw.signal(signal.SIGHUP)
     gw.wait_for_log("config .* re-read \\((SIGHUP|the file changed)\\)")

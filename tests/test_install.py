@@ -190,7 +190,8 @@ def test_install_with_systemd(inst):
     installed = inst.config.read_text().splitlines()
     changed = [(a.strip(), b.strip()) for a, b in zip(shipped, installed) if a != b]
     assert len(shipped) == len(installed)
-    assert changed == [("path = readings/%Y-%m-%d.csv", f"path = {inst.state}/readings/%Y-%m-%d.csv")]
+    path_line = next(line.strip() for line in shipped if line.strip().startswith("path = readings/"))
+    assert changed == [(path_line, path_line.replace("readings/", f"{inst.state}/readings/", 1))]
     status = inst.config.stat()
     assert (status.st_mode & 0o777, status.st_uid, grp.getgrgid(status.st_gid).gr_name) == (0o640, 0, inst.user)
     status = inst.state.stat()
@@ -238,7 +239,7 @@ def test_the_daemon_runs_as_the_unit_starts_it(inst):
     finally:
         assert daemon.stop() == 0
     daemon.output.wait_for(r"buffer 'file': accepted 1 = delivered 1 \+ queued 0")
-    assert re.search(r"(?m)^\d+\.\d+,14,15,26$", inst.readings())
+    assert re.search(r"(?m)^\d+\.\d+,[-\dT:]+,14,15,26$", inst.readings())
     assert {path.stat().st_uid for path in (runtime / "spool").iterdir()} == {user.pw_uid}
 
 
@@ -280,7 +281,7 @@ def test_upgrade_keeps_the_config_and_the_sysv_script_runs_it(inst):
         assert not daemon.is_running() and not inst.pidfile.exists()
     finally:
         log.stop(signal.SIGKILL)
-    assert len(re.findall(r"(?m)^\d+\.\d+,14,15,26$", inst.readings())) == 1   # the new state folder's
+    assert len(re.findall(r"(?m)^\d+\.\d+,[-\dT:]+,14,15,26$", inst.readings())) == 1   # the new state folder's
     status = inst.run_dir.stat()
     assert (status.st_mode & 0o777, status.st_uid) == (0o700, inst.uid)
     assert not inst.run_dir.is_symlink() and not inst.state.is_symlink()
@@ -360,7 +361,7 @@ def test_uninstall_keeps_only_the_config_and_the_data(inst):
     assert {path for path in left if not path.startswith(("var/lib/oemgateway", "var/log/oemgateway"))} == {
         "etc/oemgateway", "etc/oemgateway/oemgateway.conf"}
     assert inst.config.read_bytes() == config
-    assert re.search(r"(?m)^\d+\.\d+,14,15,26$", inst.readings())
+    assert re.search(r"(?m)^\d+\.\d+,[-\dT:]+,14,15,26$", inst.readings())
     with pytest.raises(KeyError):
         pwd.getpwnam(inst.user)
     with pytest.raises(KeyError):

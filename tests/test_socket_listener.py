@@ -96,8 +96,8 @@ def test_legacy_port_nb_listens_on_all_interfaces_and_says_so(gateway_factory, e
     """)
     assert f"listening on 0.0.0.0:{port}" in gw.log
     assert gw.log.count("set 'bind = 127.0.0.1'") == 1
-    assert gw.output.count(r"WARNING oemgateway: .*\[listeners\] \[\[Socket\]\]: port_nb without bind "
-                           r"listens on all interfaces, as the original gateway did: any computer") == 1
+    assert gw.output.count(r"WARNING oemgateway: .*:\d+: \[listeners\] \[\[Socket\]\]: bind = 0.0.0.0: "
+                           r"any computer") == 1
 
 
 def test_open_to_the_network_without_allow_or_token_is_warned_at_start_and_reload(gateway_factory, emoncms):
@@ -161,15 +161,16 @@ def test_port_in_use_is_reported_the_rest_runs_and_it_starts_once_free(gateway_f
         assert f"cannot listen on 127.0.0.1:{busy}: Address already in use (another program, or " \
                "another listener, is using that port); trying again in 1 s" in error
         assert gw.wait_for_log("INFO oemgateway: ready").endswith(
-            "ready; not running: listener 'busy' (see the error above; it is tried again in the background)")
+            "ready: 1 listener, 1 buffer; not running: listener 'busy' (see the error above; it is tried "
+            "again in the background)")
         status = next_notification(notify, "READY=1")
-        assert status.startswith("READY=1\nSTATUS=1 listeners, 1 buffers; NOT RUNNING: listener 'busy': "
+        assert status.startswith("READY=1\nSTATUS=1 listener, 1 buffer; NOT RUNNING: listener 'busy': "
                                  f"cannot listen on 127.0.0.1:{busy}")
         send_lines(port, b"3 3\n")
         assert emoncms.wait_for_rows(1)[0].node == "3"
         taken.close()
         gw.wait_for_log("listener 'busy': started after all")
-        assert next_notification(notify, "STATUS=") == "STATUS=2 listeners, 1 buffers"
+        assert next_notification(notify, "STATUS=") == "STATUS=2 listeners, 1 buffer"
     send_lines(busy, b"4 4\n")
     assert emoncms.wait_for_rows(2)[1].node == "4"
     assert gw.output.count("ERROR") == 1    # one error, not one per attempt

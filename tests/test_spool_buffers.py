@@ -5,7 +5,8 @@ import json
 import os
 import urllib.request
 
-from tests.conftest import (ROOT, WAIT, free_port, rewrite_config, runtime_dir_for, send_lines, socket_buffer_config,
+from tests import conftest
+from tests.conftest import (WAIT, free_port, rewrite_config, runtime_dir_for, send_lines, socket_buffer_config,
                             socket_emoncms_config)
 
 
@@ -28,7 +29,7 @@ def status(port):
 def shipped_config(port, status_port):
     """The shipped config (an emoncms section without an API key, a file buffer), saving to
     disk at once what a destination has not taken."""
-    text = (ROOT / "oemgateway.conf").read_text().replace("port = 50011", f"port = {port}")
+    text = conftest.shipped_config().replace("port = 50011", f"port = {port}")
     text = text.replace("loglevel = INFO", "loglevel = DEBUG")
     return text.replace("[gateway]\n", f"[gateway]\n    status_port = {status_port}\n"
                                        "    spill_after = 0\n    spill_interval = 1\n", 1)

@@ -213,7 +213,7 @@ def test_secrets_are_masked_where_the_type_is_misspelled_over_lines_and_on_bad_l
     assert not answer["ok"] and "loose-line-secret-42" not in json.dumps(answer)
     [problem] = answer["problems"]
     assert problem["line"] == text.splitlines().index("    apikey: ********") + 1
-    assert "neither a [section] nor a key = value" in problem["message"]
+    assert "'apikey' uses ':' where '=' is expected" in problem["message"]
 
 
 def test_url_credentials_are_masked_and_come_back_only_to_the_same_url(editor):

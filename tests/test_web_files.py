@@ -75,7 +75,7 @@ def test_a_file_buffer_in_the_data_folder_is_saved_and_writes(page):
     gw.wait_for_log("connection closed by the client")
     assert gw.stop() == 0
     rows = target.read_text().splitlines()
-    assert rows[0] == "time,node,values" and rows[1].endswith(",house,1,2")
+    assert rows[0] == "time,local_time,node,values" and rows[1].endswith(",house,1,2")
 
 
 def test_a_symlink_in_the_data_folder_does_not_lead_out(page):
