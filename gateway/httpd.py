@@ -39,6 +39,7 @@ LINGER = 2.0          # s an answered-early connection is drained before it is c
 LINGER_BYTES = 65536  # ... or until this much more came (read and forgotten)
 SEND_TIMEOUT = 10.0   # s a worker waits for a client that does not read its answer
 ACCEPT_PAUSE = 1.0    # s without accepting after accept() failed (no file descriptor left)
+ACCEPTS_PER_PASS = 8  # new connections taken per pass, before reading what the others sent
 
 BodyLimit = Callable[[str, str, Message], int]
 
@@ -196,7 +197,11 @@ class BoundedHTTPServer:
             self._drop(conn)
 
     def _accept(self) -> None:
-        while True:
+        """Take a few of the waiting connections. A few, not all: when full, each newcomer closes
+        the oldest connection still sending its request, and a good client that has just
+        connected must have its request read (next pass) before a flood of newcomers queued
+        behind it makes it the oldest."""
+        for _ in range(ACCEPTS_PER_PASS):
             try:
                 sock, address = self.socket.accept()
             except (BlockingIOError, InterruptedError):
