@@ -38,6 +38,7 @@ class Recorder(Buffer):
     def send(self, batch):
         with self.cond:
             self.batches.append([f.node for f in batch])
+            self.cond.notify_all()
         error = self.fail(batch)
         if error:
             raise error
@@ -286,10 +287,9 @@ def test_frequent_named_refusals_make_batches_small_enough_that_few_rows_go_twic
     assert_accounting(buffer)
 
 
-def test_batches_grow_back_to_full_once_refusals_stop_and_at_once_when_the_settings_change(started):
+def test_batches_grow_back_to_full_once_refusals_stop(started):
     """One bad reading in 20 for 2,000 readings: batches go down to the floor of 10; then none
-    is bad and they grow back, step by step, to the full 50. A settings change forgets the rate
-    (another destination, perhaps): the next backlog goes in full batches at once."""
+    is bad and they grow back, step by step, to the full 50."""
     bad = one_bad_per(20, 2000)
     buffer = Recorder(settings={"batch_size": 50}, fail=refuses_unnamed(bad))
     for i in range(24000):
@@ -302,20 +302,43 @@ def test_batches_grow_back_to_full_once_refusals_stop_and_at_once_when_the_setti
     after = [size for head, size in batches if head > max(bad)][:-1]   # not the tail
     assert min(during) == 1 and 10 in during and max(during[len(during) // 2:]) < 50
     assert after == sorted(after) and after[0] < 50 and after[-1] == 50
-    buffer.queue.wait = lambda timeout: False
-    buffer.fail = refuses_unnamed(set(range(24000, 24040)))   # frequent again ...
-    for i in range(24000, 24100):
+    assert_accounting(buffer)
+
+
+def test_the_refusal_rate_is_kept_for_the_next_backlog_and_forgotten_when_the_settings_change(started):
+    """What was learned about the destination holds for the next backlog; a settings change
+    (another server, perhaps) starts afresh: full batches at once."""
+    bad = one_bad_per(20, 2000)
+    gate = threading.Event()
+    gate.set()
+
+    def refuses_after_the_gate(batch):
+        gate.wait(30)
+        return RejectedError("no") if any(f.node in bad for f in batch) else None
+
+    buffer = Recorder(settings={"batch_size": 50}, fail=refuses_after_the_gate)
+    for i in range(2000):
         buffer.put(frame(i))
-    buffer.wait_delivered(24000 - len(bad) + 60)
-    with buffer.cond:
-        small = len(buffer.batches[-1])
-    assert small < 50
-    buffer.fail = refuses_unnamed(set())
-    buffer.update(dict(SETTINGS, batch_size=50))            # ... and forgotten
-    for i in range(24100, 24200):
-        buffer.put(frame(i))
-    buffer.wait_delivered(24000 - len(bad) + 160)
-    assert sizes(buffer)[-2:] == [50, 50]
+    started(buffer)
+    delivered = buffer.wait_delivered(2000 - len(bad))
+
+    def next_backlog(first, change_settings=False):
+        """One reading goes out and is held at the gate while 100 more queue up behind it."""
+        gate.clear()
+        buffer.put(frame(f"gate {first}"))
+        with buffer.cond:
+            assert buffer.cond.wait_for(lambda: buffer.batches[-1] == [f"gate {first}"], 30)
+        for i in range(first, first + 100):
+            buffer.put(frame(i))
+        if change_settings:
+            buffer.update(dict(SETTINGS, batch_size=50))
+        gate.set()
+        buffer.wait_delivered(len(delivered) + 101)
+        delivered.extend(range(101))
+        return sizes(buffer)[-2:] if change_settings else sizes(buffer)[-10:]
+
+    assert next_backlog(2000) == [10] * 10
+    assert next_backlog(3000, change_settings=True) == [50, 50]
     assert_accounting(buffer)
 
 
