@@ -7,8 +7,11 @@ run takes seconds and gives the same figures each time.
 The model, after emoncms 11.16.8 on Apache/MariaDB (a 1-row bulk request takes about 4 ms, a
 500-row one about 250 ms measured directly, and the gateway drained 20,000 readings in 18.8 s
 through 40 requests): a request costs ``--request-ms`` (4) plus ``1000 / --rows-per-s`` (1,200)
-ms per row it carries, whatever its answer. One reading in every ``1 / rate`` is bad, at a
-random place in each block of that many (the same placement as ``bench/emoncms_live.py``):
+ms per row it carries, whatever its answer. A row the destination receives but does not store
+(behind a named refusal; in a batch refused unnamed) may be given a cost of its own,
+``--unstored-row-ms``: the real emoncms stops at a refused row and never processes those behind
+it, which then cost little more than their bytes. One reading in every ``1 / rate`` is bad, at
+a random place in each block of that many (the same placement as ``bench/emoncms_live.py``):
 
 * named: the destination stores the rows in front of the bad one, refuses it and says which it
   is (emoncms' answers, as ``buffers/emoncms.py`` reads them);
@@ -54,10 +57,11 @@ class Model:
     """A backlog of ``readings`` and a modelled destination refusing ``bad`` (reading numbers)."""
 
     def __init__(self, engine, readings: int, bad: set, named: bool, batch_size: int,
-                 request_s: float, row_s: float):
+                 request_s: float, row_s: float, unstored_row_s: float = None):
         base, spool_mod, storage, frame_cls = engine
         self.bad, self.named = bad, named
         self.request_s, self.row_s = request_s, row_s
+        self.unstored_row_s = row_s if unstored_row_s is None else unstored_row_s
         self.requests = self.rows = 0
         self.clock = 0.0
         self.sizes = []           # (reading number at the batch's head, batch size) per request
@@ -68,10 +72,12 @@ class Model:
             def send(self, batch):
                 model.requests += 1
                 model.rows += len(batch)
-                model.clock += model.request_s + len(batch) * model.row_s
                 numbers = [int(f.values[0]) for f in batch]
                 model.sizes.append((numbers[0], len(batch)))
                 first_bad = next((i for i, n in enumerate(numbers) if n in model.bad), None)
+                stored = len(batch) if first_bad is None else first_bad + 1 if model.named else 0
+                model.clock += (model.request_s + stored * model.row_s
+                                + (len(batch) - stored) * model.unstored_row_s)
                 if first_bad is None:
                     model.stored.update(numbers)
                     return
@@ -119,7 +125,7 @@ def measure(engine, args, readings: int, rate: float, named: bool, clean: Model)
     runs = []
     for seed in range(args.seeds):
         model = Model(engine, readings, bad_readings(readings, rate, seed), named, args.batch_size,
-                      args.request_ms / 1000, 1 / args.rows_per_s).drain()
+                      args.request_ms / 1000, 1 / args.rows_per_s, args.unstored).drain()
         sizes = [size for _, size in model.sizes]
         runs.append({"rows": model.rows / readings, "time": model.clock / clean.clock,
                      "requests": model.requests, "bad": len(model.bad),
@@ -139,7 +145,7 @@ def measure(engine, args, readings: int, rate: float, named: bool, clean: Model)
 def lone(engine, args, readings: int, named: bool) -> dict:
     """One bad reading in the middle of the backlog."""
     model = Model(engine, readings, {readings // 2}, named, args.batch_size,
-                  args.request_ms / 1000, 1 / args.rows_per_s).drain()
+                  args.request_ms / 1000, 1 / args.rows_per_s, args.unstored).drain()
     return {"scenario": "lone", "readings": readings, "refusals": "named" if named else "unnamed",
             "extra_rows": model.rows - readings,
             "extra_requests": model.requests - -(-readings // args.batch_size)}
@@ -150,7 +156,7 @@ def regrowth(engine, args, named: bool, bad_part: int = 20000, clean_part: int =
     until a batch is full again, and the requests that took."""
     bad = bad_readings(bad_part, 1e-3, 0)
     model = Model(engine, bad_part + clean_part, bad, named, args.batch_size,
-                  args.request_ms / 1000, 1 / args.rows_per_s).drain()
+                  args.request_ms / 1000, 1 / args.rows_per_s, args.unstored).drain()
     last = max(bad)
     after = [(head, size) for head, size in model.sizes[:-1] if head > last]   # not the tail
     full = next((head for head, size in after if size == args.batch_size), None)
@@ -167,19 +173,23 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--request-ms", type=float, default=4.0)
     parser.add_argument("--rows-per-s", type=float, default=1200.0)
+    parser.add_argument("--unstored-row-ms", type=float,
+                        help="cost of a row received but not stored (default: as a stored one)")
     parser.add_argument("--seeds", type=int, default=3, help="placements of the bad readings")
     parser.add_argument("--gateway-dir", help="measure the engine in this folder")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
+    args.unstored = None if args.unstored_row_ms is None else args.unstored_row_ms / 1000
     engine = load_engine(args.gateway_dir)
     print(f"engine: {engine[0].__file__}; batch_size {args.batch_size}; a request "
-          f"{args.request_ms:g} ms + {1000 / args.rows_per_s:.3f} ms per row")
+          f"{args.request_ms:g} ms + {1000 / args.rows_per_s:.3f} ms per row"
+          + ("" if args.unstored is None else f" ({args.unstored_row_ms:g} ms if not stored)"))
     print(f"{'readings':>8} {'rate':>7} {'refusals':>8} {'bad':>5} {'rows/reading':>15} "
           f"{'time/clean':>13} {'requests':>9} {'clean':>6} {'median batch':>12}")
     results = []
     for readings in (int(n) for n in args.readings.split(",")):
         clean = Model(engine, readings, set(), True, args.batch_size,
-                      args.request_ms / 1000, 1 / args.rows_per_s).drain()
+                      args.request_ms / 1000, 1 / args.rows_per_s, args.unstored).drain()
         for rate in (float(r) for r in args.rates.split(",")):
             for named in (True, False):
                 r = measure(engine, args, readings, rate, named, clean)
