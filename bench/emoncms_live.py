@@ -7,7 +7,8 @@ daemon's ``/status`` tells when its queue is empty. Nothing here is a test: it p
 
     python -m bench.emoncms_live backlog --nodes 40 --readings 20000
     python -m bench.emoncms_live backlog --nodes 32 --readings 20000
-    python -m bench.emoncms_live bad-rows --readings 20000 --every 1000 [--check]
+    python -m bench.emoncms_live bad-rows --readings 20000 --every 1000 [--check] [--unnamed]
+    python -m bench.emoncms_live bad-rates --readings 20000 --rates 1e-5,1e-4,1e-3,1e-2
     python -m bench.emoncms_live accumulator
     python -m bench.emoncms_live catchup --outages 10 --outage 60
 
@@ -233,23 +234,39 @@ import buffers.emoncms
 buffers.emoncms.EmoncmsBuffer.check = lambda self, frame: None   # send what emoncms refuses
 """
 
+UNNAMED = """
+import buffers.base
+_send = buffers.emoncms.EmoncmsBuffer.send
+def _send_naming_no_row(self, batch):
+    try:
+        _send(self, batch)
+    except buffers.base.RejectedError as exc:   # as from a server that does not say which row
+        raise buffers.base.RejectedError(str(exc)) from None
+buffers.emoncms.EmoncmsBuffer.send = _send_naming_no_row
+"""
+
 
 # -- scenarios ------------------------------------------------------------------------------
 
 
-def backlog(args, emoncms: Emoncms, nodes: int, readings: int, bad_every: int = 0) -> dict:
+def backlog(args, emoncms: Emoncms, nodes: int, readings: int, bad_every: int = 0,
+            unnamed: bool = False) -> dict:
     """``readings`` readings round-robin over ``nodes`` queued while emoncms is cut off, then
-    back: time until the gateway's queue is empty, requests and rows sent."""
+    back: time until the gateway's queue is empty, requests and rows sent. ``unnamed``: the
+    gateway is made to take emoncms' refusals as naming no row (and search)."""
     reset(args)
     proxy = CutProxy(args.url)
-    shim = SKIP_CHECK % str(harness.DAEMON.parent) if bad_every and not args.check else ""
+    shim = ""
+    if bad_every and not args.check:
+        shim = SKIP_CHECK % str(harness.DAEMON.parent) + (UNNAMED if unnamed else "")
     gateway = Gateway(proxy.url, emoncms.key, env_shim=shim)
     try:
         proxy.cut()
         rng = random.Random(1)
         bad = set()
         if bad_every:   # one bad reading at a random place in every block of bad_every
-            bad = {block + rng.randrange(bad_every) for block in range(0, readings, bad_every)}
+            bad = {n for n in (block + rng.randrange(bad_every)
+                               for block in range(0, readings, bad_every)) if n < readings}
         lines = [f"{i % nodes + 1} {1e39 if i in bad else i}\n" for i in range(readings)]
         gateway.push("".join(lines).encode())
         proxy.restore()
@@ -324,6 +341,41 @@ def catchup(args, emoncms: Emoncms) -> dict:
         proxy.cut()
 
 
+def bad_rates(args, emoncms: Emoncms) -> dict:
+    """The bad-rows measurement for each of ``--rates``, refusals named (as emoncms' are) and
+    not: rows sent per reading and drain time against the clean backlog of the same size. A
+    rate too low for one bad reading in ``--readings`` gets a backlog of 1 / rate. The real
+    server's drain time varies by 15 % and more from run to run, so each is run ``--runs``
+    times, a clean one first in each round, and the medians are compared."""
+    nodes = min(args.nodes, 32)
+    results = []
+    for rate in (float(r) for r in args.rates.split(",")):
+        every = round(1 / rate)
+        readings = max(args.readings, every)
+        times = {"clean": [], "named": [], "unnamed": []}
+        runs = {"named": [], "unnamed": []}
+        for _ in range(args.runs):
+            times["clean"].append(backlog(args, emoncms, nodes, readings)["drain_s"])
+            for unnamed in (False, True):
+                run = backlog(args, emoncms, nodes, readings, bad_every=every, unnamed=unnamed)
+                kind = "unnamed" if unnamed else "named"
+                times[kind].append(run["drain_s"])
+                runs[kind].append(run)
+        clean = round(statistics.median(times["clean"]), 2)
+        for kind in ("named", "unnamed"):
+            last = runs[kind][-1]
+            result = {"rate": rate, "refusals": kind, "readings": readings, "bad": last["bad"],
+                      "rows_per_reading": last["rows_per_reading"], "requests": last["requests"],
+                      "drain_s": times[kind], "clean_s": times["clean"],
+                      "time_ratio": round(statistics.median(times[kind]) / clean, 2)}
+            results.append(result)
+            print(f"  1/{every} {kind}: {result['bad']} bad of {readings}, rows "
+                  f"{result['rows_per_reading']}, {result['requests']} requests; drain "
+                  f"{round(statistics.median(times[kind]), 2)} s (runs {times[kind]}) against "
+                  f"clean {clean} s (runs {times['clean']}): {result['time_ratio']}x", flush=True)
+    return {"runs": results}
+
+
 def reset(args) -> None:
     if args.reset:
         subprocess.run(args.reset, shell=True, check=True, stdout=subprocess.DEVNULL)
@@ -331,7 +383,8 @@ def reset(args) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["backlog", "bad-rows", "accumulator", "catchup"])
+    parser.add_argument("scenario", choices=["backlog", "bad-rows", "bad-rates", "accumulator",
+                                             "catchup"])
     parser.add_argument("--url", default="http://127.0.0.1:8088")
     parser.add_argument("--apikey-file", required=True)
     parser.add_argument("--reset", default="", help="shell command that empties the emoncms user")
@@ -342,6 +395,12 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="bad-rows: let the gateway drop what emoncms cannot store before "
                              "sending (by default they are sent, to measure the refusals)")
+    parser.add_argument("--unnamed", action="store_true",
+                        help="bad-rows: take emoncms' refusals as naming no row (the engine "
+                             "searches; rows in front of a refused one reach emoncms twice)")
+    parser.add_argument("--rates", default="1e-5,1e-4,1e-3,1e-2",
+                        help="bad-rates: bad readings per reading, comma-separated")
+    parser.add_argument("--runs", type=int, default=3, help="bad-rates: runs of each")
     parser.add_argument("--outages", type=int, default=10)
     parser.add_argument("--outage", type=float, default=60.0)
     parser.add_argument("--pause", type=float, default=10.0, help="catchup: seconds between outages")
@@ -354,10 +413,13 @@ def main(argv=None) -> int:
         result = backlog(args, emoncms, args.nodes, args.readings)
     elif args.scenario == "bad-rows":
         clean = backlog(args, emoncms, min(args.nodes, 32), args.readings)
-        dirty = backlog(args, emoncms, min(args.nodes, 32), args.readings, bad_every=args.every)
+        dirty = backlog(args, emoncms, min(args.nodes, 32), args.readings, bad_every=args.every,
+                        unnamed=args.unnamed)
         result = {"clean": clean, "with_bad": dirty,
                   "time_ratio": round(dirty["drain_s"] / clean["drain_s"], 2),
                   "rows_ratio": dirty["rows_per_reading"]}
+    elif args.scenario == "bad-rates":
+        result = bad_rates(args, emoncms)
     elif args.scenario == "accumulator":
         result = accumulator(args, emoncms)
     else:

@@ -15,7 +15,7 @@ Refusals. A destination that refuses a reading says so with a ``RejectedError``:
 
 * naming the reading (``delivered=n``: the first n readings were stored, reading n is refused,
   the rest were not stored): the n are delivered, the refused one is dropped, and sending goes
-  on with full batches from the one after it. Nothing stored is ever sent again.
+  on from the one after it, with batches of the size below. Nothing stored is ever sent again.
   With ``node_refused`` the destination refuses the reading's whole node (emoncms' limit of 32
   nodes): the engine remembers that for ``NODE_REFUSAL_MEMORY`` seconds, or until the settings
   change, and drops the node's readings without sending them (counted per node as rejected).
@@ -27,13 +27,21 @@ Refusals. A destination that refuses a reading says so with a ``RejectedError``:
   reading sent twice does no harm; a plugin that knows better names the reading. The search
   sends the batch of n in pieces of about sqrt(n): pieces before the bad reading get through,
   the piece that holds it is searched the same way, and as soon as the bad reading is alone and
-  refused it is dropped and batches are full again. For n = 500 a refused reading costs on
-  average 20 requests and 530 readings sent again (the refused batch itself is 500 of them),
-  against 750 readings for halving.
+  refused it is dropped and batches are back to their size at once (full, where refusals are
+  rare). For n = 500 a refused reading costs on average 20 requests and 530 readings sent
+  again (the refused batch itself is 500 of them), against 750 readings for halving.
 
-Batch sizes: ``batch_size``; after ``TooLargeError`` half of what was too large, from then on
-(until the settings change); one reading at a time while the destination fails (a probe:
-small, and a reading that then gets through proves the way is clear: full batches follow).
+Batch sizes: ``batch_size`` while nothing is refused; after ``TooLargeError`` half of what was
+too large, from then on (until the settings change); one reading at a time while the
+destination fails (a probe: small, and a reading that then gets through proves the way is
+clear: full batches follow). While the destination refuses readings often, smaller
+(``RefusalRate``): a refusal makes rows go again in proportion to the batch it hit (half of it
+when the refused row is named, all of it and the search's pieces when not), so the engine
+estimates how often readings are refused lately and sends batches small enough that about 3 %
+of the rows go again, but never fewer than 10 readings. A backlog with one bad reading in
+1,000 then sends 1.05 (named) or 1.08 (unnamed) rows per reading instead of 1.25 or 1.53, and
+a lone bad reading in a long backlog leaves full batches; the size grows back as clean
+readings go through. ``RefusalRate`` has the arithmetic; ``bench/refusal_rate.py`` measures it.
 
 Retries: after a failure the wait doubles from ``RETRY_BASE`` up to ``retry_max``, each time
 a random amount between half and all of it (many gateways behind one failed server do not come
@@ -93,6 +101,84 @@ class TooLargeError(DeliveryError):
     """The request was too large and nothing of it was stored: send smaller batches."""
 
 
+class RefusalRate:
+    """How often the destination refuses readings lately, and the batch size that makes that cheap.
+
+    What a refusal costs. A reading refused in a batch of b makes rows go again: named (the rows
+    in front stored), the rows behind it, (b - 1) / 2 on average: f = 1/2 per row of the batch;
+    not named (nothing stored), the whole batch, then the search's refused pieces: b + sqrt(b)
+    + b^(1/4) + ... : f = 1, the roots aside. With p bad readings per reading sent, the rows
+    sent again per reading are about p * f * b.
+
+    The estimate. ``cost`` adds f for each refusal, ``readings`` counts the readings sent, both
+    over a window of W readings sent (each weighing exp(-age / W), its age counted in readings
+    sent since); c = cost / readings estimates p * f. A refused node adds nothing (its readings
+    are not sent again: it says nothing about those to come).
+
+    The size: b = clamp(R / c, FLOOR, batch_size), which keeps the rows sent again near R of
+    the readings whatever the rate, down to the floor.
+
+    * R = 3 %. One bad reading per 1,000: named b = 60, 30 rows again each (3 %); not named
+      b = 30, 30 + 5 + 2 + 1 = 38 rows again (3.8 %) and about 8 requests each. The first
+      refusals come before the estimate knows the rate (the very first hits a full batch: 250
+      or 530 rows), so a backlog of 20,000 sends 1.05 (named) or 1.08 (not) rows per reading,
+      within the 1.1 allowed; with a request costing as much as 5 rows (emoncms on its own
+      machine: 4 ms, rows 0.5-0.8 ms) it drains in 1.10 and 1.23 times the clean time. R = 5 %
+      gives 1.104 rows (not named), over the 1.1, and no quicker drain. Less than 3 % costs more time in requests than it saves in
+      rows: with a request worth k rows the drain is quickest at b = sqrt(k / (p * f)), for
+      emoncms at 1 in 1,000 about 100 (named) and 70 (not), above what R = 3 % gives. For a
+      far destination (a request worth 100 rows or more) that optimum is near full batches:
+      there this rule keeps the rows sent again low at the price of time.
+    * W = 2 * batch_size / R readings (33,333 for 500). One refusal in a window that has seen
+      half of its readings gives c <= 1 / (W/2), b >= R * W / 2 = batch_size: a lone bad
+      reading in a long backlog costs its own search and nothing more, the next batch is full.
+      Rates at which full batches keep within R (p * f <= R / batch_size) leave them full on
+      average too. A longer window sees a rate come and go more slowly.
+    * At start the window counts as W / 10 clean readings (``START``): a first refusal makes
+      batches batch_size / 5 (not named) or 2 / 5 (named), as nothing says yet that refusals
+      are rare; a backlog with one bad reading in 1,000 finds its size within a few refusals.
+      A lone bad reading soon after start costs about 15 requests more while batches regrow.
+    * FLOOR = 10. A request costs something of its own (emoncms: like 5 rows); below 10 rows
+      per request that cost outweighs the rows smaller batches save. Beyond p * f = R / 10
+      (1 in 170 named, 1 in 330 not) the floor holds and more rows go again: with 1 in 100,
+      1.05 (named) or 1.13 (not) rows per reading in a long backlog.
+    * When refusals stop, c falls by e every W readings sent and b grows with it: after one bad
+      reading in 1,000, batches are full again some 50,000 (named) or 70,000 (not) readings
+      later. A settings change starts afresh.
+    """
+
+    RESEND = 0.03     # rows sent again, as a share of the readings, that the size aims at
+    NAMED = 0.5       # the refused row is named: on average half the batch is behind it
+    UNNAMED = 1.0     # not named: the whole refused batch (and the search's refused pieces)
+    FLOOR = 10        # below this a request costs more than its rows
+    WINDOW = 2.0      # readings the estimate looks back on, in batch_size / RESEND
+    START = 0.1       # at start the window counts as this share of itself, all clean
+
+    def __init__(self, batch_size: int):
+        self.full = batch_size
+        self.window = self.WINDOW * batch_size / self.RESEND
+        self.readings = self.window * self.START
+        self.cost = 0.0
+
+    def sent(self, count: int) -> None:
+        """``count`` more readings were sent and are done with (delivered or refused)."""
+        if count > 0:
+            keep = math.exp(-count / self.window)
+            self.readings = self.readings * keep + self.window * (1.0 - keep)
+            self.cost *= keep
+
+    def refused(self, cost: float) -> None:
+        """A reading was refused; ``cost``: ``NAMED``, ``UNNAMED``, or 0 when nothing is to
+        be learned about the readings to come (a refused node's are not sent again)."""
+        self.sent(1)
+        self.cost += cost
+
+    def batch_size(self) -> int:
+        if self.cost * self.full <= self.RESEND * self.readings:
+            return self.full   # also when nothing was refused lately
+        return max(min(self.FLOOR, self.full), int(self.RESEND * self.readings / self.cost))
+
+
 @dataclass
 class _Search:
     """Looking for the reading a destination refused without naming it."""
@@ -136,6 +222,8 @@ class Buffer(Plugin):
         self._auth_failing = False
         self._size_cap: Optional[int] = None     # the most readings the destination took at once
         self._search: Optional[_Search] = None
+        self._refusals = RefusalRate(self.settings["batch_size"])
+        self._refusal_limit = self.settings["batch_size"]   # the last size it gave (for the log)
         self._refused_nodes: Dict[Node, Tuple[float, str]] = {}   # node -> (until, why)
         self.monotonic: Callable[[], float] = time.monotonic   # how long a node stays refused
         self._failure_log = LogThrottle(self.log, logging.WARNING, 300.0)
@@ -252,7 +340,13 @@ class Buffer(Plugin):
     def _batch_limit(self) -> int:
         if self._failures:
             return 1   # a probe: one small request until the destination answers again
-        limit = self.settings["batch_size"]
+        limit = min(self.settings["batch_size"], self._refusals.batch_size())
+        if limit != self._refusal_limit:
+            self.log.debug("%s: sending %d readings at a time (with refusals as often as lately, "
+                           "%d at a time would send %.1f %% of the rows again)", self, limit,
+                           self.settings["batch_size"], 100 * self.settings["batch_size"]
+                           * self._refusals.cost / self._refusals.readings)
+            self._refusal_limit = limit
         if self._size_cap:
             limit = min(limit, self._size_cap)
         if self._search:
@@ -262,6 +356,7 @@ class Buffer(Plugin):
     def _forget_learned(self) -> None:
         """New settings (another URL, key or server): what was learned about the old one goes."""
         self._size_cap = None
+        self._refusals = RefusalRate(self.settings["batch_size"])
         if self._refused_nodes:
             self.log.info("%s: settings changed: node(s) %s will be tried again", self,
                           ", ".join(str(node) for node in self._refused_nodes))
@@ -318,6 +413,7 @@ class Buffer(Plugin):
                 self._count_rejected(frame, verdict)
         if delivered:
             self._count_delivered(delivered)
+            self._refusals.sent(len(delivered))
         if self._search:
             self._search.suspects -= count
             if self._search.suspects <= 0:
@@ -357,9 +453,12 @@ class Buffer(Plugin):
         refused = positions[exc.delivered if known else 0]
         if exc.node_refused:
             self._refuse_node(batch[refused].node, why)
+            self._refusals.refused(0.0)   # its node's readings are not sent again
+        else:
+            self._refusals.refused(RefusalRate.NAMED if known else RefusalRate.UNNAMED)
         verdicts = list(verdicts)
         verdicts[refused] = why
-        self._search = None   # found: full batches again from the next reading
+        self._search = None   # found: batches of the usual size again from the next reading
         self._settle(batch, refused + 1, verdicts)
         self._on_success()
 

@@ -1,6 +1,7 @@
 """What every buffer gets from the base class: queueing, batching, splitting, retries, counts."""
 
 import logging
+import random
 import threading
 import time
 
@@ -37,6 +38,7 @@ class Recorder(Buffer):
     def send(self, batch):
         with self.cond:
             self.batches.append([f.node for f in batch])
+            self.cond.notify_all()
         error = self.fail(batch)
         if error:
             raise error
@@ -216,25 +218,128 @@ def sizes(buffer):
         return [len(b) for b in buffer.batches]
 
 
-def test_a_reading_refused_unnamed_is_found_and_full_batches_follow_at_once(started):
+def refuses_unnamed(bad):
+    """A destination that keeps nothing of a batch holding a reading of ``bad`` and does not
+    say which reading it refuses."""
+    return lambda batch: RejectedError("no") if any(f.node in bad for f in batch) else None
+
+
+def one_bad_per(block, readings, seed=1):
+    """One bad reading at a random place in each block of ``block`` readings."""
+    rng = random.Random(seed)
+    return {start + rng.randrange(block) for start in range(0, readings, block)}
+
+
+def test_a_reading_refused_unnamed_is_found_and_full_batches_follow_at_once_where_refusals_are_rare(started):
     """The destination keeps nothing of a refused batch and does not say which reading: the
     engine searches in pieces of about sqrt(batch); as soon as the reading is alone and refused
-    it is dropped, and the very next batch is full again."""
-    bad = {337, 1610}
-    buffer = Recorder(settings={"batch_size": 500},
-                      fail=lambda batch: RejectedError("no") if bad & {f.node for f in batch} else None)
-    for i in range(2000):
+    it is dropped, and when refusals are rare (here two in 6,000 readings, after 3,000 clean
+    ones) the very next batch is full again."""
+    bad = {3137, 5610}
+    buffer = Recorder(settings={"batch_size": 50}, fail=refuses_unnamed(bad))
+    for i in range(6000):
         buffer.put(frame(i))
     started(buffer)
-    assert buffer.wait_delivered(1998) == [i for i in range(2000) if i not in bad]
+    assert buffer.wait_delivered(5998) == [i for i in range(6000) if i not in bad]
     finish(buffer)
-    assert buffer.stats.dropped["rejected"] == 2 and buffer.stats.delivered == 1998
+    assert buffer.stats.dropped["rejected"] == 2 and buffer.stats.delivered == 5998
     with buffer.cond:
         after_drop = [buffer.batches[i + 1] for i, b in enumerate(buffer.batches[:-1])
                       if len(b) == 1 and b[0] in bad]
-    assert [(batch[0], len(batch)) for batch in after_drop] == [(338, 500), (1611, 389)]
-    # each search sends the refused batch's readings again once, and a few more: not 2 x 500
-    assert sum(sizes(buffer)) - 2000 <= 2 * (500 + 30)
+    assert [(batch[0], len(batch)) for batch in after_drop] == [(3138, 50), (5611, 50)]
+    # each search sends the refused batch's readings again once, and a few more: not 2 x 50
+    assert sum(sizes(buffer)) - 6000 <= 2 * (50 + 10)
+
+
+def test_frequent_unnamed_refusals_make_batches_small_enough_that_few_rows_go_twice(started):
+    """One bad reading in 1,000, refused without naming it: with full batches of 500 each one
+    would cost its whole batch again (1.5 rows sent per reading); the engine learns the rate and
+    sends batches small enough that at most 1.1 rows go per reading, none stored twice."""
+    bad = one_bad_per(1000, 20000)
+    buffer = Recorder(settings={"batch_size": 500}, fail=refuses_unnamed(bad))
+    for i in range(20000):
+        buffer.put(frame(i))
+    started(buffer)
+    assert buffer.wait_delivered(20000 - len(bad)) == [i for i in range(20000) if i not in bad]
+    finish(buffer)
+    assert (buffer.stats.delivered, buffer.stats.dropped["rejected"]) == (20000 - len(bad), len(bad))
+    sent = sizes(buffer)
+    assert sum(sent) <= 1.1 * 20000
+    assert sent[0] == 500 and max(sent[len(sent) // 2:]) < 100   # small once the rate is known
+    assert_accounting(buffer)
+
+
+def test_frequent_named_refusals_make_batches_small_enough_that_few_rows_go_twice(started):
+    """The same rate, refused the emoncms way (the rows in front stored, the refused one named):
+    the rows behind it in its batch go again, half a batch on average; with 500 that is 1.25
+    rows per reading, with the learned size at most 1.1. Nothing stored is sent again."""
+    bad = one_bad_per(1000, 20000)
+    buffer = StoresUpToRefused(lambda f, i: RejectedError("Out of range", delivered=i) if f.node in bad else None,
+                               settings={"batch_size": 500})
+    for i in range(20000):
+        buffer.put(frame(i))
+    started(buffer)
+    finish(buffer)
+    assert [f.node for f in buffer.delivered] == [i for i in range(20000) if i not in bad]
+    sent = sizes(buffer)
+    assert sum(sent) <= 1.1 * 20000
+    assert sent[0] == 500 and max(sent[len(sent) // 2:]) < 200
+    assert_accounting(buffer)
+
+
+def test_batches_grow_back_to_full_once_refusals_stop(started):
+    """One bad reading in 20 for 2,000 readings: batches go down to the floor of 10; then none
+    is bad and they grow back, step by step, to the full 50."""
+    bad = one_bad_per(20, 2000)
+    buffer = Recorder(settings={"batch_size": 50}, fail=refuses_unnamed(bad))
+    for i in range(24000):
+        buffer.put(frame(i))
+    started(buffer)
+    buffer.wait_delivered(24000 - len(bad))
+    with buffer.cond:
+        batches = [(b[0], len(b)) for b in buffer.batches]
+    during = [size for head, size in batches if head < 2000]
+    after = [size for head, size in batches if head > max(bad)][:-1]   # not the tail
+    assert min(during) == 1 and 10 in during and max(during[len(during) // 2:]) < 50
+    assert after == sorted(after) and after[0] < 50 and after[-1] == 50
+    assert_accounting(buffer)
+
+
+def test_the_refusal_rate_is_kept_for_the_next_backlog_and_forgotten_when_the_settings_change(started):
+    """What was learned about the destination holds for the next backlog; a settings change
+    (another server, perhaps) starts afresh: full batches at once."""
+    bad = one_bad_per(20, 2000)
+    gate = threading.Event()
+    gate.set()
+
+    def refuses_after_the_gate(batch):
+        gate.wait(30)
+        return RejectedError("no") if any(f.node in bad for f in batch) else None
+
+    buffer = Recorder(settings={"batch_size": 50}, fail=refuses_after_the_gate)
+    for i in range(2000):
+        buffer.put(frame(i))
+    started(buffer)
+    delivered = buffer.wait_delivered(2000 - len(bad))
+
+    def next_backlog(first, change_settings=False):
+        """One reading goes out and is held at the gate while 100 more queue up behind it."""
+        gate.clear()
+        buffer.put(frame(f"gate {first}"))
+        with buffer.cond:
+            assert buffer.cond.wait_for(lambda: buffer.batches[-1] == [f"gate {first}"], 30)
+        for i in range(first, first + 100):
+            buffer.put(frame(i))
+        if change_settings:
+            buffer.update(dict(SETTINGS, batch_size=50))
+        gate.set()
+        buffer.wait_delivered(len(delivered) + 101)
+        delivered.extend(range(101))
+        return sizes(buffer)[-2:] if change_settings else sizes(buffer)[-10:]
+
+    assert next_backlog(2000) == [10] * 10
+    assert next_backlog(3000, change_settings=True) == [50, 50]
+    assert_accounting(buffer)
 
 
 class StoresUpToRefused(Recorder):
@@ -259,18 +364,20 @@ class StoresUpToRefused(Recorder):
 
 def test_a_refusal_naming_the_reading_keeps_what_was_stored_and_sends_full_batches(started):
     """emoncms' way: the rows in front of the refused one are stored; they are delivered, never
-    sent again, and the next batch starts right after the refused reading, full."""
+    sent again, and (refusals being rare: one after 3,000 clean readings) the next batch starts
+    right after the refused reading, full."""
     buffer = StoresUpToRefused(
-        lambda f, i: RejectedError("Out of range value", delivered=i) if f.node == 42 else None,
+        lambda f, i: RejectedError("Out of range value", delivered=i) if f.node == 3042 else None,
         settings={"batch_size": 50})
-    for i in range(120):
+    for i in range(3120):
         buffer.put(frame(i))
     started(buffer)
     finish(buffer)
-    assert [f.node for f in buffer.delivered] == [i for i in range(120) if i != 42]
-    assert [b[0] for b in buffer.batches] == [0, 43, 93] and sizes(buffer) == [50, 50, 27]
-    assert (buffer.stats.delivered, buffer.stats.dropped["rejected"]) == (119, 1)
-    assert buffer.rejected_by_node == {"42": 1}
+    assert [f.node for f in buffer.delivered] == [i for i in range(3120) if i != 3042]
+    assert [b[0] for b in buffer.batches][-4:] == [2950, 3000, 3043, 3093]
+    assert sizes(buffer)[-4:] == [50, 50, 50, 27] and sum(sizes(buffer)) == 3120 + 7
+    assert (buffer.stats.delivered, buffer.stats.dropped["rejected"]) == (3119, 1)
+    assert buffer.rejected_by_node == {"3042": 1}
 
 
 def test_a_refused_node_is_not_sent_until_forgotten_or_the_settings_change(started, caplog):

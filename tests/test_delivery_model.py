@@ -40,6 +40,7 @@ class ScriptedDestination(Buffer):
         self.counted = {}         # reading number -> buckets the engine counted it in
         self.arrive = None        # called during a send: readings that arrive meanwhile
         self.too_large_above = rng.choice([None, 40, 7])
+        self.trouble = 1.0        # share of attempts that may meet server trouble
         spool = Spool(MemoryFiles(), None, SpoolSettings())
         spool.open()
         super().__init__("model", settings, spool.register("model", BufferStats()))
@@ -78,6 +79,8 @@ class ScriptedDestination(Buffer):
         if self.arrive and self.rng.random() < 0.3:
             self.arrive()
         roll = self.rng.random()
+        if self.trouble < 1 and self.rng.random() >= self.trouble:
+            roll = 1.0   # no trouble this time
         if roll < 0.08:
             raise TransientError("server trouble")
         if roll < 0.11:
@@ -100,12 +103,17 @@ class ScriptedDestination(Buffer):
             raise TransientError("no answer within 10 s")   # the reply was lost
 
 
-def run_model(seed: int, readings: int, settings: dict):
+def run_model(seed: int, readings: int, settings: dict, mix=lambda number: (0.9, 0.05, 0.05),
+              trouble: float = 1.0):
     """Readings arrive in bursts, between attempts and during them (as they do from the loop
-    thread while the sender thread waits for an answer)."""
+    thread while the sender thread waits for an answer). ``mix(number)``: the odds of reading
+    ``number`` being good, bad or unsendable; ``trouble``: the share of attempts that may fail
+    for other reasons. Returns the buffer, the kind of each reading, and the smallest batch
+    size the refusal rate gave."""
     rng = random.Random(seed)
     buffer = ScriptedDestination(rng, dict({"active": True, "max_items": 0, "batch_size": 50,
                                             "retry_max": 0.01}, **settings))
+    buffer.trouble = trouble
     kinds = {}
 
     def arrive():
@@ -113,20 +121,22 @@ def run_model(seed: int, readings: int, settings: dict):
             if len(kinds) == readings:
                 return
             number = len(kinds)
-            kind = rng.choices([0, 1, 2], [0.9, 0.05, 0.05])[0]   # good, bad, unsendable
+            kind = rng.choices([0, 1, 2], mix(number))[0]   # good, bad, unsendable
             node = REFUSED_NODE if rng.random() < 0.05 else rng.randint(1, 5)
             kinds[number] = "refused" if node == REFUSED_NODE and kind != 2 else kind
             buffer.queue.spool.append(Frame(node, (number, kind), 1.7e9 + number, None, None, "m"))
 
     buffer.arrive = arrive
+    smallest = buffer.settings["batch_size"]
     while len(kinds) < readings or len(buffer.queue):
         if len(kinds) < readings and (not len(buffer.queue) or rng.random() < 0.3):
             arrive()
             continue
+        smallest = min(smallest, buffer._refusals.batch_size())
         batch = buffer.queue.take(buffer._batch_limit(), block=False)
         if batch:
             buffer._deliver(batch)
-    return buffer, kinds
+    return buffer, kinds, smallest
 
 
 def assert_books_balance(buffer, kinds):
@@ -155,12 +165,36 @@ def assert_books_balance(buffer, kinds):
 
 @pytest.mark.parametrize("seed", range(40))
 def test_every_reading_is_counted_once_in_the_right_bucket(seed):
-    buffer, kinds = run_model(seed, 400, {})
+    buffer, kinds, _ = run_model(seed, 400, {})
     assert_books_balance(buffer, kinds)
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_the_books_balance_when_a_bound_drops_readings_meanwhile(seed):
-    buffer, kinds = run_model(1000 + seed, 400, {"max_items": 30})
+    buffer, kinds, _ = run_model(1000 + seed, 400, {"max_items": 30})
+    assert buffer.stats.dropped["overflow"]
+    assert_books_balance(buffer, kinds)
+
+
+def refusal_phases(number):
+    """Clean, then one bad reading in 50 (some unsendable too), then clean again."""
+    return (0.97, 0.02, 0.01) if 1500 <= number < 3000 else (1, 0, 0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_books_balance_while_batch_sizes_follow_the_refusal_rate(seed):
+    """Long stretches with and without refusals, in backlogs, with some server trouble: the
+    batch size the engine learns from the refusals goes down (towards the floor of 10) and up,
+    and every reading is still counted once in the right bucket, none stored twice."""
+    buffer, kinds, smallest = run_model(2000 + seed, 4500, {"batch_size": 200},
+                                        mix=refusal_phases, trouble=0.25)
+    assert smallest <= 20
+    assert_books_balance(buffer, kinds)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_books_balance_when_a_bound_drops_readings_while_batch_sizes_follow_refusals(seed):
+    buffer, kinds, _ = run_model(3000 + seed, 4500, {"batch_size": 200, "max_items": 200},
+                                 mix=refusal_phases, trouble=0.25)
     assert buffer.stats.dropped["overflow"]
     assert_books_balance(buffer, kinds)
