@@ -13,6 +13,8 @@ LISTENERS = Registry(
         "serial": "listeners.serial:SerialListener",
         "rfm2pi": "listeners.rfm2pi:RFM2PiListener",
         "rfm12pi": "listeners.rfm2pi:RFM12PiListener",
+        "pulse": "listeners.pulse:PulseListener",
+        "gpio": "listeners.gpio:GpioListener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",

@@ -4,7 +4,8 @@ Pass a ``FakeGpiod`` where code takes the ``gpiod`` module. Its GPIO chips have 
 physical levels: hardware models drive input lines (``FakeGpioChip.drive``) and watch output
 lines (``FakeGpioChip.watch``). A request with edge detection queues an edge event whenever its
 line changes the way it asked for, and ``wait_edge_events`` blocks on a Condition until one is
-queued or the timeout passes, as the kernel's request file descriptor does. What a real system
+queued or the timeout passes, as the kernel's request file descriptor does; ``fd`` is a
+descriptor that is readable while events are queued, for select/poll. What a real system
 refuses can be set per chip: a missing device node, no permission, a line another consumer
 holds, edge detection refused.
 
@@ -14,6 +15,7 @@ consumer=...)``, ``gpiod.LineSettings``, ``gpiod.line.Direction/Edge/Value``, ``
 
 import enum
 import errno
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -122,17 +124,19 @@ class FakeGpioChip:
         """Call ``callback(level)`` whenever a program changes output line ``offset``."""
         self._watchers.setdefault(offset, []).append(callback)
 
-    def drive(self, offset: int, level: bool) -> None:
-        """Outside hardware sets input line ``offset`` to ``level``: edges are queued."""
+    def drive(self, offset: int, level: bool, timestamp_ns: Optional[int] = None) -> None:
+        """Outside hardware sets input line ``offset`` to ``level``: edges are queued, stamped
+        ``timestamp_ns`` (CLOCK_MONOTONIC) if given, else now (a model may replay a pulse train
+        whose timing it chose, as the kernel stamps each edge when it happens)."""
         with self.gpiod.cond:
-            self._set_level(offset, level)
+            self._set_level(offset, level, timestamp_ns)
 
-    def _set_level(self, offset: int, level: bool) -> None:
+    def _set_level(self, offset: int, level: bool, timestamp_ns: Optional[int] = None) -> None:
         old = self.levels.get(offset, False)
         self.levels[offset] = level
         owner = self.owners.get(offset)
         if owner is not None and old != level:
-            owner._edge(offset, level)
+            owner._edge(offset, level, timestamp_ns)
 
     def _notify(self, offset: int, level: bool) -> None:
         for callback in self._watchers.get(offset, ()):
@@ -149,6 +153,7 @@ class FakeLineRequest:
         self.events: List[EdgeEvent] = []
         self.released = False
         self._seqno = 0
+        self._pipe: Optional[tuple] = None   # (read, write): readable while events are queued
 
     @property
     def offsets(self) -> List[int]:
@@ -185,7 +190,17 @@ class FakeLineRequest:
             level = self.chip.levels.get(line, False)
             return Value.ACTIVE if level != self.settings[line].active_low else Value.INACTIVE
 
-    def _edge(self, offset: int, level: bool) -> None:
+    @property
+    def fd(self) -> int:
+        with self.chip.gpiod.cond:
+            self._check()
+            if self._pipe is None:
+                self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                if self.events:
+                    os.write(self._pipe[1], b"e")
+            return self._pipe[0]
+
+    def _edge(self, offset: int, level: bool, timestamp_ns: Optional[int] = None) -> None:
         settings = self.settings[offset]
         rising = level != settings.active_low    # edges are logical, as the kernel reports them
         wanted = {Edge.RISING: rising, Edge.FALLING: not rising, Edge.BOTH: True}.get(settings.edge_detection)
@@ -193,7 +208,10 @@ class FakeLineRequest:
             return
         self._seqno += 1
         kind = EdgeEvent.Type.RISING_EDGE if rising else EdgeEvent.Type.FALLING_EDGE
-        self.events.append(EdgeEvent(kind, time.monotonic_ns(), offset, self._seqno, self._seqno))
+        if not self.events and self._pipe is not None:
+            os.write(self._pipe[1], b"e")
+        stamp = time.monotonic_ns() if timestamp_ns is None else timestamp_ns
+        self.events.append(EdgeEvent(kind, stamp, offset, self._seqno, self._seqno))
         self.chip.gpiod.cond.notify_all()
 
     def wait_edge_events(self, timeout=None) -> bool:
@@ -221,6 +239,8 @@ class FakeLineRequest:
             self._check()
             count = len(self.events) if max_events is None else max_events
             taken, self.events = self.events[:count], self.events[count:]
+            if not self.events and self._pipe is not None:
+                os.read(self._pipe[0], 1)
             return taken
 
     def release(self) -> None:
@@ -228,6 +248,10 @@ class FakeLineRequest:
             if self.released:
                 raise RequestReleasedError()
             self.released = True
+            if self._pipe is not None:
+                for fd in self._pipe:
+                    os.close(fd)
+                self._pipe = None
             for offset in self.settings:
                 if self.chip.owners.get(offset) is self:
                     del self.chip.owners[offset]

@@ -1,0 +1,351 @@
+"""GPIO inputs through the kernel's GPIO character device (libgpiod 2's ``gpiod`` module).
+
+What the pulse counter (``listeners.pulse``) and the digital inputs (``listeners.gpio``) share:
+
+* ``import_gpiod``: the module is optional (only a Raspberry Pi has the lines), imported when a
+  listener opens, with a message saying what to install when it is missing or is libgpiod 1;
+* pin numbers: BCM GPIO numbers (the kernel's line offsets) or, as emonhub writes them,
+  physical header pins (``pin_numbering = board``); the header's chip found by its label;
+* ``Debouncer``: a line's level counts once it has held for the debounce period;
+* ``EdgeListener``: the listener that requests the lines and waits for their edge events.
+
+Why a worker thread and not the event loop: edge events arrive on a file descriptor, which the
+loop could watch like a socket. The pulse counter must also ``fdatasync`` its total to the SD
+card, which can take tens or hundreds of milliseconds on a busy card, and that must never run on
+the thread that reads every other listener. One thread per GPIO listener, blocked in
+``select()`` on the request's descriptor (and a wake-up pipe for stopping) with the next
+deadline as timeout, owns the lines, the debouncers and the total: no locks, no CPU while
+nothing happens, and a bouncing contact's edges are handled off the loop. Frames go to the loop
+with ``call_soon_threadsafe``, as every listener's do.
+"""
+
+import errno
+import glob
+import logging
+import os
+import selectors
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Dict, List, Optional, Sequence
+
+from listeners.base import Listener
+
+log = logging.getLogger("oemgateway.gpio")
+
+HEADER_CHIP_LABELS = ("pinctrl-bcm2835", "pinctrl-bcm2711", "pinctrl-rp1", "pinctrl-bcm2712")
+HEADER_GPIOS = range(0, 28)      # BCM GPIO 0-27 are on the 40-pin header of every Pi since the B+
+# Physical header pin -> BCM GPIO number (the pins not listed are power and ground)
+BOARD_TO_BCM = {3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
+                21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
+                36: 16, 37: 26, 38: 20, 40: 21}
+JOIN_TIMEOUT = 5.0               # s: a worker stops within this (it is woken through its pipe)
+
+
+class GpioError(OSError):
+    """GPIO lines that cannot be had; the message says why and what to do. An OSError, so the
+    gateway retries the listener (a package installed, a group joined) without a restart."""
+
+
+def import_gpiod():
+    """The libgpiod 2 module; GpioError saying what to install when it is missing or v1."""
+    try:
+        import gpiod
+    except ImportError:
+        raise GpioError("the gpiod package (libgpiod 2 Python bindings) is not installed: "
+                        ".venv/bin/pip install 'gpiod>=2' (only a machine with GPIO lines needs it)") from None
+    if not hasattr(gpiod, "request_lines"):
+        raise GpioError("the installed gpiod module is libgpiod 1.x (Debian's python3-libgpiod); "
+                        "the gateway needs the 2.x bindings: .venv/bin/pip install 'gpiod>=2'")
+    return gpiod
+
+
+def find_header_chip(gpiod, paths: Optional[Sequence[str]] = None) -> str:
+    """The gpiochip device of the Raspberry Pi's header, found by its label (its number differs
+    between models and kernels: gpiochip4 or gpiochip0 on a Pi 5); /dev/gpiochip0 if none is
+    labelled so."""
+    for path in sorted(glob.glob("/dev/gpiochip*")) if paths is None else paths:
+        try:
+            with gpiod.Chip(path) as chip:
+                if chip.get_info().label in HEADER_CHIP_LABELS:
+                    return path
+        except (OSError, ValueError):
+            continue
+    return "/dev/gpiochip0"
+
+
+def gpio_hint(exc: OSError) -> str:
+    """What an OSError from ``request_lines`` means for a person."""
+    return {
+        errno.ENOENT: "no such GPIO chip (is this a Raspberry Pi? see the chip setting)",
+        errno.ENODEV: "not a GPIO chip device (see the chip setting)",
+        errno.EACCES: "permission denied: add the gateway's user to the gpio group",
+        errno.EPERM: "permission denied: add the gateway's user to the gpio group",
+        errno.EBUSY: "a driver or another program holds the line (1-wire, SPI or another listener?)",
+        errno.EINVAL: "the chip has no such line (pins are BCM GPIO numbers unless pin_numbering = board)",
+    }.get(exc.errno, exc.strerror or str(exc))
+
+
+def bcm_pin(value, numbering: str, key: str = "pin") -> int:
+    """The BCM GPIO number (line offset) of a configured pin; ValueError naming ``key``."""
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueError(f"{key}: {text!r} is not a pin number")
+    pin = int(text)
+    if numbering == "board":
+        if pin not in BOARD_TO_BCM:
+            raise ValueError(f"{key}: header pin {pin} is not a GPIO (power or ground, or not 1-40); "
+                             f"the GPIO pins are {', '.join(map(str, sorted(BOARD_TO_BCM)))}")
+        return BOARD_TO_BCM[pin]
+    return pin
+
+
+def pin_problems(pins: Sequence, numbering: str, chip: str, key: str) -> List[str]:
+    """Config problems of ``pins``: not numbers, not on the header (with chip = auto), twice."""
+    problems, seen = [], set()
+    for value in pins:
+        try:
+            pin = bcm_pin(value, numbering, key)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        if chip == "auto" and numbering == "bcm" and pin not in HEADER_GPIOS:
+            problems.append(f"{key}: GPIO{pin} is not on the Raspberry Pi's header (BCM GPIO 0-27; "
+                            f"for the header's pin numbers set pin_numbering = board)")
+        if pin in seen:
+            problems.append(f"{key}: GPIO{pin} is given twice")
+        seen.add(pin)
+    return problems
+
+
+class Debouncer:
+    """One line's debounced level, from its edge events' timestamps (ns, monotonic).
+
+    The level after an edge counts once it has held for ``period_ns``: known at the next edge
+    (if that comes later than the period) or at ``settle()`` when the period has passed with
+    no edge. A bouncing contact's burst of edges thus gives one change; a change shorter than
+    the period gives none. (The kernel is asked to debounce too; this makes the result the same
+    where it cannot.)
+    """
+
+    def __init__(self, period_ns: int, level: bool):
+        self.period_ns = period_ns
+        self.stable = level          # the debounced level
+        self.level = level           # the level after the last edge
+        self.last_edge_ns: Optional[int] = None
+        self.stable_since_ns: Optional[int] = None   # the edge that began the debounced level
+
+    def edge(self, active: bool, timestamp_ns: int) -> Optional[bool]:
+        """Take an edge (``active``: the line's logical level after it); the new debounced level
+        if the level before this edge had held long enough to count, else None."""
+        changed = self.settle(timestamp_ns)
+        self.level = active
+        self.last_edge_ns = timestamp_ns
+        return changed
+
+    def settle(self, now_ns: int) -> Optional[bool]:
+        """The new debounced level if the last edge's level has now held for the period."""
+        if self.level == self.stable or self.last_edge_ns is None or now_ns - self.last_edge_ns < self.period_ns:
+            return None
+        self.stable = self.level
+        self.stable_since_ns = self.last_edge_ns
+        return self.stable
+
+    def settles_at(self) -> Optional[int]:
+        """When (ns) ``settle`` may give a change, or None when the level is stable."""
+        return None if self.level == self.stable or self.last_edge_ns is None else self.last_edge_ns + self.period_ns
+
+
+@dataclass
+class LineStatus:
+    """What /status shows per GPIO line."""
+
+    edges: int = 0               # edge events the kernel reported
+    changes: int = 0             # debounced level changes (the rest of the edges were bounces)
+    lost: int = 0                # edges the kernel dropped (its event buffer was full)
+    last_change: Optional[float] = None   # unix time
+
+
+class EdgeListener(Listener):
+    """Listeners of GPIO input lines: requests them with both edges detected and runs a worker
+    thread that waits for edge events and deadlines (see the module docstring for why).
+
+    A subclass gives ``pins()`` and implements the worker's hooks: ``started(levels)``,
+    ``changed(pin, active, now)``, ``deadline()`` and ``due(now)``, and ``stopped()``; it hands
+    frames to ``send(frame)``, which passes them to the loop thread.
+    """
+
+    SPEC = """
+    chip = string(default='auto')
+    pin_numbering = option('bcm', 'board', default='bcm')
+    bias = option('pull_up', 'pull_down', 'disabled', 'as_is', default='pull_down')
+    active_low = boolean(default=False)
+    debounce = float(min=0, max=10000, default=10)
+    """
+    CONSUMER = "oemgateway"
+
+    def __init__(self, name, settings, loop, emit, nodes=None, gpiod=None):
+        super().__init__(name, settings, loop, emit, nodes)
+        self._gpiod = gpiod
+        self._request = None
+        self._thread: Optional[threading.Thread] = None
+        self._wake_r = self._wake_w = -1
+        self._stopping = False
+        self.state = "closed"
+        self.chip_path = ""
+        self.lines: Dict[int, LineStatus] = {}
+        self._debouncers: Dict[int, Debouncer] = {}
+        self._last_seqno: Dict[int, int] = {}
+        self._rising = None
+
+    # -- to implement -------------------------------------------------------------------
+    def pins(self) -> List[int]:
+        """The BCM numbers of the lines to watch."""
+        raise NotImplementedError
+
+    def started(self, levels: Dict[int, bool]) -> None:
+        """Worker thread: the lines are requested; their debounced levels now."""
+
+    def changed(self, pin: int, active: bool, now: float) -> None:
+        """Worker thread: ``pin``'s debounced level became ``active``."""
+
+    def deadline(self) -> Optional[float]:
+        """Worker thread: when (time.monotonic()) ``due`` must run next, or None."""
+        return None
+
+    def due(self, now: float) -> None:
+        """Worker thread: a deadline given by ``deadline`` has come."""
+
+    def stopped(self) -> None:
+        """Worker thread, last call: the listener is closing."""
+
+    # -- the listener contract ----------------------------------------------------------
+    def open(self) -> None:
+        gpiod = self._gpiod or import_gpiod()
+        chip = self.settings["chip"]
+        self.chip_path = find_header_chip(gpiod) if chip == "auto" else chip
+        line = gpiod.line
+        bias = {"pull_up": line.Bias.PULL_UP, "pull_down": line.Bias.PULL_DOWN,
+                "disabled": line.Bias.DISABLED, "as_is": line.Bias.AS_IS}[self.settings["bias"]]
+        period = timedelta(milliseconds=self.settings["debounce"])
+        config = {pin: gpiod.LineSettings(direction=line.Direction.INPUT, edge_detection=line.Edge.BOTH,
+                                          bias=bias, active_low=self.settings["active_low"],
+                                          debounce_period=period)
+                  for pin in self.pins()}
+        names = ", ".join(f"GPIO{pin}" for pin in config)
+        try:
+            self._request = gpiod.request_lines(self.chip_path, consumer=self.CONSUMER, config=config)
+        except OSError as exc:
+            raise GpioError(f"{self}: cannot watch {names} on {self.chip_path}: {gpio_hint(exc)}") from None
+        self._rising = gpiod.EdgeEvent.Type.RISING_EDGE
+        active = line.Value.ACTIVE
+        levels = {pin: self._request.get_value(pin) == active for pin in config}
+        period_ns = int(self.settings["debounce"] * 1e6)
+        self._debouncers = {pin: Debouncer(period_ns, level) for pin, level in levels.items()}
+        self.lines = {pin: LineStatus() for pin in config}
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, args=(levels,), name=f"gpio-{self.name}", daemon=True)
+        self.state = "open"
+        self.log.info("%s: watching %s on %s", self, names, self.chip_path)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stopping = True
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(JOIN_TIMEOUT)
+            if self._thread.is_alive():
+                self.log.error("%s: its GPIO thread did not stop within %g s", self, JOIN_TIMEOUT)
+            self._thread = None
+        if self._request is not None:
+            try:
+                self._request.release()
+            except Exception:   # released already: nothing else to do at close
+                pass
+            self._request = None
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+        self.state = "closed"
+        super().close()
+
+    def send(self, frame) -> None:
+        """Worker thread: hand ``frame`` to the loop thread, which emits it."""
+        self.loop.call_soon_threadsafe(lambda: self.emit(frame))
+
+    # -- the worker ---------------------------------------------------------------------
+    def _run(self, levels: Dict[int, bool]) -> None:
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._request.fd, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                self.started(levels)
+                while not self._stopping:
+                    wait = self._next_wait()
+                    selector.select(wait)
+                    if self._stopping:
+                        break
+                    if self._request.wait_edge_events(timedelta(0)):
+                        self._take_edges(self._request.read_edge_events())
+                    self._settle()
+                    now = time.monotonic()
+                    deadline = self.deadline()
+                    if deadline is not None and deadline <= now:
+                        self.due(now)
+        except Exception:   # a bug must not pass silently: the listener says it stopped
+            self.log.exception("%s: the GPIO thread stopped on an internal error", self)
+            self.state = "failed"
+        finally:
+            try:
+                self.stopped()
+            except Exception:
+                self.log.exception("%s: internal error while stopping", self)
+
+    def _next_wait(self) -> Optional[float]:
+        candidates = [d.settles_at() for d in self._debouncers.values()]
+        now_ns = time.monotonic_ns()
+        waits = [(at - now_ns) / 1e9 for at in candidates if at is not None]
+        deadline = self.deadline()
+        if deadline is not None:
+            waits.append(deadline - time.monotonic())
+        return max(0.0, min(waits)) if waits else None
+
+    def _take_edges(self, events) -> None:
+        for event in events:
+            pin = event.line_offset
+            status = self.lines.get(pin)
+            if status is None:
+                continue
+            status.edges += 1
+            last = self._last_seqno.get(pin)
+            if last is not None and event.line_seqno > last + 1:
+                status.lost += event.line_seqno - last - 1
+            self._last_seqno[pin] = event.line_seqno
+            changed = self._debouncers[pin].edge(event.event_type == self._rising, event.timestamp_ns)
+            if changed is not None:
+                self._changed(pin, changed)
+
+    def _settle(self) -> None:
+        now_ns = time.monotonic_ns()
+        for pin, debouncer in self._debouncers.items():
+            changed = debouncer.settle(now_ns)
+            if changed is not None:
+                self._changed(pin, changed)
+
+    def _changed(self, pin: int, active: bool) -> None:
+        status = self.lines[pin]
+        status.changes += 1
+        status.last_change = time.time()
+        self.changed(pin, active, time.monotonic())
+
+    def since_edge_ms(self, pin: int) -> Optional[float]:
+        """Milliseconds since the edge that began ``pin``'s debounced level (the latency of a
+        report made now), or None before the first change."""
+        since = self._debouncers[pin].stable_since_ns
+        return None if since is None else round((time.monotonic_ns() - since) / 1e6, 1)

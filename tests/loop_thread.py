@@ -1,0 +1,48 @@
+"""The gateway's event loop on a thread of its own, with the frames listeners emit collected, so
+a test can construct one listener (no daemon) and wait for what it emits."""
+
+import threading
+
+from gateway.eventloop import EventLoop
+from tests.proclog import WAIT
+
+
+class LoopThread:
+    def __init__(self):
+        self.loop = EventLoop()
+        self.frames = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self.loop.run, name="test-loop", daemon=True)
+
+    def __enter__(self) -> "LoopThread":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loop.stop()
+        self._thread.join(WAIT)
+        self.loop.close()
+
+    def emit(self, frame) -> None:
+        with self._cond:
+            self.frames.append(frame)
+            self._cond.notify_all()
+
+    def wait_for(self, predicate, what: str = "the frames expected"):
+        """Block until ``predicate(frames)`` is true; return the frames (AssertionError after WAIT)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: predicate(self.frames), WAIT):
+                raise AssertionError(f"{what} did not come; frames: {self.frames}")
+            return list(self.frames)
+
+    def on_loop(self, fn):
+        """Run ``fn`` on the loop thread and return its result."""
+        done, box = threading.Event(), {}
+
+        def run():
+            box["value"] = fn()
+            done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        assert done.wait(WAIT)
+        return box["value"]
