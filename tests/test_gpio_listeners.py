@@ -9,28 +9,8 @@ from listeners.gpio import GpioListener
 from listeners.gpio_lines import Debouncer, GpioError
 from listeners.pulse import PulseListener
 from tests.fake_gpiod import FakeGpiod
+from tests.gpiod_control import MS, past, pulse_train
 from tests.loop_thread import LoopThread
-
-MS = 1_000_000
-
-
-def pulse_train(chip, pin, count, start_ns, period_ms=100, width_ms=40, bounces=0, active_high=True):
-    """``count`` pulses on ``pin`` stamped from ``start_ns``, each with ``bounces`` extra
-    edge pairs (1 ms apart) on both its rising and falling edge, as a reed switch makes."""
-    on, off = active_high, not active_high
-    for i in range(count):
-        t = start_ns + i * period_ms * MS
-        for edge_at, level, other in ((t, on, off), (t + width_ms * MS, off, on)):
-            chip.drive(pin, level, edge_at)
-            for b in range(bounces):
-                chip.drive(pin, other, edge_at + (2 * b + 1) * MS // 2)
-                chip.drive(pin, level, edge_at + (2 * b + 2) * MS // 2)
-
-
-def past(seconds=60):
-    """A start stamp far enough back that every edge of a train has settled by now."""
-    return time.monotonic_ns() - seconds * 1_000_000_000
-
 
 def settings(**kw):
     base = dict(chip="/dev/gpiochip0", pin_numbering="bcm", bias="pull_down", active_low=False, debounce=10.0,
