@@ -15,6 +15,7 @@ LISTENERS = Registry(
         "rfm12pi": "listeners.rfm2pi:RFM12PiListener",
         "pulse": "listeners.pulse:PulseListener",
         "gpio": "listeners.gpio:GpioListener",
+        "ds18b20": "listeners.ds18b20:DS18B20Listener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",

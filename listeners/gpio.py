@@ -97,15 +97,10 @@ class GpioListener(EdgeListener):
         self.last_report = time.time()
         self.send(Frame(self.node, values, self.last_report, self.input_names, None, self.name))
 
-    def device_status(self) -> Dict[str, dict]:
-        """/status per line: its level, changes, bounces, lost edges, the last report."""
-        out = {}
-        for pin, name in zip(self.pin_list, self.input_names):
-            line = self.lines.get(pin)
-            out[f"GPIO{pin}"] = {
-                "input": name, "level": int(self.levels[pin]) if pin in self.levels else None,
-                "changes": line.changes if line else 0, "last_good": self.last_report,
-                "latency_ms": self.latency_ms, "errors": line.lost if line else 0,
-                "bounces": max(0, line.edges - line.changes) if line else 0,
-            }
-        return out
+    def status_details(self) -> dict:
+        """/status per line: its input, level and changes, bounces, lost edges, the last report."""
+        return {"devices": {f"GPIO{pin}": dict(
+            self.line_status(pin, self.last_report, self.latency_ms, self.lines[pin].lost if pin in self.lines else 0),
+            input=name, level=int(self.levels[pin]) if pin in self.levels else None,
+            changes=self.lines[pin].changes if pin in self.lines else 0)
+            for pin, name in zip(self.pin_list, self.input_names)}}

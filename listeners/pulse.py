@@ -128,14 +128,11 @@ class PulseListener(EdgeListener):
         self._last_report = now
         self.send(Frame(self.node, (self.total.total,), time.time(), (self.settings["input"],), None, self.name))
 
-    def device_status(self) -> Dict[str, dict]:
-        """/status per line: the total, pulses, bounces, lost edges, saves, the last pulse."""
-        line = self.lines.get(self.pin)
-        total = self.total
-        return {f"GPIO{self.pin}": {
-            "total": total.total if total else None, "pulses": self.pulses,
-            "last_good": self.last_pulse, "latency_ms": self.latency_ms,
-            "errors": (line.lost if line else 0) + (total.save_errors if total else 0),
-            "bounces": max(0, line.edges - line.changes) if line else 0, "lost_edges": line.lost if line else 0,
-            "saves": total.saves if total else 0, "save_errors": total.save_errors if total else 0,
-        }}
+    def status_details(self) -> dict:
+        """/status for the line: the total, pulses, bounces, lost edges, saves, the last pulse."""
+        line, total = self.lines.get(self.pin), self.total
+        errors = (line.lost if line else 0) + (total.save_errors + total.mirror_errors if total else 0)
+        return {"devices": {f"GPIO{self.pin}": dict(
+            self.line_status(self.pin, self.last_pulse, self.latency_ms, errors),
+            total=total.total if total else None, pulses=self.pulses,
+            saves=total.saves if total else 0, save_errors=total.save_errors if total else 0)}}

@@ -1,6 +1,7 @@
 """The gateway's event loop on a thread of its own, with the frames listeners emit collected, so
 a test can construct one listener (no daemon) and wait for what it emits."""
 
+import logging
 import threading
 
 from gateway.eventloop import EventLoop
@@ -46,3 +47,37 @@ class LoopThread:
         self.loop.call_soon_threadsafe(run)
         assert done.wait(WAIT)
         return box["value"]
+
+
+class LogWatch(logging.Handler):
+    """The gateway's log lines (any thread), for a test to wait on one: ``with LogWatch() as log``."""
+
+    def __init__(self, logger: str = "oemgateway"):
+        super().__init__(logging.DEBUG)
+        self.logger = logging.getLogger(logger)
+        self.lines = []
+        self._cond = threading.Condition()
+
+    def __enter__(self) -> "LogWatch":
+        self._level = self.logger.level
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self._level)
+
+    def emit(self, record) -> None:
+        with self._cond:
+            self.lines.append(record.getMessage())
+            self._cond.notify_all()
+
+    def count(self, text: str) -> int:
+        with self._cond:
+            return sum(text in line for line in self.lines)
+
+    def wait_for(self, text: str, count: int = 1) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: sum(text in line for line in self.lines) >= count, WAIT):
+                raise AssertionError(f"{text!r} was not logged {count} times: {self.lines}")

@@ -65,8 +65,8 @@ def test_bounces_do_not_count(gpiod, tmp_path):
         pulse_train(gpiod.chips["/dev/gpiochip0"], 17, 20, past(), bounces=3)
         loop.wait_for(lambda f: f and f[-1].values == (20,), "a total of 20")
         loop.on_loop(listener.close)
-        status = listener.device_status()["GPIO17"]
-        assert status["pulses"] == 20 and status["bounces"] == 20 * 2 * 6
+        status = listener.status_details()["devices"]["GPIO17"]
+        assert status["pulses"] == 20 and status["total"] == 20 and status["bounces"] == 20 * 2 * 6
 
 
 def test_an_active_low_pulse_output(gpiod, tmp_path):
