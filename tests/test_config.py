@@ -2,10 +2,12 @@
 
 import json
 import logging
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -117,7 +119,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert len(problems) == 6, text
     assert "[gateway] loglevel = 'LOUD'" in text
     assert "[listeners] [[a]] max_line" in text
-    assert "there is no listener type 'carrier-pigeon' (types: rfm12pi, rfm2pi, serial, socket;" in text
+    assert f"there is no listener type 'carrier-pigeon' (types: {', '.join(LISTENERS.names())};" in text
     assert "[listeners] [[c]]: the key 'type' is missing" in text
     assert "[buffers] [[e]] active = 'maybe'" in text
     assert "expected an http:// or https:// URL" in text
@@ -397,9 +399,12 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
     listener and buffer type at its maximum starts, takes a frame, re-reads its config and
     stops cleanly."""
     from gateway.config import GATEWAY_SPEC
+    from listeners.ds18b20 import DS18B20Listener
+    from listeners.gpio_lines import EdgeListener
     from listeners.serialport import SerialPortListener
     from listeners.socket import SocketListener
     from tests.emoncms_server import WRITE_KEY
+    from tests.gpiod_control import gpiod_env
     port = free_port()
     ports = dict(status_port=free_port(), web_port=free_port())
     given = {"emoncms": f"url = {emoncms.url}\napikey = {WRITE_KEY}", "file": f"path = {tmp_path / 'out.csv'}"}
@@ -410,6 +415,10 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
             extra = f"port = {port}"
         elif issubclass(cls, SerialPortListener):
             extra = f"com_port = {tmp_path / ('no-such-device-' + name)}"
+        elif issubclass(cls, EdgeListener):   # (the gpiod library faked: no GPIO chip here)
+            extra = {"pulse": "pin = 17", "gpio": "pins = 27,"}[name]
+        elif issubclass(cls, DS18B20Listener):
+            extra = f"w1_root = {tmp_path / 'w1'}"
         else:   # a buffer: the test servers take emoncms and files; the others are off
             extra = given.get(name, "active = False")
         return f"[[{name}]]\ntype = {name}\n{extra}\n" + at_maximum(
@@ -421,7 +430,8 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
         "[listeners]", *(section(LISTENERS, name) for name in LISTENERS.names()),
         "[buffers]", *(section(BUFFERS, name) for name in BUFFERS.names()),
     ])
-    gw = gateway_factory(text)
+    with tempfile.TemporaryDirectory(prefix="gpio-") as pins:
+        gw = gateway_factory(text, env=gpiod_env(os.path.join(pins, "pins")))
     send_lines(port, b"7 1 2\n")
     emoncms.wait_for_rows(2)
     gw.signal(signal.SIGHUP)
