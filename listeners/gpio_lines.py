@@ -36,10 +36,14 @@ log = logging.getLogger("oemgateway.gpio")
 
 HEADER_CHIP_LABELS = ("pinctrl-bcm2835", "pinctrl-bcm2711", "pinctrl-rp1", "pinctrl-bcm2712")
 HEADER_GPIOS = range(0, 28)      # BCM GPIO 0-27 are on the 40-pin header of every Pi since the B+
-# Physical header pin -> BCM GPIO number (the pins not listed are power and ground)
-BOARD_TO_BCM = {3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
-                21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
-                36: 16, 37: 26, 38: 20, 40: 21}
+# The Raspberry Pi's 40-pin header: physical pin -> BCM GPIO number (the gpiochip line offset).
+HEADER_TO_BCM: Dict[int, int] = {
+    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
+    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
+    36: 16, 37: 26, 38: 20, 40: 21,
+}
+_POWER_PINS = {1: "3.3 V", 17: "3.3 V", 2: "5 V", 4: "5 V", 6: "ground", 9: "ground",
+               14: "ground", 20: "ground", 25: "ground", 30: "ground", 34: "ground", 39: "ground"}
 JOIN_TIMEOUT = 5.0               # s: a worker stops within this (it is woken through its pipe)
 
 
@@ -48,16 +52,16 @@ class GpioError(OSError):
     gateway retries the listener (a package installed, a group joined) without a restart."""
 
 
-def import_gpiod():
-    """The libgpiod 2 module; GpioError saying what to install when it is missing or v1."""
+def import_gpiod(error=GpioError):
+    """The libgpiod 2 module; ``error`` saying what to install when it is missing or v1."""
     try:
         import gpiod
     except ImportError:
-        raise GpioError("the gpiod package (libgpiod 2 Python bindings) is not installed: "
-                        ".venv/bin/pip install 'gpiod>=2' (only a machine with GPIO lines needs it)") from None
+        raise error("the gpiod package (libgpiod 2 Python bindings) is not installed: "
+                    "pip install 'gpiod>=2'") from None
     if not hasattr(gpiod, "request_lines"):
-        raise GpioError("the installed gpiod module is libgpiod 1.x (Debian's python3-libgpiod); "
-                        "the gateway needs the 2.x bindings: .venv/bin/pip install 'gpiod>=2'")
+        raise error("the installed gpiod module is libgpiod 1.x (Debian's python3-libgpiod); "
+                    "the gateway needs the 2.x bindings: pip install 'gpiod>=2'")
     return gpiod
 
 
@@ -75,16 +79,26 @@ def find_header_chip(gpiod, paths: Optional[Sequence[str]] = None) -> str:
     return "/dev/gpiochip0"
 
 
-def gpio_hint(exc: OSError) -> str:
-    """What an OSError from ``request_lines`` means for a person."""
+def gpio_hint(exc: OSError, chip_key: str = "chip", busy: str = "1-wire, SPI or another listener?") -> str:
+    """What an OSError from ``request_lines`` means for a person (``chip_key``: the setting that
+    names the chip; ``busy``: who may hold a line)."""
     return {
-        errno.ENOENT: "no such GPIO chip (is this a Raspberry Pi? see the chip setting)",
-        errno.ENODEV: "not a GPIO chip device (see the chip setting)",
-        errno.EACCES: "permission denied: add the gateway's user to the gpio group",
-        errno.EPERM: "permission denied: add the gateway's user to the gpio group",
-        errno.EBUSY: "a driver or another program holds the line (1-wire, SPI or another listener?)",
-        errno.EINVAL: "the chip has no such line (pins are BCM GPIO numbers unless pin_numbering = board)",
+        errno.ENOENT: f"no such GPIO chip (is this a Raspberry Pi? see {chip_key})",
+        errno.ENODEV: f"not a GPIO chip device (see {chip_key})",
+        errno.EACCES: "permission denied: add the user to the gpio group",
+        errno.EPERM: "permission denied: add the user to the gpio group",
+        errno.EBUSY: f"a driver or another program holds the line ({busy})",
+        errno.EINVAL: "the chip has no such line (pins are BCM numbers here)",
     }.get(exc.errno, exc.strerror or str(exc))
+
+
+def bcm_of_header_pin(pin: int) -> int:
+    """The BCM GPIO number of physical header pin ``pin``; ValueError for power and ground pins."""
+    if pin in HEADER_TO_BCM:
+        return HEADER_TO_BCM[pin]
+    if pin in _POWER_PINS:
+        raise ValueError(f"header pin {pin} is {_POWER_PINS[pin]}, not a GPIO")
+    raise ValueError(f"header pin {pin} does not exist (the Raspberry Pi header has pins 1-40)")
 
 
 def bcm_pin(value, numbering: str, key: str = "pin") -> int:
@@ -92,13 +106,12 @@ def bcm_pin(value, numbering: str, key: str = "pin") -> int:
     text = str(value).strip()
     if not text.isdigit():
         raise ValueError(f"{key}: {text!r} is not a pin number")
-    pin = int(text)
     if numbering == "board":
-        if pin not in BOARD_TO_BCM:
-            raise ValueError(f"{key}: header pin {pin} is not a GPIO (power or ground, or not 1-40); "
-                             f"the GPIO pins are {', '.join(map(str, sorted(BOARD_TO_BCM)))}")
-        return BOARD_TO_BCM[pin]
-    return pin
+        try:
+            return bcm_of_header_pin(int(text))
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    return int(text)
 
 
 def pin_problems(pins: Sequence, numbering: str, chip: str, key: str) -> List[str]:

@@ -1,8 +1,6 @@
 """Pulse counting and digital inputs on GPIO lines, the libgpiod 2 module faked (no GPIO chip
 exists here): pulses, bounces, restarts, lines that cannot be had, settings checked."""
 
-import time
-
 import pytest
 
 from listeners.gpio import GpioListener
@@ -173,7 +171,7 @@ def test_without_the_gpiod_package_the_error_says_what_to_install(tmp_path, monk
 
 @pytest.mark.parametrize("cls, given, message", [
     (PulseListener, dict(pin="40"), "pin: GPIO40 is not on the Raspberry Pi's header"),
-    (PulseListener, dict(pin="1", pin_numbering="board"), "pin: header pin 1 is not a GPIO"),
+    (PulseListener, dict(pin="1", pin_numbering="board"), "pin: header pin 1 is 3.3 V, not a GPIO"),
     (PulseListener, dict(pin="x"), "pin: 'x' is not a pin number"),
     (PulseListener, dict(input="a b"), "input: input name 'a b'"),
     (GpioListener, dict(pins=["17", "17"]), "pins: GPIO17 is given twice"),
