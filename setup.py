@@ -27,6 +27,7 @@ setup(
         "paho-mqtt>=2,<3",    # the MQTT buffer: the Eclipse reference client
     ],
     extras_require={
+        "gpio": ["gpiod>=2"],   # pulse and gpio listeners: libgpiod 2, the kernel's GPIO character device
         "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8", "prometheus-client>=0.17",
                  "selenium>=4.10"],
     },
