@@ -119,3 +119,26 @@ def test_temperatures_reach_emoncms(gateway_factory, emoncms, tmp_path):
     bus.set(B, 40000)
     emoncms.wait_until(lambda rows: any(r.name == B and r.value == 40.0 for r in rows), what=f"{B} = 40")
     assert not any(r.value == 85.0 for r in emoncms.rows)
+
+
+def test_the_shipped_samples_of_the_sensor_listeners_are_valid_once_uncommented(tmp_path):
+    """The shipped config shows every setting of ds18b20, pulse and gpio, commented out (the
+    shipped file runs without hardware); uncommented, with their defaults, they validate."""
+    import re
+    from buffers import BUFFERS
+    from gateway.config import ConfigLoader
+    from listeners import LISTENERS
+    from tests.conftest import shipped_config
+    lines = shipped_config().splitlines()
+    start = lines.index("    # [[temperatures]]")
+    end = next(i for i in range(lines.index("    # [[digital]]"), len(lines)) if not lines[i].strip())
+    uncommented = (re.sub(r"^\s*#\s*(#\s*)?", "", line) for line in lines[start:end])
+    sample = [line for line in uncommented if re.match(r"(\[\[\w+\]\]|\w+ = )", line)]
+    shown = {line.split("=")[0].strip() for line in sample if "=" in line}
+    for type_name in ("ds18b20", "pulse", "gpio"):
+        spec_keys = {line.split("=")[0].strip() for line in LISTENERS.resolve(type_name).settings_spec().splitlines()}
+        assert spec_keys - {"max_line", "nodelistonly"} <= shown, type_name
+    path = tmp_path / "gw.conf"
+    path.write_text("[listeners]\n" + "\n".join(sample) + "\n")
+    config = ConfigLoader(LISTENERS, BUFFERS).load(str(path))
+    assert set(config.listeners) == {"temperatures", "gas", "digital"}
