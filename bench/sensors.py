@@ -85,11 +85,9 @@ def pulse_cpu(rate_limit: float, pulses: int = 200, period_ms: int = 40, width_m
         w0, l0 = thread_ns(worker_tid), thread_ns(loop_tid)
         start = time.monotonic()
         for i in range(pulses):   # in real time: each edge is an event the thread wakes for
-            due = start + i * period_ms / 1000
-            time.sleep(max(0.0, due - time.monotonic()))
-            chip.drive(17, True)
-            time.sleep(width_ms / 1000)
-            chip.drive(17, False)
+            for level, due in ((True, start + i * period_ms / 1000), (False, start + (i * period_ms + width_ms) / 1000)):
+                time.sleep(max(0.0, due - time.monotonic()))
+                chip.drive(17, level, int(due * 1e9))   # stamped when it was due, as the kernel would
         loop.wait_for(lambda f: f[-1].values == (pulses,), "the last total")
         w1, l1 = thread_ns(worker_tid), thread_ns(loop_tid)
         saves = listener.total.saves

@@ -197,6 +197,10 @@ class EdgeListener(Listener):
     debounce = float(min=0, max=10000, default=10)
     """
     CONSUMER = "oemgateway"
+    SETTLE_EARLY = True
+    """Wake when a line's level has held the debounce period, to report it without waiting for
+    the next edge (digital inputs). False: levels are settled at the next edge only (a pulse
+    counts at its end), which halves the thread's wake-ups per pulse."""
 
     def __init__(self, name, settings, loop, emit, nodes=None, gpiod=None):
         super().__init__(name, settings, loop, emit, nodes)
@@ -321,7 +325,7 @@ class EdgeListener(Listener):
                 self.log.exception("%s: internal error while stopping", self)
 
     def _next_wait(self) -> Optional[float]:
-        candidates = [d.settles_at() for d in self._debouncers.values()]
+        candidates = [d.settles_at() for d in self._debouncers.values()] if self.SETTLE_EARLY else []
         now_ns = time.monotonic_ns()
         waits = [(at - now_ns) / 1e9 for at in candidates if at is not None]
         deadline = self.deadline()

@@ -5,7 +5,9 @@ debounced on both edges, so a bouncing reed switch counts once). The running tot
 energy (or volume) reading: it survives restarts, kill -9 and power cuts
 (``listeners.pulse_total`` says how, and what that writes to the SD card) and is reported as
 ``<node> <input>=<total>`` whenever it changed, at most once every ``rate_limit`` seconds, and
-once at start.
+once at start. The total is kept under the listener's name (``pulse/<name>.total`` in the
+gateway's ``runtime_dir`` and ``state_dir``): a renamed section starts from ``initial_total``;
+to reset a total, stop the gateway and delete both files.
 
 Settings (``[[name]]`` with ``type = pulse``), defaults in brackets:
 
@@ -38,6 +40,7 @@ from listeners.pulse_total import PulseTotal
 
 
 class PulseListener(EdgeListener):
+    SETTLE_EARLY = False    # a pulse counts at its end: two wake-ups per pulse, not four
     SPEC = """
     pin = string()
     node = string(default='pulse')

@@ -1,10 +1,13 @@
 """The DS18B20 listener over a w1 sysfs tree in a temp folder: sensors appearing, failing their
 CRC, reading 85000, vanishing and coming back; and in the daemon, readings reaching emoncms."""
 
+import json
+import urllib.request
+
 import pytest
 
 from listeners.ds18b20 import DS18B20Listener
-from tests.conftest import listener_config
+from tests.conftest import free_port, listener_config
 from tests.loop_thread import LogWatch, LoopThread
 from tests.w1_bus import W1Bus
 
@@ -102,10 +105,11 @@ def test_settings_are_checked(tmp_path, given, message):
     assert any(message in p for p in problems), problems
 
 
-def test_temperatures_reach_emoncms(gateway_factory, emoncms, tmp_path):
+def test_temperatures_reach_emoncms_and_each_sensor_is_in_the_status(gateway_factory, emoncms, tmp_path):
     bus = W1Bus(tmp_path / "w1")
     bus.set(A, 55125)
     bus.set(B, 85000)                              # a sensor just powered: dropped, not 85 °C
+    status_port = free_port()
     gateway_factory(listener_config(emoncms, f"""
     [[temps]]
     type = ds18b20
@@ -113,12 +117,16 @@ def test_temperatures_reach_emoncms(gateway_factory, emoncms, tmp_path):
     names = cylinder_top,
     w1_root = {bus.root}
     interval = 0.2
-    """))
+    """, gateway=f"clock = trusted\nstatus_port = {status_port}"))
     emoncms.wait_until(lambda rows: any(r.node == "sensors" and r.name == "cylinder_top" and r.value == 55.125
                                         for r in rows), what="cylinder_top = 55.125")
     bus.set(B, 40000)
     emoncms.wait_until(lambda rows: any(r.name == B and r.value == 40.0 for r in rows), what=f"{B} = 40")
     assert not any(r.value == 85.0 for r in emoncms.rows)
+    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status", timeout=10) as reply:
+        devices = json.load(reply)["listeners"]["temps"]["devices"]
+    assert devices[f"{A} (cylinder_top)"]["last_good_read_age_s"] is not None
+    assert devices[B]["errors_by_kind"]["power_on_85"] >= 1 and devices[B]["state"] == "ok"
 
 
 def test_the_shipped_samples_of_the_sensor_listeners_are_valid_once_uncommented(tmp_path):
