@@ -33,9 +33,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.run import Rig  # noqa: E402
-from tests.fake_gpiod import FakeGpiod  # noqa: E402
-from tests.gpiod_control import SHIM  # noqa: E402
-from tests.w1_bus import W1Bus  # noqa: E402
+from tests.support.fake_gpiod import FakeGpiod  # noqa: E402
+from tests.support.gpiod_control import SHIM  # noqa: E402
+from tests.support.w1_bus import W1Bus  # noqa: E402
 
 SENSORS = ("28-000008e2db06", "28-000009770529", "28-0000096a49b4")
 
@@ -68,7 +68,7 @@ def ds18b20_poll_cpu(polls: int = 300) -> dict:
 
 def pulse_cpu(rate_limit: float, pulses: int = 200, period_ms: int = 40, width_ms: int = 20) -> dict:
     from listeners.pulse import PulseListener
-    from tests.loop_thread import LoopThread
+    from tests.support.loop_thread import LoopThread
     gpiod = FakeGpiod()
     chip = gpiod.add_chip("/dev/gpiochip0")
     with tempfile.TemporaryDirectory(prefix="bench-pulse-") as folder, LoopThread() as loop:

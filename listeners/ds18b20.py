@@ -32,7 +32,7 @@ from typing import Dict, List, Optional
 
 from gateway.frame import FrameError, input_name_problem, parse_node
 from gateway.logs import LogThrottle
-from listeners import w1therm
+from protocols import w1therm
 from listeners.polling import LOG_INTERVAL, PollError, PollingListener
 
 

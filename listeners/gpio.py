@@ -24,7 +24,8 @@ import time
 from typing import Dict, List, Optional
 
 from gateway.frame import Frame, FrameError, input_name_problem, parse_node
-from listeners.gpio_lines import EdgeListener, bcm_pin, pin_problems
+from listeners.gpio_lines import EdgeListener
+from protocols.gpio_pins import bcm_pin, pin_problems
 
 
 class GpioListener(EdgeListener):

@@ -35,7 +35,8 @@ from typing import Dict, List, Optional
 
 from buffers.spool import runtime_dir, state_dir
 from gateway.frame import Frame, input_name_problem, parse_node, FrameError
-from listeners.gpio_lines import EdgeListener, bcm_pin, pin_problems
+from listeners.gpio_lines import EdgeListener
+from protocols.gpio_pins import bcm_pin, pin_problems
 from listeners.pulse_total import PulseTotal
 
 

@@ -1,0 +1,57 @@
+"""The DS18B20 listener in the daemon: temperatures reaching emoncms from a w1 sysfs tree in a
+temp folder, each sensor in /status; the shipped config's samples of the sensor listeners."""
+
+import json
+import re
+import urllib.request
+
+from buffers import BUFFERS
+from gateway.config import ConfigLoader
+from listeners import LISTENERS
+from tests.support.configs import listener_config
+from tests.support.daemon import free_port, shipped_config
+from tests.support.w1_bus import W1Bus
+
+A, B = "28-000008e2db06", "28-000009770529"
+
+
+def test_temperatures_reach_emoncms_and_each_sensor_is_in_the_status(gateway_factory, emoncms, tmp_path):
+    bus = W1Bus(tmp_path / "w1")
+    bus.set(A, 55125)
+    bus.set(B, 85000)                              # a sensor just powered: dropped, not 85 °C
+    status_port = free_port()
+    gateway_factory(listener_config(emoncms, f"""
+    [[temps]]
+    type = ds18b20
+    ids = {A},
+    names = cylinder_top,
+    w1_root = {bus.root}
+    interval = 0.2
+    """, gateway=f"clock = trusted\nstatus_port = {status_port}"))
+    emoncms.wait_until(lambda rows: any(r.node == "sensors" and r.name == "cylinder_top" and r.value == 55.125
+                                        for r in rows), what="cylinder_top = 55.125")
+    bus.set(B, 40000)
+    emoncms.wait_until(lambda rows: any(r.name == B and r.value == 40.0 for r in rows), what=f"{B} = 40")
+    assert not any(r.value == 85.0 for r in emoncms.rows)
+    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status", timeout=10) as reply:
+        devices = json.load(reply)["listeners"]["temps"]["devices"]
+    assert devices[f"{A} (cylinder_top)"]["last_good_read_age_s"] is not None
+    assert devices[B]["errors_by_kind"]["power_on_85"] >= 1 and devices[B]["state"] == "ok"
+
+
+def test_the_shipped_samples_of_the_sensor_listeners_are_valid_once_uncommented(tmp_path):
+    """The shipped config shows every setting of ds18b20, pulse and gpio, commented out (the
+    shipped file runs without hardware); uncommented, with their defaults, they validate."""
+    lines = shipped_config().splitlines()
+    start = lines.index("    # [[temperatures]]")
+    end = next(i for i in range(lines.index("    # [[digital]]"), len(lines)) if not lines[i].strip())
+    uncommented = (re.sub(r"^\s*#\s*(#\s*)?", "", line) for line in lines[start:end])
+    sample = [line for line in uncommented if re.match(r"(\[\[\w+\]\]|\w+ = )", line)]
+    shown = {line.split("=")[0].strip() for line in sample if "=" in line}
+    for type_name in ("ds18b20", "pulse", "gpio"):
+        spec_keys = {line.split("=")[0].strip() for line in LISTENERS.resolve(type_name).settings_spec().splitlines()}
+        assert spec_keys - {"max_line", "nodelistonly"} <= shown, type_name
+    path = tmp_path / "gw.conf"
+    path.write_text("[listeners]\n" + "\n".join(sample) + "\n")
+    config = ConfigLoader(LISTENERS, BUFFERS).load(str(path))
+    assert set(config.listeners) == {"temperatures", "gas", "digital"}
