@@ -2,6 +2,7 @@
 temp folder, each sensor in /status; the shipped config's samples of the sensor listeners."""
 
 import json
+import os
 import re
 import urllib.request
 
@@ -9,7 +10,7 @@ from buffers import BUFFERS
 from gateway.config import ConfigLoader
 from listeners import LISTENERS
 from tests.support.configs import listener_config
-from tests.support.daemon import free_port, shipped_config
+from tests.support.daemon import free_port, send_lines, shipped_config
 from tests.support.w1_bus import W1Bus
 
 A, B = "28-000008e2db06", "28-000009770529"
@@ -55,3 +56,28 @@ def test_the_shipped_samples_of_the_sensor_listeners_are_valid_once_uncommented(
     path.write_text("[listeners]\n" + "\n".join(sample) + "\n")
     config = ConfigLoader(LISTENERS, BUFFERS).load(str(path))
     assert set(config.listeners) == {"temperatures", "gas", "digital"}
+
+
+def test_a_read_that_blocks_never_delays_other_listeners(gateway_factory, emoncms, tmp_path):
+    """A conversion takes ~750 ms and a sick bus longer: here the sensor's w1_slave is a FIFO
+    that answers only when the test writes to it. Meanwhile frames from a socket listener go
+    through; then the temperature comes."""
+    root = tmp_path / "w1"
+    (root / A).mkdir(parents=True)
+    os.mkfifo(root / A / "w1_slave")
+    port = free_port()
+    gw = gateway_factory(listener_config(emoncms, f"""
+    [[temps]]
+    type = ds18b20
+    w1_root = {root}
+    [[tcp]]
+    type = socket
+    port = {port}
+    """))
+    send_lines(port, b"7 42\n")
+    emoncms.wait_until(lambda rows: any(r.node == "7" and r.value == 42 for r in rows), what="the socket's frame")
+    assert not any(r.node == "sensors" for r in emoncms.rows)     # the poll is still blocked
+    with open(root / A / "w1_slave", "w") as sensor:              # the conversion ends
+        sensor.write("72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n")
+    emoncms.wait_until(lambda rows: any(r.node == "sensors" and r.value == 23.125 for r in rows), what="23.125")
+    assert gw.stop() == 0
