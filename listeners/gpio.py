@@ -101,7 +101,8 @@ class GpioListener(EdgeListener):
     def status_details(self) -> dict:
         """/status per line: its input, level and changes, bounces, lost edges, the last report."""
         return {"devices": {f"GPIO{pin}": dict(
-            self.line_status(pin, self.last_report, self.latency_ms, self.lines[pin].lost if pin in self.lines else 0),
+            self.line_status(pin, self.reports, self.last_report, self.latency_ms,
+                             self.lines[pin].lost if pin in self.lines else 0),
             input=name, level=int(self.levels[pin]) if pin in self.levels else None,
             changes=self.lines[pin].changes if pin in self.lines else 0)
             for pin, name in zip(self.pin_list, self.input_names)}}

@@ -220,10 +220,12 @@ class EdgeListener(Listener):
         status.last_change = time.time()
         self.changed(pin, active, time.monotonic())
 
-    def line_status(self, pin: int, last_good: Optional[float], latency_ms: Optional[float], errors: int) -> dict:
-        """The /status fields every device has (as polled devices show them), for one line."""
+    def line_status(self, pin: int, good: int, last_good: Optional[float], latency_ms: Optional[float],
+                    errors: int) -> dict:
+        """The /status fields every device has (as polled devices show them), for one line:
+        ``good`` readings (pulses, reports) and ``errors`` make its ``polls``."""
         line = self.lines.get(pin)
-        return {"state": "ok" if self.state == "open" else self.state, "errors": errors,
+        return {"state": "ok" if self.state == "open" else self.state, "polls": good + errors, "errors": errors,
                 "last_good_read_age_s": None if last_good is None else round(max(0.0, time.time() - last_good), 1),
                 "latency_s": None if latency_ms is None else round(latency_ms / 1000, 4),
                 "last_error": f"{line.lost} edges lost (the kernel's event buffer was full)" if line and line.lost

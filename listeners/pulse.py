@@ -137,6 +137,6 @@ class PulseListener(EdgeListener):
         line, total = self.lines.get(self.pin), self.total
         errors = (line.lost if line else 0) + (total.save_errors + total.mirror_errors if total else 0)
         return {"devices": {f"GPIO{self.pin}": dict(
-            self.line_status(self.pin, self.last_pulse, self.latency_ms, errors),
+            self.line_status(self.pin, self.pulses, self.last_pulse, self.latency_ms, errors),
             total=total.total if total else None, pulses=self.pulses,
             saves=total.saves if total else 0, save_errors=total.save_errors if total else 0)}}

@@ -65,6 +65,7 @@ def test_bounces_do_not_count(gpiod, tmp_path):
         loop.on_loop(listener.close)
         status = listener.status_details()["devices"]["GPIO17"]
         assert status["pulses"] == 20 and status["total"] == 20 and status["bounces"] == 20 * 2 * 6
+        assert status["polls"] == 20 and status["errors"] == 0 and status["state"] == "closed"
 
 
 def test_an_active_low_pulse_output(gpiod, tmp_path):
