@@ -54,7 +54,7 @@ def ds18b20_poll_cpu(polls: int = 300) -> dict:
         for i, sensor in enumerate(SENSORS):
             bus.set(sensor, 20000 + i * 1500)
         loop = EventLoop()
-        listener = DS18B20Listener("temps", dict(ids=list(SENSORS[:2]), names=["cyl_top", "cyl_bot"], node="sensors",
+        listener = DS18B20Listener("temps", dict(ids=list(SENSORS[:2]), names=["cyl_top", "cyl_bot"], nodename="sensors",
                                                  w1_root=folder, interval=10.0, retry_max=300.0, nodelistonly=False,
                                                  max_line=4096), loop, lambda frame: None)
         listener.poll()   # warm up
@@ -74,7 +74,7 @@ def pulse_cpu(rate_limit: float, pulses: int = 200, period_ms: int = 40, width_m
     with tempfile.TemporaryDirectory(prefix="bench-pulse-") as folder, LoopThread() as loop:
         loop_tid = loop.on_loop(threading.get_native_id)
         listener = PulseListener("gas", dict(chip="/dev/gpiochip0", pin_numbering="bcm", bias="pull_down",
-                                             active_low=False, debounce=10.0, pin="17", node="pulse", input="pulse",
+                                             active_low=False, debounce_ms=10.0, pin="17", nodename="pulse", input="pulse",
                                              rate_limit=rate_limit, save_interval=60.0, initial_total=0,
                                              nodelistonly=False, max_line=4096),
                                  loop.loop, loop.emit, gpiod=gpiod)

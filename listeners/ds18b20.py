@@ -15,7 +15,7 @@ Settings (``[[name]]`` with ``type = ds18b20``), defaults in brackets:
 * ``ids`` [none] and ``names`` [none]: sensor ids (``28-000008e2db06``, as under
   /sys/bus/w1/devices) and their input names, by position, as emonhub writes them; a sensor
   not listed is reported under its id;
-* ``node`` [sensors]: the node of the frame (emonhub's ``nodename``);
+* ``nodename`` [sensors]: the node of the frame (as in emonhub);
 * ``interval`` [10]: seconds between reads (emonhub's ``read_interval``);
 * ``retry_max`` [300]: while no sensor gives a reading, the wait between tries doubles up to
   this many seconds;
@@ -55,13 +55,13 @@ class DS18B20Listener(PollingListener):
     SPEC = """
     ids = force_list(default=list())
     names = force_list(default=list())
-    node = string(default='sensors')
+    nodename = string(default='sensors')
     w1_root = string(default='/sys/bus/w1/devices')
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.node = parse_node(self.settings["node"])
+        self.node = parse_node(self.settings["nodename"])
         self.names = w1therm.names_by_id(list(self.settings["ids"]), list(self.settings["names"]))
         self.presence = w1therm.SensorPresence(self.settings["ids"])
         self.sensors: Dict[str, SensorStatus] = {}
@@ -87,9 +87,9 @@ class DS18B20Listener(PollingListener):
         if len(set(names)) != len(names):
             problems.append("names: a name is given twice")
         try:
-            parse_node(str(settings["node"]))
+            parse_node(str(settings["nodename"]))
         except FrameError as exc:
-            problems.append(f"node: {exc}")
+            problems.append(f"nodename: {exc}")
         return problems
 
     # -- the worker thread --------------------------------------------------------------

@@ -12,10 +12,10 @@ Settings (``[[name]]`` with ``type = gpio``), defaults in brackets:
   pin as written);
 * ``invert`` [False]: report 1 for a low line (emonhub's ``invert``); the same as
   ``active_low``;
-* ``node`` [gpio]: the node of the frame (emonhub's ``nodename``);
+* ``nodename`` [gpio]: the node of the frame (as in emonhub);
 * ``interval`` [10]: seconds between reports when nothing changes (emonhub's ``read_interval``);
   0: only changes;
-* ``pin_numbering``, ``chip``, ``bias``, ``active_low``, ``debounce``: as for ``type = pulse``
+* ``pin_numbering``, ``chip``, ``bias``, ``active_low``, ``debounce_ms``: as for ``type = pulse``
   (``listeners.pulse``): bcm, auto, pull_down, False, 10 ms;
 * ``nodelistonly`` [False], as every listener.
 """
@@ -33,7 +33,7 @@ class GpioListener(EdgeListener):
     pins = force_list()
     names = force_list(default=list())
     invert = boolean(default=False)
-    node = string(default='gpio')
+    nodename = string(default='gpio')
     interval = float(min=0, max=86400, default=10)
     """
 
@@ -46,7 +46,7 @@ class GpioListener(EdgeListener):
         written = [str(pin).strip() for pin in self.settings["pins"]]
         names = list(self.settings["names"])
         self.input_names = tuple(names[i] if i < len(names) else f"pin{written[i]}" for i in range(len(written)))
-        self.node = parse_node(self.settings["node"])
+        self.node = parse_node(self.settings["nodename"])
         self.levels: Dict[int, bool] = {}
         self.reports = 0
         self.last_report: Optional[float] = None   # unix time
@@ -66,9 +66,9 @@ class GpioListener(EdgeListener):
             if input_name_problem(name):
                 problems.append(f"names: {input_name_problem(name)}")
         try:
-            parse_node(str(settings["node"]))
+            parse_node(str(settings["nodename"]))
         except FrameError as exc:
-            problems.append(f"node: {exc}")
+            problems.append(f"nodename: {exc}")
         return problems
 
     def pins(self) -> List[int]:

@@ -53,7 +53,7 @@ class EdgeListener(Listener):
     pin_numbering = option('bcm', 'board', default='bcm')
     bias = option('pull_up', 'pull_down', 'disabled', 'as_is', default='pull_down')
     active_low = boolean(default=False)
-    debounce = float(min=0, max=10000, default=10)
+    debounce_ms = float(min=0, max=10000, default=10)
     """
     CONSUMER = "oemgateway"
     SETTLE_EARLY = True
@@ -104,7 +104,7 @@ class EdgeListener(Listener):
         line = gpiod.line
         bias = {"pull_up": line.Bias.PULL_UP, "pull_down": line.Bias.PULL_DOWN,
                 "disabled": line.Bias.DISABLED, "as_is": line.Bias.AS_IS}[self.settings["bias"]]
-        period = timedelta(milliseconds=self.settings["debounce"])
+        period = timedelta(milliseconds=self.settings["debounce_ms"])
         config = {pin: gpiod.LineSettings(direction=line.Direction.INPUT, edge_detection=line.Edge.BOTH,
                                           bias=bias, active_low=self.settings["active_low"],
                                           debounce_period=period)
@@ -117,7 +117,7 @@ class EdgeListener(Listener):
         self._rising = gpiod.EdgeEvent.Type.RISING_EDGE
         active = line.Value.ACTIVE
         levels = {pin: self._request.get_value(pin) == active for pin in config}
-        period_ns = int(self.settings["debounce"] * 1e6)
+        period_ns = int(self.settings["debounce_ms"] * 1e6)
         self._debouncers = {pin: Debouncer(period_ns, level) for pin, level in levels.items()}
         self.lines = {pin: LineStatus() for pin in config}
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -1,6 +1,6 @@
 """Pulse counting on a GPIO line: gas, water and electricity meters' pulse outputs.
 
-A pulse is the line becoming active and holding for ``debounce`` milliseconds (the level is
+A pulse is the line becoming active and holding for ``debounce_ms`` milliseconds (the level is
 debounced on both edges, so a bouncing reed switch counts once). The running total is an
 energy (or volume) reading: it survives restarts, kill -9 and power cuts
 (``listeners.pulse_total`` says how, and what that writes to the SD card) and is reported as
@@ -19,8 +19,8 @@ Settings (``[[name]]`` with ``type = pulse``), defaults in brackets:
   ``disabled``, ``as_is``;
 * ``active_low`` [False]: True when a pulse pulls the line low (an open-collector output with
   ``bias = pull_up``);
-* ``debounce`` [10]: milliseconds a level must hold to count (S0 pulses last 30 ms or more);
-* ``node`` [pulse] and ``input`` [pulse]: the node and input name of the total;
+* ``debounce_ms`` [10]: milliseconds a level must hold to count (S0 pulses last 30 ms or more);
+* ``nodename`` [pulse] and ``input`` [pulse]: the node and input name of the total;
 * ``rate_limit`` [2]: seconds between two reports at least (emonhub's ``rate_limit``);
 * ``save_interval`` [60]: seconds between saves of the total to the SD card at most while
   pulses come; 0 saves every pulse;
@@ -44,7 +44,7 @@ class PulseListener(EdgeListener):
     SETTLE_EARLY = False    # a pulse counts at its end: two wake-ups per pulse, not four
     SPEC = """
     pin = string()
-    node = string(default='pulse')
+    nodename = string(default='pulse')
     input = string(default='pulse')
     rate_limit = float(min=0, max=3600, default=2)
     save_interval = float(min=0, max=3600, default=60)
@@ -54,7 +54,7 @@ class PulseListener(EdgeListener):
     def __init__(self, name, settings, loop, emit, nodes=None, gpiod=None):
         super().__init__(name, settings, loop, emit, nodes, gpiod)
         self.pin = bcm_pin(self.settings["pin"], self.settings["pin_numbering"])
-        self.node = parse_node(self.settings["node"])
+        self.node = parse_node(self.settings["nodename"])
         self.total: Optional[PulseTotal] = None
         self._reported: Optional[int] = None
         self._last_report = float("-inf")
@@ -66,9 +66,9 @@ class PulseListener(EdgeListener):
     def check_settings(cls, settings: dict) -> List[str]:
         problems = pin_problems([settings["pin"]], settings["pin_numbering"], settings["chip"], "pin")
         try:
-            parse_node(str(settings["node"]))
+            parse_node(str(settings["nodename"]))
         except FrameError as exc:
-            problems.append(f"node: {exc}")
+            problems.append(f"nodename: {exc}")
         if input_name_problem(settings["input"]):
             problems.append(f"input: {input_name_problem(settings['input'])}")
         return problems

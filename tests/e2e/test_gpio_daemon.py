@@ -19,7 +19,7 @@ PULSE = """
     [[gas]]
     type = pulse
     pin = 17
-    node = gasmeter
+    nodename = gasmeter
     rate_limit = 0
     {extra}
 """
@@ -121,7 +121,7 @@ def test_digital_inputs_reach_emoncms(gateway_factory, emoncms, pins):
     type = gpio
     pins = 15,
     pin_numbering = board
-    node = heatpump
+    nodename = heatpump
     """)
     gateway_factory(config, env=gpiod_env(pins.path))
     emoncms.wait_until(lambda rows: any(r.node == "heatpump" and r.name == "pin15" and r.value == 0 for r in rows),

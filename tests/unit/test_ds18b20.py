@@ -11,7 +11,7 @@ A, B = "28-000008e2db06", "28-000009770529"
 
 
 def settings(root, **kw):
-    base = dict(ids=[A], names=["ambient"], node="sensors", w1_root=str(root), interval=0.1, retry_max=1.0,
+    base = dict(ids=[A], names=["ambient"], nodename="sensors", w1_root=str(root), interval=0.1, retry_max=1.0,
                 nodelistonly=False, max_line=4096)
     base.update(kw)
     return base

@@ -11,8 +11,8 @@ from tests.support.gpiod_control import MS, past, pulse_train
 from tests.support.loop_thread import LoopThread
 
 def settings(**kw):
-    base = dict(chip="/dev/gpiochip0", pin_numbering="bcm", bias="pull_down", active_low=False, debounce=10.0,
-                pin="17", node="pulse", input="pulse", rate_limit=0.0, save_interval=60.0, initial_total=0,
+    base = dict(chip="/dev/gpiochip0", pin_numbering="bcm", bias="pull_down", active_low=False, debounce_ms=10.0,
+                pin="17", nodename="pulse", input="pulse", rate_limit=0.0, save_interval=60.0, initial_total=0,
                 nodelistonly=False, max_line=4096)
     base.update(kw)
     return base
@@ -112,7 +112,7 @@ def test_digital_inputs_are_reported_on_change_and_periodically(gpiod, tmp_path)
     chip.drive(22, True)
     with LoopThread() as loop:
         listener = GpioListener("digital", settings(pins=["15", "16"], pin_numbering="board", names=["defrost"],
-                                                    invert=False, node="heatpump", interval=0.2),
+                                                    invert=False, nodename="heatpump", interval=0.2),
                                 loop.loop, loop.emit, gpiod=gpiod)
         loop.on_loop(listener.open)
         first = loop.wait_for(lambda f: len(f) >= 1)[0]
@@ -129,7 +129,7 @@ def test_digital_inputs_are_reported_on_change_and_periodically(gpiod, tmp_path)
 
 def test_invert_reports_a_low_line_as_1(gpiod):
     with LoopThread() as loop:
-        listener = GpioListener("digital", settings(pins=["22"], names=[], invert=True, node="gpio", interval=0),
+        listener = GpioListener("digital", settings(pins=["22"], names=[], invert=True, nodename="gpio", interval=0),
                                 loop.loop, loop.emit, gpiod=gpiod)
         loop.on_loop(listener.open)
         assert loop.wait_for(lambda f: len(f) >= 1)[0].values == (1,)
