@@ -2,6 +2,7 @@
 
     python -m bench.sensors                 # ~3 min
     python -m bench.sensors --seconds 20    # shorter idle windows
+    sudo python -m bench.sensors --flash    # also the SD-card bytes a pulse total writes
 
 1. **CPU per DS18B20 poll**: ``DS18B20Listener.poll()`` in this process over a w1 sysfs tree
    on tmpfs with 3 sensors, the thread's CPU time (``time.thread_time``) per poll. A real
@@ -12,7 +13,11 @@
    default (2 s). CPU of the listener's thread and the loop thread, from
    /proc/self/task/<tid>/schedstat, per pulse; the fake's own work happens on the driving
    thread and is not counted.
-3. **Idle CPU**: the daemon (subprocess, as the service runs) with the bench's usual socket
+3. **SD-card writes of a pulse total** (``--flash``, needs root): an hour of one pulse a
+   second (the clock simulated) counted by ``PulseTotal`` with its record on a loop-mounted
+   ext4 image (4 KiB blocks, ``bench.flash``), at the default ``save_interval`` (60 s) and at
+   0 (every pulse); bytes the block device wrote, journal and metadata included.
+4. **Idle CPU**: the daemon (subprocess, as the service runs) with the bench's usual socket
    listener and emoncms buffer, then the same plus a ds18b20 listener (3 sensors), a pulse
    listener and a gpio listener (2 inputs) at their default intervals, with no pulses and
    no changes; CPU % of one core over ``--seconds`` (schedstat, all threads), after the first
@@ -98,6 +103,34 @@ def pulse_cpu(rate_limit: float, pulses: int = 200, period_ms: int = 40, width_m
             "frames": len(loop.frames), "sd_saves": saves}
 
 
+def pulse_flash(save_interval: float, pulses: int = 3600) -> dict:
+    from bench.flash import bytes_written, loop_mounted_ext4
+    from listeners.pulse_total import PulseTotal
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    with loop_mounted_ext4(1024) as (mount, device), tempfile.TemporaryDirectory(prefix="bench-mirror-") as mirror:
+        clock = Clock()
+        total = PulseTotal(os.path.join(mirror, "p.total"), str(mount / "pulse" / "p.total"), save_interval, clock)
+        total.load()
+        total.add(1)          # the file exists: what follows is the steady cost
+        total.save()
+        before, saves = bytes_written(device), total.saves
+        for _ in range(pulses):
+            clock.now += 1.0
+            total.add(1)
+            if total.save_due_in() == 0:
+                total.save()
+        written = bytes_written(device) - before
+        total.close()
+    return {"save_interval_s": save_interval, "pulses_1_per_s": pulses, "saves": total.saves - saves,
+            "bytes_per_hour": written, "bytes_per_save": round(written / max(1, total.saves - saves))}
+
+
 def idle_cpu(seconds: float, with_sensors: bool, deliver: bool = True, settle: float = 12.0) -> dict:
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     w1 = tempfile.mkdtemp(prefix="bench-w1-", dir=base)
@@ -142,10 +175,13 @@ def idle_cpu(seconds: float, with_sensors: bool, deliver: bool = True, settle: f
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sensors", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each idle window (60)")
+    parser.add_argument("--flash", action="store_true", help="also measure SD-card writes (needs root)")
     parser.add_argument("--json", metavar="PATH", help="also write the results here as JSON")
     args = parser.parse_args(argv)
     results = {"ds18b20_poll": ds18b20_poll_cpu(),
                "pulse_every_report": pulse_cpu(0.0), "pulse_default": pulse_cpu(2.0)}
+    if args.flash:
+        results.update(pulse_flash_default=pulse_flash(60.0), pulse_flash_every_pulse=pulse_flash(0.0))
     for key, value in results.items():
         print(f"{key}: {value}", flush=True)
     baseline = idle_cpu(args.seconds, False)

@@ -12,8 +12,10 @@ downstream, so it is kept in two places:
 
 Each file holds two slots of one 32-byte record (magic, sequence number, total, time, CRC32)
 in separate 512-byte sectors, written in turn: a write torn by a power cut spoils one slot at
-most, and the other still holds the previous total. At start the valid record with the
-highest sequence number, of all four slots, wins. Flash cost: one 4 KiB page per save.
+most, and the other still holds the previous total. The file is made at its full size once
+(and its folder synced), so a save changes no metadata. At start the valid record with the
+highest sequence number, of all four slots, wins. Flash cost: one 4 KiB block per save
+(``bench/sensors.py --flash``: 256 KiB an hour at one pulse a second).
 """
 
 import logging
@@ -44,6 +46,14 @@ def _unpack(data: bytes) -> Optional[Tuple[int, int, float]]:
     return seq, total, when
 
 
+def _sync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class TotalFile:
     """One file of two slots; ``write`` alternates them, ``read`` gives the newest valid one."""
 
@@ -64,8 +74,14 @@ class TotalFile:
 
     def write(self, seq: int, total: int, when: float) -> None:
         if self._fd is None:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            folder = os.path.dirname(self.path)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            new = not os.path.exists(self.path)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            if new and self.sync:   # the file's name, too, must survive a power cut
+                os.pwrite(self._fd, bytes(2 * SLOT), 0)
+                os.fdatasync(self._fd)
+                _sync_folder(folder)
         os.pwrite(self._fd, _pack(seq, total, when), (seq % 2) * SLOT)
         if self.sync:
             os.fdatasync(self._fd)
