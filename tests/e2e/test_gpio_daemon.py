@@ -49,17 +49,25 @@ def wait_total(emoncms, total):
 
 
 def start(gateway_factory, emoncms, pins, extra=""):
+    """The daemon with one pulse listener (``extra``: more of its settings) and emoncms."""
     config = listener_config(emoncms, PULSE.format(extra=extra))
     return gateway_factory(config, env=gpiod_env(pins.path))
 
 
-def test_pulses_reach_emoncms_as_a_total(gateway_factory, emoncms, pins):
-    gw = start(gateway_factory, emoncms, pins, "initial_total = 500")
+def test_pulses_reach_every_buffer_as_a_total(gateway_factory, emoncms, pins, tmp_path):
+    config = listener_config(emoncms, PULSE.format(extra="initial_total = 500"), extra=f"""
+    [[csv]]
+    type = file
+    path = {tmp_path / 'readings.csv'}
+    """)
+    gw = gateway_factory(config, env=gpiod_env(pins.path))
     wait_total(emoncms, 500)
     send_pulses(pins, 12, bounces=2)
     wait_total(emoncms, 512)
     assert gw.stop() == 0
     assert "pulse total 512 saved" in gw.log
+    rows = (tmp_path / "readings.csv").read_text().splitlines()
+    assert rows[-1].endswith(",gasmeter,512")
 
 
 def test_a_restart_in_the_middle_of_counting_goes_on(gateway_factory, emoncms, pins):
