@@ -60,7 +60,7 @@ def ds18b20_poll_cpu(polls: int = 300) -> dict:
             bus.set(sensor, 20000 + i * 1500)
         loop = EventLoop()
         listener = DS18B20Listener("temps", dict(ids=list(SENSORS[:2]), names=["cyl_top", "cyl_bot"], nodename="sensors",
-                                                 w1_root=folder, interval=10.0, retry_max=300.0, nodelistonly=False,
+                                                 w1_root=folder, interval=10.0, retry_max=300.0, bulk_read=True, nodelistonly=False,
                                                  max_line=4096), loop, lambda frame: None)
         listener.poll()   # warm up
         t0 = time.thread_time()

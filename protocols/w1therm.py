@@ -14,6 +14,7 @@ listener (``listeners.ds18b20``) calls these from its worker thread.
 """
 
 import errno
+import glob
 import os
 import re
 from typing import Dict, Iterable, List, Optional, Set, Tuple
@@ -54,6 +55,22 @@ def scan(root: str) -> List[str]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     return sorted(name for name in names if SENSOR_ID.fullmatch(name))
+
+
+def trigger_bulk_read(root: str) -> int:
+    """Start a conversion on every sensor of every bus at once, where the kernel offers it
+    (``w1_bus_master*/therm_bulk_read``, Linux 5.10+); then each sensor's next read returns its
+    result without converting again: one ~750 ms wait per poll instead of one per sensor.
+    Returns how many buses were triggered (0: the sensors convert one by one as they are read)."""
+    triggered = 0
+    for path in sorted(glob.glob(os.path.join(root, "w1_bus_master*", "therm_bulk_read"))):
+        try:
+            with open(path, "w", encoding="ascii") as f:
+                f.write("trigger\n")
+            triggered += 1
+        except OSError:
+            continue   # (an older driver, no permission): reading one by one still works
+    return triggered
 
 
 def parse_w1_slave(text: str) -> float:

@@ -12,6 +12,7 @@ A, B = "28-000008e2db06", "28-000009770529"
 
 def settings(root, **kw):
     base = dict(ids=[A], names=["ambient"], nodename="sensors", w1_root=str(root), interval=0.1, retry_max=1.0,
+                bulk_read=True,
                 nodelistonly=False, max_line=4096)
     base.update(kw)
     return base
@@ -44,6 +45,18 @@ def test_sensors_by_name_and_id_and_one_appearing(bus):
         assert readings(frames[-1]) == {"ambient": 21.5, B: -3.25}
         loop.on_loop(listener.close)
     assert log.count(f"sensor {B} found on the bus") == 1
+
+
+def test_every_sensor_converts_at_once_where_the_kernel_offers_it(bus):
+    bulk = bus.root / "w1_bus_master1" / "therm_bulk_read"
+    bulk.write_text("0\n")
+    bus.set(A, 21500)
+    loop, listener = run(bus)
+    with loop:
+        loop.on_loop(listener.open)
+        loop.wait_for(lambda f: f)
+        loop.on_loop(listener.close)
+    assert bulk.read_text() == "trigger\n"
 
 
 @pytest.mark.parametrize("milli, crc_ok, kind", [(19000, False, "crc"), (85000, True, "power_on_85"),
