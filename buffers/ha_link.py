@@ -16,7 +16,11 @@ network thread share (hence the lock):
   live gateway is always caught up: each reading's states go out with it.
 * **Home Assistant restarts** (``online`` on its status topic, seen on paho's thread) and
   **new connections** (a broker restarted without persistence has lost the retained configs):
-  every config again, and the latest states, so Home Assistant shows values at once.
+  every config again (and, for Home Assistant, the latest states), so it shows values at once.
+* **States are retained**: Home Assistant subscribes to a state topic when a config arrives,
+  possibly after the first state was published; a retained state is given to it then, and
+  after its restart. ``availability`` (the gateway's last will) marks them unavailable when
+  the gateway is gone, so a retained state is never shown as live.
 * **A node removed from ``[nodes]``**: an empty retained config deletes its device.
 """
 
@@ -41,15 +45,22 @@ def input_units(table, node: Node, declared: Optional[UnitBook] = None) -> Dict[
     """The units the gateway knows for ``node``'s inputs: a listener's declared ones, then
     ``[nodes]`` (the frame carries the nodename, the table may be keyed by id), then the
     built-in template the node is named after (emonhub's ``<template>_<nodeid>``)."""
-    units: Dict[str, str] = {}
-    if isinstance(node, str) and "_" in node:
-        units.update(_TEMPLATE_UNITS.get(node.rsplit("_", 1)[0], {}))
+    template = template_of(node)
+    units: Dict[str, str] = dict(_TEMPLATE_UNITS[template]) if template else {}
     spec = _spec_of(table, node)
     if spec is not None and spec.rx.units:
         units.update({n: u for n, u in zip(spec.rx.names, spec.rx.units) if u})
     if declared is not None:
         units.update(declared.units(node))
     return units
+
+
+def template_of(node: Node) -> Optional[str]:
+    """The built-in template a node is named after (``emonTx4_17`` -> ``emonTx4``), or None."""
+    if isinstance(node, str) and "_" in node:
+        name = node.rsplit("_", 1)[0]
+        return name if name in _TEMPLATE_UNITS else None
+    return None
 
 
 def _spec_of(table, node: Node):
@@ -81,12 +92,10 @@ def _as_node(key: str) -> Node:
 class HomeAssistantLink:
     """Discovery configs and latest-only states for one MQTT buffer (see the module)."""
 
-    def __init__(self, config: DiscoveryConfig, units_of: Callable[[Node], Units],
-                 retain_states: bool = False):
+    def __init__(self, config: DiscoveryConfig, units_of: Callable[[Node], Units]):
         self.config = config
         self.discovery = Discovery(config)
         self._units_of = units_of
-        self._retain_states = retain_states
         self._lock = threading.Lock()
         self._pending: "OrderedDict[Tuple[Node, str], str]" = OrderedDict()   # held back
         self._latest: "OrderedDict[Tuple[Node, str], str]" = OrderedDict()    # last sent
@@ -95,8 +104,10 @@ class HomeAssistantLink:
     # -- the sender thread --------------------------------------------------------------
     def before(self, frame: Frame) -> List[Message]:
         """Discovery messages to publish before ``frame``'s own (usually none)."""
+        template = template_of(frame.node)
         with self._lock:
-            found = self.discovery.observe(frame, units=self._units_of(frame.node))
+            found = self.discovery.observe(frame, units=self._units_of(frame.node), model=template,
+                                           manufacturer="OpenEnergyMonitor" if template else None)
         return [(topic, payload, True) for topic, payload in found]
 
     def states(self, frames: Iterable[Frame], caught_up: bool) -> List[Message]:
@@ -113,7 +124,7 @@ class HomeAssistantLink:
                     self._pending[key] = number_text(value)
             if not caught_up:
                 return []
-            messages = [(state_topic(base, node, name), text, self._retain_states)
+            messages = [(state_topic(base, node, name), text, True)
                         for (node, name), text in self._pending.items()]
             self._latest.update(self._pending)
             self._pending.clear()
@@ -130,14 +141,16 @@ class HomeAssistantLink:
         return messages
 
     # -- any thread ---------------------------------------------------------------------
-    def everything(self) -> List[Message]:
-        """Every config again, then the latest states (Home Assistant restarted, or a new
-        connection to a broker that may have lost its retained messages)."""
+    def everything(self, states: bool = True) -> List[Message]:
+        """Every config again, and with ``states`` the latest states (Home Assistant restarted;
+        a new connection, to a broker that may have lost its retained messages, needs only
+        the configs: the next batch brings states)."""
         base = self.config.base_topic
         with self._lock:
             messages = [(topic, payload, True) for topic, payload in self.discovery.republish()]
-            messages += [(state_topic(base, node, name), text, self._retain_states)
-                         for (node, name), text in self._latest.items()]
+            if states:
+                messages += [(state_topic(base, node, name), text, True)
+                             for (node, name), text in self._latest.items()]
         return messages
 
     @property

@@ -239,7 +239,7 @@ class MqttBuffer(Buffer):
                                  base_topic=self._base, status_topic=self._status_topic,
                                  style=settings["ha_style"], qos=settings["qos"],
                                  gateway_name=f"OEM Gateway {settings['site'].strip() or gateway_id}")
-        return HomeAssistantLink(config, self._units_of, retain_states=settings["retain"])
+        return HomeAssistantLink(config, self._units_of)
 
     def _units_of(self, node) -> dict:
         if self.nodes is None:
@@ -492,7 +492,7 @@ class _Connection:
             if buffer._status_topic:
                 client.publish(buffer._status_topic, "online", qos=1, retain=True)
             if buffer._ha is not None:   # the broker may have lost them (no persistence)
-                for topic, payload, retain in buffer._ha.everything():
+                for topic, payload, retain in buffer._ha.everything(states=False):
                     self._publish_extra(topic, payload, retain)
         except Exception:   # paho would end its thread on an exception
             self.log.exception("%s: after connecting", buffer)
