@@ -50,36 +50,21 @@ from buffers.formats import json_time, number_text, site_problem
 from buffers.ha_discovery import HA_STATUS_TOPIC, ONLINE, DiscoveryConfig
 from buffers.ha_link import HomeAssistantLink, configured_nodes, input_units
 from gateway.frame import Frame, FrameError, parse_node, parse_number
+from gateway.mqtt_broker import (BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
+                                 broker_problems, broker_url, broker_warnings, tls_context)
 from gateway.logs import LogThrottle
 
 FORMATS = ("json", "nodevar", "csv")
 NODE_PLACEHOLDER = "{node}"
 BASE_PLACEHOLDER = "{base}"
 CLOSE_WAIT = 2.0   # s a clean close waits for the broker to take the "offline" status
-# CONNACK refusals that no retry will cure until the settings change
-_REFUSALS = {"Bad user name or password": "wrong username or password",
-             "Not authorized": "not authorised (check username and password)",
-             "Client identifier not valid": "client_id refused",
-             "Unsupported protocol version": "MQTT 3.1.1 not supported"}
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 Message = Tuple[str, str, bool]   # topic, payload, retained
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class MqttBuffer(Buffer):
-    SPEC = """
-    host = string(default='localhost')
-    port = integer(min=1, max=65535, default=None)
-    username = string(default='')
-    password = string(default='')
-    client_id = string(default='')
-    keepalive = integer(min=5, max=65535, default=60)
-    tls = boolean(default=False)
-    ca_file = path(default='')
-    certfile = path(default='')
-    keyfile = path(default='')
-    verify_tls = boolean(default=True)
+    SPEC = BROKER_SPEC + """
     qos = integer(min=0, max=1, default=1)
     retain = boolean(default=False)
     formats = force_list(default=list('json'))
@@ -98,7 +83,7 @@ class MqttBuffer(Buffer):
     ha_style = option('device', 'entity', default='device')
     ha_gateway_id = string(default='')
     """
-    SECRETS = ("password",)
+    SECRETS = BROKER_SECRETS
 
     # -- settings -----------------------------------------------------------------------
     @classmethod
@@ -117,10 +102,7 @@ class MqttBuffer(Buffer):
         if tx and (tx.split("/").count(NODE_PLACEHOLDER) != 1 or any(c in tx for c in "+#\0")):
             problems.append(f"tx_topic = {tx!r}: expected a topic with one level {NODE_PLACEHOLDER} "
                             f"(e.g. emonhub/tx/{NODE_PLACEHOLDER}/values), or empty for no TX")
-        if (settings["certfile"] or settings["keyfile"]) and not settings["tls"]:
-            problems.append("certfile/keyfile need tls = True")
-        if settings["keyfile"] and not settings["certfile"]:
-            problems.append("keyfile needs certfile (the client certificate)")
+        problems += broker_problems(settings)
         problem = site_problem(settings["site"])
         if problem:
             problems.append(problem)
@@ -135,16 +117,7 @@ class MqttBuffer(Buffer):
 
     @classmethod
     def warn_settings(cls, settings: dict) -> List[str]:
-        warnings = []
-        if settings["tls"] and not settings["verify_tls"]:
-            warnings.append("verify_tls = False: the broker's certificate is not checked, so anyone "
-                            "on the network path can read or alter what is sent (use ca_file to "
-                            "trust a private CA instead)")
-        if not settings["tls"] and settings["ca_file"]:
-            warnings.append("ca_file is only used with tls = True")
-        if settings["password"] and not settings["tls"] and settings["host"] not in _LOOPBACK:
-            warnings.append(f"the password travels in clear to {settings['host']}: set tls = True "
-                            "if the broker offers it")
+        warnings = broker_warnings(settings)
         if settings["qos"] == 0:
             warnings.append("qos = 0: readings count as delivered once written to the network; "
                             "a broker restart or a network cut can lose some")
@@ -172,9 +145,8 @@ class MqttBuffer(Buffer):
         self._status_topic = (status.replace(BASE_PLACEHOLDER, self._base) if BASE_PLACEHOLDER in status
                               else prefix + status if status else "")
         self._tx_levels = (prefix + settings["tx_topic"].strip("/")).split("/") if settings["tx_topic"] else None
-        tls = settings["tls"]
-        self._port = settings["port"] or (8883 if tls else 1883)
-        self._where = f"{'mqtts' if tls else 'mqtt'}://{settings['host']}:{self._port}"
+        self._port = broker_port(settings)
+        self._where = broker_url(settings)
         self._client_id = settings["client_id"] or f"oemgateway-{site or socket.gethostname()}-{self.name}"
         self._ha = self._ha_link() if settings["ha_discovery"] else None
         self._ha_table = None
@@ -295,17 +267,10 @@ class MqttBuffer(Buffer):
             connection.close(clean)
 
     def _tls_context(self) -> ssl.SSLContext:
-        settings = self.settings
         try:
-            context = ssl.create_default_context(cafile=settings["ca_file"] or None)
-            if settings["certfile"]:
-                context.load_cert_chain(settings["certfile"], settings["keyfile"] or None)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise AuthError(f"cannot load the TLS files (ca_file, certfile, keyfile): {exc}") from None
-        if not settings["verify_tls"]:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+            return tls_context(self.settings)
+        except TlsFilesError as exc:
+            raise AuthError(str(exc)) from None
 
     # -- receiving (paho's thread) ------------------------------------------------------
     def subscriptions(self) -> List[str]:
@@ -420,8 +385,8 @@ class _Connection:
             raise TransientError(f"{where} closed the connection before answering CONNECT")
         if connack.is_failure:
             reason = str(connack)
-            if reason in _REFUSALS:
-                raise AuthError(f"{where} refused the connection: {_REFUSALS[reason]} ({reason})")
+            if reason in REFUSALS:
+                raise AuthError(f"{where} refused the connection: {REFUSALS[reason]} ({reason})")
             raise TransientError(f"{where} refused the connection: {reason}")
 
     def publish_all(self, messages: List[Message], qos: int, window: int, timeout: float) -> None:
