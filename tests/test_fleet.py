@@ -31,6 +31,7 @@ def test_a_site_cannot_publish_under_another_sites_name(tmp_path):
         gateway = GatewayProcess(folder / "oemgateway.conf").wait_ready()
         port = int(config.split("port = ")[1].split()[0])
         send_lines(port, b"emontx 1 2\n")
+        gateway.wait_for_log("buffer 'central': connected to")   # by the reading's batch
         assert gateway.stop() == 0   # a clean stop delivers what is queued first
         gateway.wait_for_log(r"buffer 'central'.*accepted 1 = delivered 1")   # the broker took it ...
         watcher.sync()
