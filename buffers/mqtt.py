@@ -442,12 +442,16 @@ class _Connection:
 
     # -- paho's callbacks (its network thread) -----------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            self._after_connect(client)
+        # Only now is the connection the sender's: what the broker must see first (the TX
+        # subscription, "online", Home Assistant's configs) is queued ahead of any reading.
         with self.cond:
             self.connack = reason_code
             self.connected = not reason_code.is_failure
             self.cond.notify_all()
-        if reason_code.is_failure:
-            return
+
+    def _after_connect(self, client) -> None:
         buffer = self.buffer
         try:
             # Subscribe first: the broker takes a client's packets in order, so whoever sees
