@@ -1,6 +1,6 @@
 """What the MQTT buffer tells Home Assistant: discovery configs, and states without a backlog.
 
-``Discovery`` (``buffers/ha_discovery.py``) decides the retained config messages; this class
+``Discovery`` (``protocols/ha_discovery.py``) decides the retained config messages; this class
 adds what only a live connection knows, and is the one object the sender thread and paho's
 network thread share (hence the lock):
 
@@ -29,7 +29,7 @@ from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from buffers.formats import number_text
-from buffers.ha_discovery import Discovery, DiscoveryConfig, state_topic
+from protocols.ha_discovery import Discovery, DiscoveryConfig, state_topic
 from gateway.frame import Frame, Node
 from gateway.node_templates import TEMPLATES
 from gateway.units import UnitBook
