@@ -21,9 +21,14 @@ network thread share (hence the lock):
   possibly after the first state was published; a retained state is given to it then, and
   after its restart. ``availability`` (the gateway's last will) marks them unavailable when
   the gateway is gone, so a retained state is never shown as live.
-* **A node removed from ``[nodes]``**: an empty retained config deletes its device.
+* **A node removed from ``[nodes]``**: an empty retained config deletes its device. While the
+  gateway runs, a reload says which nodes left. For a config edited while it was stopped, the
+  broker remembers: a retained *manifest* (``<base>/gateway/ha_nodes``, the configured nodes
+  Home Assistant was told about) is read back at each connection and compared with
+  ``[nodes]``.
 """
 
+import json
 import threading
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -95,6 +100,7 @@ class HomeAssistantLink:
     def __init__(self, config: DiscoveryConfig, units_of: Callable[[Node], Units]):
         self.config = config
         self.discovery = Discovery(config)
+        self.manifest_topic = f"{config.base_topic}/gateway/ha_nodes"
         self._units_of = units_of
         self._lock = threading.Lock()
         self._pending: "OrderedDict[Tuple[Node, str], str]" = OrderedDict()   # held back
@@ -140,7 +146,30 @@ class HomeAssistantLink:
                     del self._latest[key]
         return messages
 
+    def manifest(self, nodes: Iterable[Node]) -> Message:
+        """The retained list of the configured ``nodes`` (what a later start compares with)."""
+        return (self.manifest_topic, json.dumps(sorted(str(n) for n in nodes)), True)
+
     # -- any thread ---------------------------------------------------------------------
+    def reconcile(self, payload: str, nodes: Iterable[Node]) -> Tuple[List[Message], List[Node]]:
+        """The manifest the broker kept (an earlier run's, or this one's coming back): empty
+        configs for the nodes it lists that ``nodes`` (the configured ones) lacks, and the new
+        manifest when it differs; also the nodes removed."""
+        try:
+            listed = json.loads(payload) if payload else []
+        except ValueError:
+            listed = []
+        if not isinstance(listed, list):
+            listed = []
+        listed = {str(n) for n in listed}
+        nodes = list(nodes)
+        current = {str(n) for n in nodes}
+        gone = [_as_node(n) for n in sorted(listed - current)]
+        messages = self.removed(gone)
+        if listed != current:
+            messages.append(self.manifest(nodes))
+        return messages, gone
+
     def everything(self, states: bool = True) -> List[Message]:
         """Every config again, and with ``states`` the latest states (Home Assistant restarted;
         a new connection, to a broker that may have lost its retained messages, needs only

@@ -224,13 +224,27 @@ class MqttBuffer(Buffer):
         if table is self._ha_table:
             return []
         old, self._ha_table = self._ha_table, table
-        if old is None:
-            return []
-        gone = configured_nodes(old) - configured_nodes(table)
+        configured = configured_nodes(table)
+        if old is None:   # (the manifest an earlier run left is compared on paho's thread)
+            return [self._ha.manifest(configured)]
+        gone = configured_nodes(old) - configured
+        self._log_removed(gone)
+        return self._ha.removed(gone) + [self._ha.manifest(configured)]
+
+    def _log_removed(self, gone) -> None:
         if gone:
             self.log.info("%s: node(s) %s left [nodes]: removing them from Home Assistant", self,
                           ", ".join(map(str, sorted(gone, key=str))))
-        return self._ha.removed(gone)
+
+    def on_ha_manifest(self, message: "mqtt.MQTTMessage", publish) -> None:
+        """The retained list of nodes Home Assistant was told about (paho's thread): nodes no
+        longer in ``[nodes]`` (removed while the gateway was stopped) are deleted."""
+        table = self.nodes.table if self.nodes is not None else None
+        messages, gone = self._ha.reconcile(message.payload.decode("utf-8", "replace"),
+                                            configured_nodes(table))
+        self._log_removed(gone)
+        for topic, payload, retain in messages:
+            publish(topic, payload, retain)
 
     def on_ha_status(self, message: "mqtt.MQTTMessage", publish) -> None:
         """Home Assistant's status topic (paho's thread): on ``online`` (it has started), send
@@ -279,13 +293,15 @@ class MqttBuffer(Buffer):
             topics.append("/".join("+" if level == NODE_PLACEHOLDER else level
                                    for level in self._tx_levels))
         if self._ha is not None:
-            topics.append(self.settings["ha_status_topic"].strip("/"))
+            topics += [self.settings["ha_status_topic"].strip("/"), self._ha.manifest_topic]
         return topics
 
     def on_message(self, message: "mqtt.MQTTMessage", publish) -> None:
         """A message on a subscribed topic (paho's thread); ``publish(topic, payload, retain)``."""
         if self._ha is not None and message.topic == self.settings["ha_status_topic"].strip("/"):
             self.on_ha_status(message, publish)
+        elif self._ha is not None and message.topic == self._ha.manifest_topic:
+            self.on_ha_manifest(message, publish)
         else:
             self.on_tx(message)
 

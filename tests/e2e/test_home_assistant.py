@@ -137,6 +137,27 @@ def test_a_node_removed_from_the_config_is_removed_from_home_assistant(gateway_f
     gw.stop()
 
 
+def test_a_node_removed_from_the_config_while_the_gateway_was_stopped_is_removed_at_its_start(
+        gateway_factory, broker, ha):
+    port = free_port()
+    gw = gateway_factory(config(port, broker.port))
+    send_lines(port, b"10 230 5000 241.2 21.5 55 17 3.5\nmeter 1234.5 50.01 12\n")
+    ha.wait(lambda: ha.find("meter", "EI") and ha.find("emontx", "E1"), "both nodes")
+    gw.stop()
+    ha.wait(lambda: not ha.available(ha.find("meter", "EI")), "unavailable after the stop")
+    again = gateway_factory(config(port, broker.port, nodes=NODES.split("[[meter]]")[0]), name="edited.conf")
+    # the first reading opens the connection; the broker's manifest of the nodes announced
+    # before says what went (the meter sends nothing: it is no longer there)
+    send_lines(port, b"10 231 5001 241.2 21.5 55 17 3.5\n")
+    ha.wait(lambda: ha.find("meter", "EI") is None, "the meter's entities gone")
+    again.wait_for_log(r"node\(s\) meter left \[nodes\]")
+    assert ha.find("emontx", "E1") is not None
+    assert retained(broker.port, "homeassistant/device/oemgw_pi1_meter/config") is None
+    assert_retained(broker, ha)
+    assert ha.problems == []
+    again.stop()
+
+
 def test_after_an_outage_home_assistant_gets_the_latest_value_and_emoncms_topics_every_reading(
         gateway_factory, broker, ha):
     proxy = TcpProxy(broker.port)

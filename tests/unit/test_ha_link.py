@@ -90,3 +90,15 @@ def test_influxdb_points_carry_the_site_as_a_tag():
     reading = Frame("emontx", (230,), 1712345678.0, ("power1",), None, "t")
     assert point("emon", reading, "site-a") == "emon,node=emontx,site=site-a power1=230 1712345678"
     assert point("emon", reading) == "emon,node=emontx power1=230 1712345678"
+
+
+def test_the_manifest_an_earlier_run_left_says_which_nodes_left_the_config():
+    link = HomeAssistantLink(DiscoveryConfig("pi1"), lambda node: {})
+    assert link.manifest(["emontx", 11]) == ("emon/gateway/ha_nodes", '["11", "emontx"]', True)
+    messages, gone = link.reconcile('["11", "emontx", "meter"]', ["emontx", 11])
+    assert gone == ["meter"]
+    assert messages == [("homeassistant/device/oemgw_pi1_meter/config", "", True),
+                        ("emon/gateway/ha_nodes", '["11", "emontx"]', True)]
+    assert link.reconcile('["11", "emontx"]', ["emontx", 11]) == ([], [])   # its own, coming back
+    for garbage in ("", "not json", '{"a": 1}'):                             # none, or not ours
+        assert link.reconcile(garbage, ["emontx"]) == ([("emon/gateway/ha_nodes", '["emontx"]', True)], [])
