@@ -47,12 +47,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from buffers.base import AuthError, Buffer, TransientError
 from buffers.formats import json_time, number_text, site_problem
-from protocols.ha_discovery import HA_STATUS_TOPIC, ONLINE, DiscoveryConfig
 from buffers.ha_link import HomeAssistantLink, configured_nodes, input_units
 from gateway.frame import Frame, FrameError, parse_node, parse_number
+from gateway.logs import LogThrottle
 from gateway.mqtt_broker import (BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
                                  broker_problems, broker_url, broker_warnings, tls_context)
-from gateway.logs import LogThrottle
+from protocols.ha_discovery import ONLINE, DiscoveryConfig
 
 FORMATS = ("json", "nodevar", "csv")
 NODE_PLACEHOLDER = "{node}"

@@ -1,9 +1,7 @@
 """Fleets: three gateways with different site names publish through one central Mosquitto (per-
 site users and ACLs, persistence on), and a consumer with a persistent session receives every
 reading of every site exactly as each gateway recorded it, through a broker restart and a
-consumer restart (tests/fleet.py, the recipe of docs/fleet.md)."""
-
-import json
+consumer restart (tests/support/fleet.py, the recipe of docs/fleet.md)."""
 
 from tests.support import fleet
 from tests.support.daemon import GatewayProcess, free_port, send_lines
