@@ -263,6 +263,8 @@ class MqttListener(Listener):
 
     def _take(self, client, topic: str, payload: bytes, retain: bool, mid: int, qos: int,
               arrived: float) -> None:
+        if self._client is not client:
+            return   # closed meanwhile: not acknowledged, so the broker gives it to the next session
         try:
             if retain and not self.settings["retained"]:
                 self.ignored_retained += 1
@@ -275,7 +277,7 @@ class MqttListener(Listener):
                 else:
                     self.emit(frame)
         finally:
-            if qos and self._client is client:
+            if qos:
                 client.ack(mid, qos)   # the reading is in the spool (or refused for good)
 
     def reading(self, topic: str, payload: bytes, arrived: float) -> Frame:
