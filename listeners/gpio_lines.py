@@ -73,6 +73,7 @@ class EdgeListener(Listener):
         self.lines: Dict[int, LineStatus] = {}
         self._debouncers: Dict[int, Debouncer] = {}
         self._last_seqno: Dict[int, int] = {}
+        self._known_ns: Dict[int, int] = {}
         self._rising = None
 
     # -- to implement -------------------------------------------------------------------
@@ -205,19 +206,22 @@ class EdgeListener(Listener):
             self._last_seqno[pin] = event.line_seqno
             changed = self._debouncers[pin].edge(event.event_type == self._rising, event.timestamp_ns)
             if changed is not None:
-                self._changed(pin, changed)
+                self._changed(pin, changed, event.timestamp_ns)
 
     def _settle(self) -> None:
         now_ns = time.monotonic_ns()
         for pin, debouncer in self._debouncers.items():
             changed = debouncer.settle(now_ns)
             if changed is not None:
-                self._changed(pin, changed)
+                self._changed(pin, changed, debouncer.stable_since_ns + debouncer.period_ns)
 
-    def _changed(self, pin: int, active: bool) -> None:
+    def _changed(self, pin: int, active: bool, known_ns: int) -> None:
+        """``known_ns``: when the change could first be known (the edge that settled it, or
+        the end of the debounce period): the start of its latency."""
         status = self.lines[pin]
         status.changes += 1
         status.last_change = time.time()
+        self._known_ns[pin] = known_ns
         self.changed(pin, active, time.monotonic())
 
     def line_status(self, pin: int, good: int, last_good: Optional[float], latency_ms: Optional[float],
@@ -233,7 +237,7 @@ class EdgeListener(Listener):
                 "edges": line.edges if line else 0, "bounces": max(0, line.edges - line.changes) if line else 0}
 
     def since_edge_ms(self, pin: int) -> Optional[float]:
-        """Milliseconds since the edge that began ``pin``'s debounced level (the latency of a
-        report made now), or None before the first change."""
-        since = self._debouncers[pin].stable_since_ns
+        """Milliseconds since ``pin``'s last change could first be known (the latency of a report
+        made now), or None before the first change."""
+        since = self._known_ns.get(pin)
         return None if since is None else round((time.monotonic_ns() - since) / 1e6, 1)
