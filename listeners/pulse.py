@@ -34,10 +34,10 @@ import time
 from typing import Dict, List, Optional
 
 from buffers.spool import runtime_dir, state_dir
-from gateway.frame import Frame, input_name_problem, parse_node, FrameError
+from gateway.frame import Frame, FrameError, input_name_problem, parse_node
 from listeners.gpio_lines import EdgeListener
-from protocols.gpio_pins import bcm_pin, pin_problems
 from listeners.pulse_total import PulseTotal
+from protocols.gpio_pins import bcm_pin, pin_problems
 
 
 class PulseListener(EdgeListener):

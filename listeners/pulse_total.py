@@ -25,11 +25,14 @@ import time
 import zlib
 from typing import Optional, Tuple
 
+from gateway.logs import LogThrottle
+
 log = logging.getLogger("oemgateway.pulse")
 
 _RECORD = struct.Struct("<4sQQdI")     # magic, sequence, total, unix time, crc32 of what precedes
 _MAGIC = b"OGP1"
 SLOT = 512                              # one sector per slot: a torn write spoils one slot only
+SAVE_RETRY = 10.0                       # s before a failed save is tried again (at the soonest)
 
 
 def _pack(seq: int, total: int, when: float) -> bytes:
@@ -112,6 +115,8 @@ class PulseTotal:
         self.mirror_errors = 0
         self.restored_from = "nothing (starting at 0)"
         self._last_save = float("-inf")
+        self._retry_at = float("-inf")        # after a failed save: not before this
+        self._errors_logged = LogThrottle(log, logging.ERROR, 300.0)
 
     def load(self, initial: int = 0) -> int:
         """Restore the total: the newest of the mirror and the record; ``initial`` if neither
@@ -138,14 +143,14 @@ class PulseTotal:
             if self.mirror_errors == 1:
                 log.error("cannot mirror the pulse total to %s: %s (it is saved every %g s instead)",
                           self.mirror.path, exc.strerror or exc, self.save_interval)
-        if self.clock() - self._last_save >= self.save_interval:
+        if self.save_due_in() == 0:
             self.save()
 
     def save_due_in(self) -> Optional[float]:
         """Seconds until unsaved pulses must be saved (0: now), or None when all are saved."""
         if self.saved_seq == self.seq:
             return None
-        return max(0.0, self._last_save + self.save_interval - self.clock())
+        return max(0.0, self._last_save + self.save_interval - self.clock(), self._retry_at - self.clock())
 
     def save(self) -> None:
         """Write the total to the record (fdatasync): one flash page. Errors are counted, the
@@ -157,9 +162,10 @@ class PulseTotal:
             self.record.write(self.seq, self.total, time.time())
         except OSError as exc:
             self.save_errors += 1
-            log.error("cannot save the pulse total %d to %s: %s (it is kept in memory and on the tmpfs; "
-                      "trying again in %g s)", self.total, self.record.path, exc.strerror or exc,
-                      self.save_interval)
+            self._retry_at = self._last_save + max(self.save_interval, SAVE_RETRY)
+            self._errors_logged("cannot save the pulse total %d to %s: %s (it is kept in memory and on the "
+                                "tmpfs; trying again in %g s)", self.total, self.record.path, exc.strerror or exc,
+                                max(self.save_interval, SAVE_RETRY))
             return
         self.saved_seq = self.seq
         self.saves += 1

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from listeners.pulse_total import SLOT, PulseTotal
+from listeners.pulse_total import SAVE_RETRY, SLOT, PulseTotal
 
 
 class Clock:
@@ -103,15 +103,19 @@ def test_a_torn_write_spoils_one_slot_and_the_other_holds(tmp_path):
     assert total(tmp_path).load(initial=7) == 7   # both spoilt: as new (the log says so)
 
 
-def test_a_failing_save_is_counted_and_the_total_goes_on(tmp_path):
-    t = total(tmp_path, save_interval=0)
+def test_a_failing_save_is_counted_retried_later_and_the_total_goes_on(tmp_path):
+    clock = Clock()
+    t = total(tmp_path, clock, save_interval=0)
     t.load()
     (tmp_path / "state").write_text("a file where the folder should be")
     t.add(1)
+    t.add(1)                                     # (not tried again at once: no busy loop)
+    assert t.save_errors == 1 and t.total == 2 and t.save_due_in() == SAVE_RETRY
+    clock.now += SAVE_RETRY
     t.add(1)
-    assert t.save_errors == 2 and t.total == 2
+    assert t.save_errors == 2 and t.total == 3
     (tmp_path / "state").unlink()
-    assert total(tmp_path).load() == 2           # the mirror still has it
+    assert total(tmp_path).load() == 3           # the mirror still has it
 
 
 def test_an_unreadable_record_stops_the_start_rather_than_counting_from_0(tmp_path):
