@@ -25,6 +25,8 @@ from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label
 from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials, parse_log_levels
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
+from gateway.node_templates import template_node_name
+from gateway.routing import listener_node_names, rule_warnings
 
 GATEWAY_SPEC = """
 loglevel = loglevel(default='INFO')
@@ -41,6 +43,8 @@ web_port = integer(min=0, max=65535, default=0)
 web_bind = string(default='127.0.0.1')
 web_password_hash = string(default='')
 file_roots = force_list(default=list())
+node_templates = boolean(default=False)
+missed_inputs = boolean(default=False)
 """
 
 GATEWAY_SECRETS = ("web_password_hash",)
@@ -395,6 +399,8 @@ class ConfigLoader:
         problems += [self._node_message(places, message) for message in node_problems]
         warnings += [self._node_message(places, message) for message in node_warnings]
         warnings += self._nothing_to_do(path, raw)
+        warnings += self._routing_warnings(notes, plugins, nodes if not node_problems else None,
+                                           gateway_ok and config["gateway"]["node_templates"])
         problems = sorted((secrets.redact(p) for p in problems), key=_line_of)
         warnings = sorted((secrets.redact(w) for w in warnings), key=_line_of)
         if problems:
@@ -695,6 +701,17 @@ class ConfigLoader:
                 if name in spec_keys(registry.resolve(type_name).settings_spec()):
                     return f"; it is a setting of {type_name} {registry.kind}s: put it in their section"
         return ""
+
+    @staticmethod
+    def _routing_warnings(notes, plugins, nodes: Optional[NodeTable], templates: bool) -> List[str]:
+        """Routing rules (``from_listeners``, ``from_nodes``) that can match nothing."""
+        known = listener_node_names({n: p.settings for n, p in plugins["listeners"].items()})
+        if nodes is not None:
+            for node, entry in nodes.describe().items():
+                known += [str(node)] + ([str(entry["nodename"])] if entry.get("nodename") else [])
+        is_template_name = template_node_name if templates else (lambda name: False)
+        return rule_warnings({n: p.settings for n, p in plugins["buffers"].items()}, plugins["listeners"], known,
+                             lambda buffer, key: notes.key(("buffers", buffer), key), is_template_name)
 
     @staticmethod
     def _node_message(places: Places, message: str) -> str:

@@ -358,6 +358,9 @@ class _NodeState:
     problems: LogThrottle
     in_trouble: bool = False
     warned: set = field(default_factory=set)
+    first_msg: Optional[int] = None   # emonhub's count of missed packets (``missed_inputs``)
+    last_msg: Optional[int] = None
+    missed: int = 0
 
 
 class NodeDecoder:
@@ -375,20 +378,46 @@ class NodeDecoder:
         self.table = table or NodeTable()
         self._schedule = schedule
         self._nodes: "OrderedDict[Node, _NodeState]" = OrderedDict()
+        self.templates = None        # a TemplateMatcher when [gateway] node_templates is on
+        self.missed_inputs = False   # [gateway] missed_inputs
 
-    def configure(self, table: NodeTable) -> None:
-        """Use a new ``[nodes]`` table from now on; counters are kept."""
+    def configure(self, table: NodeTable, node_templates: bool = False, missed_inputs: bool = False) -> None:
+        """Use a new ``[nodes]`` table from now on; counters are kept. ``node_templates``: radio
+        nodes without a ``[nodes]`` section are decoded with the built-in templates of OEM's
+        hardware (``gateway.node_templates``), as emonhub's ``autoconf`` does; ``missed_inputs``:
+        a node whose first input is ``MSG`` gets two more, ``missed`` and ``missedprc``, as
+        emonhub adds them."""
         self.table = table
         for state in self._nodes.values():
             state.warned.clear()
+        if not node_templates:
+            self.templates = None
+        elif self.templates is None:
+            from gateway.node_templates import TemplateMatcher   # (it imports this module)
+            self.templates = TemplateMatcher(announce=lambda found: log.info("%s", found.describe()))
+        else:
+            self.templates.forget()   # [nodes] may now describe a node matched before
+        self.missed_inputs = missed_inputs
 
     def is_listed(self, node: Node) -> bool:
         return node in self.table
+
+    def node_id(self, node: Node) -> Node:
+        """The id of a node by its name (``[nodes]`` nodename, or a template's ``emonTx4_17``),
+        else ``node`` itself."""
+        found = self.table.node_id(node)
+        if found == node and self.templates is not None and isinstance(node, str):
+            for node_id, match in self.templates.matches().items():
+                if match.template.nodename(node_id) == node:
+                    return node_id
+        return found
 
     # -- receiving ----------------------------------------------------------------------
     def decode(self, item: Union[Frame, RawFrame]) -> Optional[Frame]:
         """The Frame to deliver for ``item``, or None if it is dropped (logged and counted)."""
         spec = self.table.get(item.node)
+        if spec is None and self.templates is not None and isinstance(item, RawFrame):
+            spec = self.templates.spec_for(item.node, len(item.payload))
         state = self._state(item.node)
         try:
             values = self._values(item, spec)
@@ -408,6 +437,8 @@ class NodeDecoder:
         stats.last_seen = item.time
         stats.rssi = item.rssi if item.rssi is not None else stats.rssi
         node = spec.nodename if spec is not None and spec.nodename is not None else item.node
+        if self.missed_inputs and names and names[0].lower() == MSG_NAME and isinstance(values[0], int):
+            values, names = self._with_missed(state, values, names)
         frame = Frame(node, values, item.time, names, item.rssi, item.source)
         stats.values = frame.named_values()
         return frame
@@ -464,6 +495,20 @@ class NodeDecoder:
                 stats.missed += msg - stats.last_msg - 1
         stats.last_msg = msg
         return False
+
+    @staticmethod
+    def _with_missed(state: _NodeState, values, names):
+        """``values`` and ``names`` with emonhub's ``missed`` (packets missed since the first
+        message seen, or since the counter went back) and ``missedprc`` (their percentage of
+        the messages since: 0 for the first, a float after), computed as emonhub does."""
+        msg = values[0]
+        if state.last_msg is None or msg < state.last_msg:
+            state.first_msg, state.last_msg, state.missed = msg, msg - 1, 0
+        state.missed += msg - state.last_msg - 1
+        state.last_msg = msg
+        count = msg - state.first_msg
+        percent = 100.0 * state.missed / count if count else 0
+        return tuple(values) + (state.missed, percent), tuple(names) + ("missed", "missedprc")
 
     def _state(self, node: Node) -> _NodeState:
         state = self._nodes.get(node)
