@@ -77,7 +77,12 @@ class MqttBuffer(Buffer):
     tx_listener = string(default='')
     max_inflight = integer(min=1, max=10000, default=100)
     timeout = float(min=0.1, max=3600, default=10)
+    emonhub_payloads = boolean(default=False)
     """
+    # emonhub_payloads: payloads byte for byte as emonhub's MQTT interfacer writes them, for
+    # receivers that compare text: JSON spaced as Python's json.dumps (", ", ": "), its names
+    # in order, then "time" (seconds as a float, as stamped), then "rssi"; only named values
+    # in JSON; no rssi when it is 0. (Set when an emonhub.conf is run; see docs/emonhub.md.)
     SECRETS = ("password",)
 
     # -- settings -----------------------------------------------------------------------
@@ -161,6 +166,8 @@ class MqttBuffer(Buffer):
     # -- messages -----------------------------------------------------------------------
     def _messages(self, frame: Frame) -> List[Message]:
         """The messages of one reading, in the configured formats."""
+        if self.settings["emonhub_payloads"]:
+            return self._emonhub_messages(frame)
         named = frame.named_values()
         out: List[Message] = []
         for fmt in self._formats:
@@ -172,8 +179,31 @@ class MqttBuffer(Buffer):
                         for name, value in named.items()]
             else:
                 values = list(frame.values) + ([frame.rssi] if frame.rssi is not None else [])
-                node_id = self.nodes.table.node_id(frame.node) if self.nodes is not None else frame.node
+                node_id = self.nodes.node_id(frame.node) if self.nodes is not None else frame.node
                 out.append((f"{self._csv_base}/rx/{node_id}/values", ",".join(map(number_text, values))))
+        return out
+
+    def _emonhub_messages(self, frame: Frame) -> List[Message]:
+        """The messages emonhub's MQTT interfacer publishes for ``frame`` (EmonHubMqttInterfacer
+        ``_process_post``, v2.7.19): see ``emonhub_payloads``."""
+        names = frame.names or ()
+        rssi = frame.rssi if frame.rssi else None
+        out: List[Message] = []
+        for fmt in self._formats:
+            if fmt == "json":
+                payload = dict(zip(names, frame.values), time=float(frame.time))
+                if rssi is not None:
+                    payload["rssi"] = rssi
+                out.append((f"{self._base}/{frame.node}", json.dumps(payload)))
+            elif fmt == "nodevar":
+                out += [(f"{self._base}/{frame.node}/{names[i] if i < len(names) else i + 1}", str(value))
+                        for i, value in enumerate(frame.values)]
+                if rssi is not None:
+                    out.append((f"{self._base}/{frame.node}/rssi", str(rssi)))
+            else:
+                node_id = self.nodes.node_id(frame.node) if self.nodes is not None else frame.node
+                values = list(frame.values) + ([rssi] if rssi is not None else [])
+                out.append((f"{self._csv_base}/rx/{node_id}/values", ",".join(map(str, values))))
         return out
 
     # -- the connection -----------------------------------------------------------------

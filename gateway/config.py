@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from configobj import ConfigObj, ConfigObjError, ParseError, Section, flatten_errors, get_extra_values
 from validate import ValidateError, Validator, VdtValueError, is_float
 
-from gateway import missing_dependency
+from gateway import emonhub, missing_dependency
 from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label, suggest, syntax_problems
 from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials, parse_log_levels
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
@@ -44,7 +44,7 @@ web_bind = string(default='127.0.0.1')
 web_password_hash = string(default='')
 file_roots = force_list(default=list())
 node_templates = boolean(default=False)
-missed_inputs = boolean(default=False)
+emonhub_values = boolean(default=False)
 """
 
 GATEWAY_SECRETS = ("web_password_hash",)
@@ -329,6 +329,9 @@ class ConfigLoader:
         problems: List[str] = _too_deep(path, raw)
         if problems:
             raise ConfigError(path, problems)
+        translated: List[str] = []   # what an emonhub.conf's translation says about it
+        if emonhub.is_emonhub_config(raw):
+            raw, translated = self._from_emonhub(raw, places)
         if not raw.scalars and not raw.sections:
             raise ConfigError(path, [f"{path}: the file is empty (or holds only comments): the gateway "
                                      "would read nothing and send nothing. Start from the shipped "
@@ -398,7 +401,7 @@ class ConfigLoader:
             {k: v for k, v in config["nodes"].items() if ("nodes", k) not in invalid})
         problems += [self._node_message(places, message) for message in node_problems]
         warnings += [self._node_message(places, message) for message in node_warnings]
-        warnings += self._nothing_to_do(path, raw)
+        warnings += self._nothing_to_do(path, raw) + translated
         warnings += self._routing_warnings(notes, plugins, nodes if not node_problems else None,
                                            gateway_ok and config["gateway"]["node_templates"])
         problems = sorted((secrets.redact(p) for p in problems), key=_line_of)
@@ -410,6 +413,29 @@ class ConfigLoader:
                              file_secrets)
 
     # -- steps --------------------------------------------------------------------------
+    def available(self, kind: str, type_name: str) -> Optional[type]:
+        """The plugin class of our ``type_name`` of ``kind``, or None if there is none."""
+        try:
+            return self.registries[kind].resolve(type_name)
+        except LookupError:
+            return None
+
+    def _from_emonhub(self, raw: ConfigObj, places: Places) -> Tuple[ConfigObj, List[str]]:
+        """An emonhub.conf as our sections (``gateway.emonhub``), its messages placed at the
+        lines of the emonhub file; messages about our sections point there too."""
+        translation = emonhub.translate(raw, self.available)
+        for (ours, our_key), (theirs, their_key) in translation.origins.items():
+            line = places.line(theirs, their_key)
+            if line is None:
+                continue
+            if our_key is None:
+                places.sections.setdefault(ours, line)
+            else:
+                places.keys.setdefault((ours, our_key), line)
+        messages = [f"{places.at(where, key)}: {section_label(where)}{' ' + key if key else ''}: {message}"
+                    for where, key, message in translation.warnings]
+        return translation.config, messages
+
     @staticmethod
     def _read(path: str) -> str:
         if not os.path.exists(path):

@@ -290,7 +290,9 @@ def _check_datacodes(value, *args, **kwargs):
 
 def _check_names(value, *args, **kwargs):
     names = [str(n).strip() for n in _as_list(value) if str(n).strip()]
-    if any(input_name_problem(n) for n in names) or len(set(names)) != len(names):
+    # Spaces inside a name are allowed, as emonhub's own templates have them ("external
+    # temperature" of the emonTH) and emoncms and MQTT topics take them.
+    if any(input_name_problem(n.replace(" ", "_")) for n in names) or len(set(names)) != len(names):
         raise VdtValueError(value)
     return names
 
@@ -316,7 +318,7 @@ _CODES_TEXT = "b B h H i I l L q Q f d (little-endian struct codes)"
 CHECKS: Dict[str, Tuple[Callable, str]] = {
     "datacode": (_check_datacode, f"one of {_CODES_TEXT}, or 0 for numbers as sent"),
     "datacodes": (_check_datacodes, f"a list of {_CODES_TEXT}"),
-    "names": (_check_names, f"a list of different names of letters, digits, _ . and -, at most "
+    "names": (_check_names, f"a list of different names of letters, digits, spaces, _ . and -, at most "
                             f"{NAME_MAX} characters each"),
     "numbers": (_check_numbers, "a list of numbers"),
     "nodename": (_check_nodename, f"a node name of letters, digits, _ and -, at most {NAME_MAX} "
@@ -358,7 +360,7 @@ class _NodeState:
     problems: LogThrottle
     in_trouble: bool = False
     warned: set = field(default_factory=set)
-    first_msg: Optional[int] = None   # emonhub's count of missed packets (``missed_inputs``)
+    first_msg: Optional[int] = None   # emonhub's count of missed packets (``emonhub_values``)
     last_msg: Optional[int] = None
     missed: int = 0
 
@@ -379,14 +381,15 @@ class NodeDecoder:
         self._schedule = schedule
         self._nodes: "OrderedDict[Node, _NodeState]" = OrderedDict()
         self.templates = None        # a TemplateMatcher when [gateway] node_templates is on
-        self.missed_inputs = False   # [gateway] missed_inputs
+        self.emonhub_values = False   # [gateway] emonhub_values
 
-    def configure(self, table: NodeTable, node_templates: bool = False, missed_inputs: bool = False) -> None:
+    def configure(self, table: NodeTable, node_templates: bool = False, emonhub_values: bool = False) -> None:
         """Use a new ``[nodes]`` table from now on; counters are kept. ``node_templates``: radio
         nodes without a ``[nodes]`` section are decoded with the built-in templates of OEM's
-        hardware (``gateway.node_templates``), as emonhub's ``autoconf`` does; ``missed_inputs``:
-        a node whose first input is ``MSG`` gets two more, ``missed`` and ``missedprc``, as
-        emonhub adds them."""
+        hardware (``gateway.node_templates``), as emonhub's ``autoconf`` does.
+        ``emonhub_values``: values as emonhub makes them, so its users' inputs and topics stay
+        the same: whole numbers from text sources are integers (``T1:300.00`` gives 300), and a
+        node whose first input is ``MSG`` gets two more, ``missed`` and ``missedprc``."""
         self.table = table
         for state in self._nodes.values():
             state.warned.clear()
@@ -397,7 +400,7 @@ class NodeDecoder:
             self.templates = TemplateMatcher(announce=lambda found: log.info("%s", found.describe()))
         else:
             self.templates.forget()   # [nodes] may now describe a node matched before
-        self.missed_inputs = missed_inputs
+        self.emonhub_values = emonhub_values
 
     def is_listed(self, node: Node) -> bool:
         return node in self.table
@@ -437,7 +440,7 @@ class NodeDecoder:
         stats.last_seen = item.time
         stats.rssi = item.rssi if item.rssi is not None else stats.rssi
         node = spec.nodename if spec is not None and spec.nodename is not None else item.node
-        if self.missed_inputs and names and names[0].lower() == MSG_NAME and isinstance(values[0], int):
+        if self.emonhub_values and names and names[0].lower() == MSG_NAME and isinstance(values[0], int):
             values, names = self._with_missed(state, values, names)
         frame = Frame(node, values, item.time, names, item.rssi, item.source)
         stats.values = frame.named_values()
@@ -449,6 +452,9 @@ class NodeDecoder:
             payload = item.payload
         elif rx.decodes_bytes and item.names is None:
             payload = _bytes_of(item.values)
+        elif self.emonhub_values:
+            return rx.apply_scales(tuple(int(v) if isinstance(v, float) and v.is_integer() else v
+                                         for v in item.values))
         else:
             return rx.apply_scales(item.values)
         if spec is not None and spec.whitening:
