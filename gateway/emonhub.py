@@ -468,7 +468,7 @@ def _emoncms(settings: dict, origins, where, result: Translation) -> dict:
         if flag in settings:
             settings[flag] = str(_is_true(settings[flag]))
     if _is_true(settings.pop("sendstatus", "0")):
-        result.warn(where, "sendstatus", "sendstatus = 1 (emoncms' myip) is not supported; ignored")
+        result.warn(origins.get("sendstatus", (where, None))[0], "sendstatus", "sendstatus = 1 (emoncms' myip) is not supported; ignored")
     return {}
 
 

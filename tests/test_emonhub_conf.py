@@ -1,0 +1,329 @@
+"""emonhub.conf as a drop-in: OEM's shipped default configs run unchanged (only the machine's
+ports, broker, server and key swapped for the test's), producing emonhub's MQTT topics and
+payloads and its emoncms inputs, byte for byte; and ``--convert-emonhub``.
+
+The expected payloads are written out here from emonhub's code (EmonHubMqttInterfacer
+``_process_post``, emonhub_interfacer ``_process_rx``, v2.7.19): values ``str()``-ed, whole
+numbers from text lines as integers, ``missed``/``missedprc`` after a leading ``MSG``.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from configobj import ConfigObj
+
+from buffers import BUFFERS
+from buffers.spool import SPOOL_SPEC
+from gateway import emonhub
+from gateway.config import ConfigLoader
+from listeners import LISTENERS
+from tests.conftest import DAEMON, FIXTURES, WAIT
+from tests.emoncms_server import WRITE_KEY
+from tests.fakeboard import FakeBoard, FakePort
+from tests.mosquitto import Broker, Subscriber
+
+CONFIGS = FIXTURES / "emonhub"
+USERS = {"emonpi": "emonpimqtt2016"}   # the MQTT login every OEM default config uses
+
+
+def in_this_test(name: str, swap: dict) -> str:
+    """A shipped emonhub.conf with only what belongs to the machine swapped for the test's;
+    each text swapped must be in the file."""
+    text = (CONFIGS / name).read_text()
+    for old, new in swap.items():
+        assert old in text, f"{old!r} is not in {name}"
+        text = text.replace(old, new)
+    return text
+
+
+def machine(broker, emoncms, ports: dict) -> dict:
+    """The swaps for a test machine: serial devices, the broker's port, emoncms and its key."""
+    swaps = {"mqtt_port = 1883": f"mqtt_port = {broker.port}",
+             "url = https://emoncms.org": f"url = {emoncms.url}"}
+    swaps.update({f"com_port = {device}": f"com_port = {path}" for device, path in ports.items()})
+    return swaps
+
+
+def with_key(text: str) -> str:
+    """The apikey placeholder (32 or 40 x's) replaced by the test emoncms' write key."""
+    return re.sub(r"apikey = x+", f"apikey = {WRITE_KEY}", text)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with Broker(tmp_path / "broker", users=USERS) as running:
+        yield running
+
+
+def loader() -> ConfigLoader:
+    return ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC)
+
+
+def published(subscriber, prefix):
+    return [(m.topic, m.payload) for m in subscriber.messages if m.topic.startswith(prefix)]
+
+
+# -- what emonhub publishes, written out --------------------------------------------------------
+KV_LINE_1 = "MSG:1,Vrms:240.12,P1:100,P2:-5,E1:5678,T1:21.50,T2:300.00,pulse:0"
+KV_LINE_2 = "MSG:2,Vrms:240.30,P1:101,P2:-5,E1:5679,T1:21.50,T2:300.00,pulse:0"
+KV_LINE_4 = "MSG:4,Vrms:239.90,P1:99,P2:-6,E1:5680,T1:21.00,T2:300.00,pulse:1"
+NAMES = ["MSG", "Vrms", "P1", "P2", "E1", "T1", "T2", "pulse", "missed", "missedprc"]
+# emonhub: float() then int() when whole; missed since the first MSG; missedprc 0 (an int) for
+# the first message, then 100.0 * missed / (msg - first) (a float: "0.0", "33.333333333333336")
+EMONHUB_VALUES = [
+    ["1", "240.12", "100", "-5", "5678", "21.5", "300", "0", "0", "0"],
+    ["2", "240.3", "101", "-5", "5679", "21.5", "300", "0", "0", "0.0"],
+    ["4", "239.9", "99", "-6", "5680", "21", "300", "1", "1", "33.333333333333336"],
+]
+
+
+def nodevar_messages(node: str):
+    return [(f"emon/{node}/{name}", value) for values in EMONHUB_VALUES for name, value in zip(NAMES, values)]
+
+
+# -- the shipped configs, run ---------------------------------------------------------------------
+def test_emonsd_default_config_publishes_emonhubs_topics_and_inputs(gateway_factory, broker, emoncms, tmp_path):
+    """emonSD's default.emonhub.conf: the emonTx4 on USB0 (key:value lines at 115200) comes out
+    as emonhub's nodevar topics and emoncms inputs; the SPI radio is named as not running."""
+    uart, usb = FakePort(tmp_path / "ttyAMA0").plug(), FakePort(tmp_path / "ttyUSB0").plug()
+    text = in_this_test("default.emonhub.conf", machine(broker, emoncms, {
+        "/dev/ttyAMA0": uart.link, "/dev/ttyUSB0": usb.link}))
+    subscriber = Subscriber(broker.port, topics=("emon/#", "emonhub/#"), username="emonpi",
+                            password="emonpimqtt2016")
+    gateway = gateway_factory(with_key(text), name="emonhub.conf")
+    assert re.search(r"emonhub\.conf:\d+: \[interfacers\] \[\[SPI\]\] Type: EmonHubRFM69LPLInterfacer runs as "
+                     r"a 'rfm69' listener", gateway.log)
+    gateway.wait_for_log(r"listener 'USB0': reading")
+    usb.write(b"\r\n")   # the end of the line the board was sending when the port opened
+    for line in (KV_LINE_1, KV_LINE_2, KV_LINE_4):
+        usb.write(line.encode() + b"\r\n")
+    expected = nodevar_messages("emonTx4")
+    subscriber.wait(lambda m: len(published(subscriber, "emon/")) >= len(expected), "30 nodevar messages")
+    subscriber.sync()
+    assert published(subscriber, "emon/") == expected
+    assert published(subscriber, "emonhub/") == []   # node_format_enable = 0, node_JSON_enable = 0
+    rows = emoncms.wait_until(lambda rows: len(rows) >= 30, what="30 inputs")
+    assert {row.node for row in rows} == {"emonTx4"}   # sendnames = 1: the nodename
+    assert [row.name for row in rows[:10]] == NAMES
+    assert [row.value for row in rows[20:]] == [4, 239.9, 99, -6, 5680, 21, 300, 1, 1, 33.333333333333336]
+    gateway.stop()
+    uart.unplug()
+    usb.unplug()
+
+
+@pytest.mark.parametrize("name, board", [("emonpi2.default.emonhub.conf", "EmonPi2"),
+                                         ("emonpi3.default.emonhub.conf", "EmonPi3")])
+def test_emonpi2_and_emonpi3_default_configs(gateway_factory, broker, emoncms, tmp_path, name, board):
+    """The board's own serial interfacer, named by its section (emonhub's nodename default)."""
+    uart, usb = FakePort(tmp_path / "ttyAMA0").plug(), FakePort(tmp_path / "ttyUSB0").plug()
+    text = in_this_test(name, machine(broker, emoncms, {"/dev/ttyAMA0": uart.link, "/dev/ttyUSB0": usb.link}))
+    subscriber = Subscriber(broker.port, topics=("emon/#",), username="emonpi", password="emonpimqtt2016")
+    gateway = gateway_factory(with_key(text), name="emonhub.conf")
+    for missing in ("EmonHubRFM69LPLInterfacer", "EmonHubDS18B20Interfacer"):
+        assert f"Type: {missing} runs as a" in gateway.log
+    gateway.wait_for_log(rf"listener '{board}': reading")
+    uart.write(b"\r\n")   # the end of the line the board was sending when the port opened
+    uart.write(b"{\"MSG\":7,\"Vrms\":241.5,\"P1\":1200,\"E1\":17}\r\n")   # the JSON form (j1)
+    expected = [(f"emon/{board}/{n}", v) for n, v in
+                [("MSG", "7"), ("Vrms", "241.5"), ("P1", "1200"), ("E1", "17"), ("missed", "0"), ("missedprc", "0")]]
+    subscriber.wait(lambda m: len(published(subscriber, "emon/")) >= len(expected), "the board's inputs")
+    subscriber.sync()
+    assert published(subscriber, "emon/") == expected
+    rows = emoncms.wait_until(lambda rows: len(rows) >= 6, what="6 inputs")
+    assert [(r.node, r.name, r.value) for r in rows] == [
+        (board, "MSG", 7), (board, "Vrms", 241.5), (board, "P1", 1200), (board, "E1", 17), (board, "missed", 0),
+        (board, "missedprc", 0)]
+    gateway.stop()
+    uart.unplug()
+    usb.unplug()
+
+
+def test_emonhp_default_config_runs_what_it_can_and_names_the_rest(gateway_factory, broker, emoncms):
+    """The emonHP bundle's devices (Modbus, M-Bus, GPIO, SPI radio, DS18B20) need plugins this
+    version may not have: each one missing is a warning naming it, and the gateway runs."""
+    text = in_this_test("emonhp.default.emonhub.conf", machine(broker, emoncms, {}))
+    gateway = gateway_factory(with_key(text), name="emonhub.conf")
+    for section, type_name in (("SDM120", "EmonHubMinimalModbusInterfacer"), ("MBUS", "EmonHubMBUSInterfacer"),
+                               ("digital", "EmonHubDigitalInputInterfacer"), ("SPI", "EmonHubRFM69LPLInterfacer"),
+                               ("DS18B20", "EmonHubDS18B20Interfacer")):
+        if loader().available("listeners", emonhub.INTERFACERS[type_name].type) is None:
+            assert re.search(rf"\[\[{section}\]\] Type: {type_name} runs as a '\w+' listener, which this version "
+                             r"of the gateway does not have yet", gateway.log)
+    assert gateway.stop() == 0
+
+
+def test_legacy_emonpi_config_radio_packets_with_nodes_and_templates(gateway_factory, broker, emoncms, tmp_path):
+    """The emonPi v1 config: an RFM2Pi board (RF12demo ``OK`` lines): node 5 decoded by the
+    file's [nodes], published in both the nodevar and the node (CSV, by id) format, RSSI last."""
+    board = FakeBoard(tmp_path / "ttyAMA0", node_id=5).plug()
+    text = in_this_test("emonpi.default.emonhub.conf", machine(broker, emoncms, {"/dev/ttyAMA0": board.port.link}))
+    subscriber = Subscriber(broker.port, topics=("emon/#", "emonhub/#"), username="emonpi", password="emonpimqtt2016")
+    gateway = gateway_factory(with_key(text), name="emonhub.conf")
+    assert "calibration" in gateway.log   # a board setting not sent: said
+    # power1 100, power2 -20, sum 80, vrms 24012 (x0.01), t1..t6 215 (x0.1), pulsecount 7
+    payload = b"".join(v.to_bytes(2, "little", signed=True) for v in (100, -20, 80, 24012, 215, 0, 0, 0, 0, 0)) \
+        + (7).to_bytes(4, "little")
+    gateway.wait_for_log(r"listener 'RFM2Pi': board RF12demo")   # (past the port's settling time)
+    board.packet(5, payload, rssi=-42)
+    subscriber.wait(lambda m: published(subscriber, "emonhub/"), "the CSV message")
+    subscriber.wait(lambda m: len(published(subscriber, "emon/")) >= 12, "12 nodevar messages")
+    subscriber.sync()
+    assert published(subscriber, "emonhub/") == [("emonhub/rx/5/values", "100,-20,80,240.12,21.5,0,0,0,0,0,7,-42")]
+    assert published(subscriber, "emon/") == [
+        ("emon/emonpi/power1", "100"), ("emon/emonpi/power2", "-20"), ("emon/emonpi/power1pluspower2", "80"),
+        ("emon/emonpi/vrms", "240.12"), ("emon/emonpi/t1", "21.5")] + \
+        [(f"emon/emonpi/t{i}", "0") for i in range(2, 7)] + \
+        [("emon/emonpi/pulsecount", "7"), ("emon/emonpi/rssi", "-42")]
+    gateway.stop()
+    board.unplug()
+
+
+# -- the translation ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.conf")))
+def test_every_shipped_config_loads(name):
+    config = loader().load(str(CONFIGS / name))
+    assert config.gateway["emonhub_values"] is True
+    assert "MQTT" in config.buffers and config.buffers["MQTT"].settings["emonhub_payloads"] is True
+
+
+def test_autoconf_turns_the_built_in_templates_on(tmp_path):
+    on = loader().load(str(CONFIGS / "default.emonhub.conf"))
+    assert on.gateway["node_templates"] is True
+    path = tmp_path / "emonhub.conf"
+    path.write_text((CONFIGS / "default.emonhub.conf").read_text().replace("autoconf = 1", "autoconf = 0"))
+    assert loader().load(str(path)).gateway["node_templates"] is False
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "emonhub.conf"
+    path.write_text(text)
+    return str(path)
+
+
+MINIMAL = """\
+[hub]
+    loglevel = INFO
+[interfacers]
+    [[USB0]]
+        Type = EmonHubOEMInterfacer
+        [[[init_settings]]]
+            com_port = /dev/ttyUSB0
+            com_baud = 115200
+        [[[runtimesettings]]]
+            pubchannels = ToEmonCMS,
+            subchannels = ToRFM12,
+    [[sock]]
+        Type = EmonHubSocketInterfacer
+        [[[init_settings]]]
+            port_nb = 50012
+        [[[runtimesettings]]]
+            pubchannels = Other,
+    [[MQTT]]
+        Type = EmonHubMqttInterfacer
+        [[[init_settings]]]
+            mqtt_host = 127.0.0.1
+        [[[runtimesettings]]]
+            pubchannels = ToRFM12,
+            subchannels = ToEmonCMS,
+            nodevar_format_enable = 1
+            nodevar_format_basetopic = emon/
+    [[Graphite]]
+        Type = EmonHubGraphiteInterfacer
+        [[[init_settings]]]
+        [[[runtimesettings]]]
+            subchannels = ToEmonCMS,
+    [[mystery]]
+        Type = EmonHubFluxCapacitorInterfacer
+[nodes]
+"""
+
+
+def test_channels_become_routing_and_tx(tmp_path):
+    config = loader().load(write(tmp_path, MINIMAL))
+    mqtt = config.buffers["MQTT"].settings
+    assert mqtt["from_listeners"] == ["USB0"]   # sock publishes on another channel
+    assert mqtt["tx_listener"] == "USB0"        # the one input subscribing to ToRFM12
+    assert mqtt["tx_topic"] == "emonhub/tx/{node}/values"
+    assert mqtt["formats"] == ["nodevar", "csv"]   # emonhub's class default: node_format_enable = 1
+    assert mqtt["username"] == "" and mqtt["status_topic"] == ""
+    assert config.listeners["USB0"].settings["com_baud"] == 115200
+    assert config.listeners["sock"].settings["port"] == 50012
+
+
+def test_a_type_we_do_not_have_is_a_warning_naming_it_and_the_rest_runs(tmp_path):
+    config = loader().load(write(tmp_path, MINIMAL))
+    assert sorted(config.listeners) == ["USB0", "sock"]
+    graphite = next(w for w in config.warnings if "Graphite" in w)
+    assert re.match(r".*emonhub\.conf:28: \[interfacers\] \[\[Graphite\]\] Type: the gateway has no Graphite "
+                    r"output \(EmonHubGraphiteInterfacer\): this interfacer is not run", graphite)
+    assert any("Type = EmonHubFluxCapacitorInterfacer is not an emonhub interfacer the gateway knows" in w
+               for w in config.warnings)
+
+
+def test_unknown_keys_are_named_at_their_line(tmp_path):
+    text = MINIMAL.replace("            com_baud = 115200\n", "            com_baud = 115200\n            vcal = 268.97\n")
+    config = loader().load(write(tmp_path, text))
+    assert any(re.search(r"emonhub\.conf:9: .*vcal: 'vcal' \(a setting emonhub sends to the board\)", w)
+               for w in config.warnings)
+
+
+def test_a_problem_in_a_translated_setting_points_at_the_emonhub_line(tmp_path):
+    text = MINIMAL.replace("port_nb = 50012", "port_nb = 99999")
+    with pytest.raises(Exception) as caught:
+        loader().load(write(tmp_path, text))
+    assert re.search(r"emonhub\.conf:15: \[listeners\] \[\[sock\]\] port_nb = '?99999", "\n".join(caught.value.problems)) \
+        or re.search(r"emonhub\.conf:15: .*port", "\n".join(caught.value.problems))
+
+
+def test_sendnames_zero_and_the_x_placeholder_key(tmp_path):
+    text = MINIMAL + """"""
+    text = text.replace("[[Graphite]]", """[[cms]]
+        Type = EmonHubEmoncmsHTTPInterfacer
+        [[[init_settings]]]
+        [[[runtimesettings]]]
+            subchannels = ToEmonCMS,
+            apikey = xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+            sendnames = 0
+    [[Graphite]]""")
+    config = loader().load(write(tmp_path, text))
+    cms = config.buffers["cms"].settings
+    assert cms["send_names"] is False and cms["apikey"] == "" and cms["url"] == "http://emoncms.org"
+    assert any("apikey is the x placeholder" in w for w in config.warnings)
+
+
+# -- --convert-emonhub --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.conf")))
+def test_the_converted_file_is_the_same_config(tmp_path, name):
+    result = subprocess.run([sys.executable, str(DAEMON), "--convert-emonhub", str(CONFIGS / name)],
+                            capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 0, result.stderr
+    converted = tmp_path / "oemgateway.conf"
+    converted.write_text(result.stdout)
+    direct, native = loader().load(str(CONFIGS / name)), loader().load(str(converted))
+    assert native.masked()["listeners"] == direct.masked()["listeners"]
+    assert native.masked()["buffers"] == direct.masked()["buffers"]
+    assert native.masked()["nodes"] == direct.masked()["nodes"]
+    assert {k: v for k, v in native.gateway.items()} == direct.gateway
+
+
+def test_the_converted_file_keeps_comments_where_they_map():
+    result = subprocess.run([sys.executable, str(DAEMON), "--convert-emonhub", str(CONFIGS / "emonpi.default.emonhub.conf")],
+                            capture_output=True, text=True, timeout=WAIT)
+    text = result.stdout
+    assert re.search(r"^\s*com_baud = 38400\s+# 9600 for old RFM12Pi$", text, re.M)
+    assert re.search(r"^\s*baseid = 5\s+# emonPi / emonBase nodeID$", text, re.M)
+    assert "### loglevel must be one of DEBUG, INFO, WARNING, ERROR, and CRITICAL" in text
+    assert re.search(r"^# Notes from the conversion:", text, re.M)
+    assert "calibration" in result.stderr
+
+
+def test_convert_refuses_a_file_that_is_not_emonhub(tmp_path):
+    path = tmp_path / "oemgateway.conf"
+    path.write_text("[gateway]\nloglevel = INFO\n")
+    result = subprocess.run([sys.executable, str(DAEMON), "--convert-emonhub", str(path)],
+                            capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 1 and "not an emonhub.conf" in result.stderr and result.stdout == ""
