@@ -327,3 +327,97 @@ def test_convert_refuses_a_file_that_is_not_emonhub(tmp_path):
     result = subprocess.run([sys.executable, str(DAEMON), "--convert-emonhub", str(path)],
                             capture_output=True, text=True, timeout=WAIT)
     assert result.returncode == 1 and "not an emonhub.conf" in result.stderr and result.stdout == ""
+
+
+# -- decoding as emonhub does -----------------------------------------------------------------
+def emontx4_packet(msg: int) -> bytes:
+    """An emonTx4 (emon_CM_6CT_temperature) radio payload: 52 bytes, little-endian."""
+    import struct
+    return struct.pack("<Lhhhhhhhllllllhhh L".replace(" ", ""), msg, 24012, 100, 0, 0, 0, 0, 0,
+                       5678, 0, 0, 0, 0, 0, 2150, 30000, 30000, 7)
+
+
+def test_autoconf_names_an_emontx4_without_nodes_and_counts_missed_packets():
+    from gateway.frame import RawFrame
+    from gateway.nodes import NodeDecoder, NodeTable
+    decoder = NodeDecoder()
+    decoder.configure(NodeTable(), node_templates=True, emonhub_values=True)
+    frames = [decoder.decode(RawFrame(17, emontx4_packet(msg), 1.0, -42, "radio")) for msg in (10, 11, 14)]
+    first = frames[0]
+    assert first.node == "emonTx4_17" and decoder.node_id("emonTx4_17") == 17
+    assert first.named_values() == {
+        "MSG": 10, "Vrms": 240.12, "P1": 100, "P2": 0, "P3": 0, "P4": 0, "P5": 0, "P6": 0, "E1": 5678, "E2": 0,
+        "E3": 0, "E4": 0, "E5": 0, "E6": 0, "T1": 21.5, "T2": 300, "T3": 300, "pulse": 7, "missed": 0,
+        "missedprc": 0, "rssi": -42}
+    assert [(f.named_values()["missed"], f.named_values()["missedprc"]) for f in frames] == \
+        [(0, 0), (0, 0.0), (2, 50.0)]
+    assert type(frames[1].named_values()["missedprc"]) is float   # emonhub publishes "0.0" after the first
+
+
+def test_without_autoconf_an_undescribed_node_stays_unnamed():
+    from gateway.frame import RawFrame
+    from gateway.nodes import NodeDecoder, NodeTable
+    decoder = NodeDecoder()
+    decoder.configure(NodeTable(), node_templates=False, emonhub_values=False)
+    frame = decoder.decode(RawFrame(17, emontx4_packet(1), 1.0, None, "radio"))
+    assert frame.node == 17 and frame.names is None and len(frame.values) == 26   # int16 pairs
+
+
+def test_whole_numbers_of_text_sources_are_integers_as_in_emonhub():
+    from gateway.frame import Frame
+    from gateway.nodes import NodeDecoder, NodeTable
+    decoder = NodeDecoder()
+    text_frame = Frame("emonTx4", (300.0, 21.5, 7), 1.0, ("T2", "T1", "pulse"), None, "USB0")
+    assert decoder.decode(text_frame).values == (300.0, 21.5, 7)
+    decoder.configure(NodeTable(), emonhub_values=True)
+    values = decoder.decode(text_frame).values
+    assert values == (300, 21.5, 7) and type(values[0]) is int
+
+
+SOCKET_JSON = """\
+[hub]
+    loglevel = DEBUG
+[interfacers]
+    [[sock]]
+        Type = EmonHubSocketInterfacer
+        [[[init_settings]]]
+            port_nb = {port}
+        [[[runtimesettings]]]
+            pubchannels = ToEmonCMS,
+    [[MQTT]]
+        Type = EmonHubMqttInterfacer
+        [[[init_settings]]]
+            mqtt_host = 127.0.0.1
+            mqtt_port = {broker}
+            mqtt_user = emonpi
+            mqtt_passwd = emonpimqtt2016
+        [[[runtimesettings]]]
+            subchannels = ToEmonCMS,
+            node_format_enable = 1
+            node_format_basetopic = emonhub/
+            node_JSON_enable = 1
+            node_JSON_basetopic = emon/
+[nodes]
+    [[10]]
+        nodename = emontx
+        [[[rx]]]
+            names = MSG, Vrms, P1
+"""
+
+
+def test_json_and_node_formats_byte_for_byte(gateway_factory, broker):
+    """emonhub's JSON form (json.dumps spacing, names in order, then time as a float) and its
+    node form (by node id, values in order)."""
+    from tests.conftest import free_port, send_lines
+    port = free_port()
+    subscriber = Subscriber(broker.port, topics=("emon/#", "emonhub/#"), username="emonpi", password="emonpimqtt2016")
+    gateway = gateway_factory(SOCKET_JSON.format(port=port, broker=broker.port), name="emonhub.conf")
+    send_lines(port, b"10 1 240.12 100.0\n")
+    subscriber.wait(lambda m: len(m) >= 2, "two messages")
+    subscriber.sync()
+    got = dict(published(subscriber, "emon"))
+    assert got["emonhub/rx/10/values"] == "1,240.12,100,0,0"
+    assert re.fullmatch(r'\{"MSG": 1, "Vrms": 240\.12, "P1": 100, "missed": 0, "missedprc": 0, "time": '
+                        r'1\d{9}\.\d+\}', got["emon/emontx"]), got["emon/emontx"]
+    assert set(got) == {"emonhub/rx/10/values", "emon/emontx"}   # no status topic, no other format
+    gateway.stop()
