@@ -104,11 +104,11 @@ INTERFACERS: Dict[str, Interfacer] = {
     "EmonHubRF69Interfacer": Interfacer("listeners", "rfm69", {"nodeid": "node_id", "group": "network"},
                                         fixed={"format": "jeelib"}),
     "EmonHubMinimalModbusInterfacer": Interfacer("listeners", "modbus", {
-        "device": "device", "baud": "baud", "parity": "parity", "datatype": "datatype", "read_interval": "interval",
-        "nodename": "nodename"}, sections={"meters": "meters"}),
+        "device": "device", "device_vid": "usb_vid", "device_pid": "usb_pid", "baud": "baud", "parity": "parity",
+        "datatype": "datatype", "read_interval": "interval", "nodename": "nodename"}, sections={"meters": "meters"}),
     "EmonHubSDM120Interfacer": Interfacer("listeners", "modbus", {
-        "com_port": "device", "com_baud": "baud", "read_interval": "interval", "nodename": "nodename"},
-        fixed={"meter": "sdm120"}),
+        "device": "device", "baud": "baud", "read_interval": "interval", "nodename": "nodename", "names": "names",
+        "datafields": "registers", "precision": "precision"}, fixed={"meter": "sdm120"}),
     "EmonModbusTcpInterfacer": Interfacer("listeners", "modbus", {
         "modbus_IP": "host", "modbus_port": "port", "nodeId": "node", "register": "registers", "names": "names",
         "datacode": "datacode", "datacodes": "datacodes", "scales": "scales"}),
