@@ -125,7 +125,7 @@ class EmoncmsBuffer(HttpBuffer):
         return None
 
     def send(self, batch: List[Frame]) -> None:
-        if not self.settings["send_names"]:
+        if not self.settings.get("send_names", True):
             batch = [self._unnamed(frame) for frame in batch]
         synchronised = self.clock.synchronised()
         if len(batch) == 1 and synchronised:

@@ -166,7 +166,7 @@ class MqttBuffer(Buffer):
     # -- messages -----------------------------------------------------------------------
     def _messages(self, frame: Frame) -> List[Message]:
         """The messages of one reading, in the configured formats."""
-        if self.settings["emonhub_payloads"]:
+        if self.settings.get("emonhub_payloads"):
             return self._emonhub_messages(frame)
         named = frame.named_values()
         out: List[Message] = []

@@ -330,7 +330,8 @@ class ConfigLoader:
         if problems:
             raise ConfigError(path, problems)
         translated: List[str] = []   # what an emonhub.conf's translation says about it
-        if emonhub.is_emonhub_config(raw):
+        emonhub_file = emonhub.is_emonhub_config(raw)
+        if emonhub_file:
             raw, translated = self._from_emonhub(raw, places)
         if not raw.scalars and not raw.sections:
             raise ConfigError(path, [f"{path}: the file is empty (or holds only comments): the gateway "
@@ -401,7 +402,8 @@ class ConfigLoader:
             {k: v for k, v in config["nodes"].items() if ("nodes", k) not in invalid})
         problems += [self._node_message(places, message) for message in node_problems]
         warnings += [self._node_message(places, message) for message in node_warnings]
-        warnings += self._nothing_to_do(path, raw) + translated
+        # (an emonhub file's translation names each interfacer that does not run)
+        warnings += translated if emonhub_file else self._nothing_to_do(path, raw)
         warnings += self._routing_warnings(notes, plugins, nodes if not node_problems else None,
                                            gateway_ok and config["gateway"]["node_templates"])
         problems = sorted((secrets.redact(p) for p in problems), key=_line_of)

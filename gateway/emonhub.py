@@ -171,8 +171,11 @@ class Translation:
 
 
 def is_emonhub_config(raw: Mapping) -> bool:
-    """An emonhub file has ``[hub]`` or ``[interfacers]``; ours has neither."""
-    return any(isinstance(raw.get(name), Section) for name in ("hub", "interfacers"))
+    """An emonhub file has ``[hub]`` or ``[interfacers]``, and none of our sections (a file
+    with both is ours, and its emonhub sections are warned about as unknown)."""
+    ours = ("gateway", "listeners", "buffers")
+    return any(isinstance(raw.get(name), Section) for name in ("hub", "interfacers")) and \
+        not any(name in raw for name in ours)
 
 
 def translate(raw: ConfigObj, available: Callable[[str, str], Optional[type]]) -> Translation:
@@ -425,13 +428,13 @@ def _mqtt(settings: dict, origins, where, result: Translation) -> dict:
     def base(key, default):
         return str(settings.get(key, default)).strip().rstrip("/")
 
-    formats, ours = [], {}
+    formats, ours = [], {}   # in emonhub's order of publishing
     if enabled("nodevar_format_enable", "0"):
         formats.append("nodevar")
-    if enabled("node_JSON_enable", "0"):
-        formats.append("json")
     if enabled("node_format_enable", "1"):
         formats.append("csv")
+    if enabled("node_JSON_enable", "0"):
+        formats.append("json")
     nodevar_base, json_base = base("nodevar_format_basetopic", "nodes/"), base("node_JSON_basetopic", "emon/")
     if "nodevar" in formats and "json" in formats and nodevar_base != json_base:
         result.warn(where, "node_JSON_basetopic", f"the JSON format under {json_base}/ and the nodevar format "

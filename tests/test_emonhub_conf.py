@@ -421,3 +421,42 @@ def test_json_and_node_formats_byte_for_byte(gateway_factory, broker):
                         r'1\d{9}\.\d+\}', got["emon/emontx"]), got["emon/emontx"]
     assert set(got) == {"emonhub/rx/10/values", "emon/emontx"}   # no status topic, no other format
     gateway.stop()
+
+
+def test_sendnames_zero_gives_emonhubs_positional_inputs_by_node_id(gateway_factory, emoncms):
+    """emonhub's sendnames = 0: the node id, not its nodename; inputs 1, 2, 3 ..."""
+    from tests.conftest import free_port, send_lines
+    port = free_port()
+    gateway = gateway_factory(f"""\
+[hub]
+    loglevel = DEBUG
+[interfacers]
+    [[sock]]
+        Type = EmonHubSocketInterfacer
+        [[[init_settings]]]
+            port_nb = {port}
+        [[[runtimesettings]]]
+            pubchannels = ToEmonCMS,
+    [[cms]]
+        Type = EmonHubEmoncmsHTTPInterfacer
+        [[[runtimesettings]]]
+            subchannels = ToEmonCMS,
+            url = {emoncms.url}
+            apikey = {WRITE_KEY}
+            sendnames = 0
+[nodes]
+    [[10]]
+        nodename = emontx
+        [[[rx]]]
+            names = power1, vrms
+""", name="emonhub.conf")
+    send_lines(port, b"10 230 241.5\n")
+    rows = emoncms.wait_until(lambda rows: len(rows) >= 2, what="2 inputs")
+    assert [(r.node, r.name, r.value) for r in rows] == [("10", "1", 230), ("10", "2", 241.5)]
+    gateway.stop()
+
+
+def test_a_file_with_our_sections_is_ours_even_with_an_emonhub_section(tmp_path):
+    config = loader().load(write(tmp_path, "[gateway]\nloglevel = INFO\n[hub]\nloglevel = DEBUG\n"))
+    assert config.gateway["loglevel"] == "INFO"
+    assert any("[hub] is not a section the gateway reads" in w for w in config.warnings)
