@@ -27,6 +27,7 @@ from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
 from gateway.node_templates import template_node_name
 from gateway.routing import listener_node_names, rule_warnings
+from gateway.web import WEB_SPEC
 
 GATEWAY_SPEC = """
 loglevel = loglevel(default='INFO')
@@ -37,11 +38,7 @@ log_levels = force_list(default=list())
 log_max_mb = float(min=0.01, max=1024, default=5)
 log_backups = integer(min=0, max=100, default=1)
 syslog = boolean(default=False)
-status_port = integer(min=0, max=65535, default=0)
-status_bind = string(default='127.0.0.1')
-web_port = integer(min=0, max=65535, default=0)
-web_bind = string(default='127.0.0.1')
-web_password_hash = string(default='')
+""" + WEB_SPEC + """
 file_roots = force_list(default=list())
 node_templates = boolean(default=False)
 emonhub_values = boolean(default=False)
