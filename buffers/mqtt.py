@@ -84,6 +84,7 @@ class MqttBuffer(Buffer):
     # in order, then "time" (seconds as a float, as stamped), then "rssi"; only named values
     # in JSON; no rssi when it is 0. (Set when an emonhub.conf is run; see docs/emonhub.md.)
     SECRETS = ("password",)
+    _emonhub_payloads = False   # (set from the settings in configure)
 
     # -- settings -----------------------------------------------------------------------
     @classmethod
@@ -134,6 +135,7 @@ class MqttBuffer(Buffer):
     def configure(self) -> None:
         settings = self.settings
         self._formats = [f.strip().lower() for f in settings["formats"] if f.strip()]
+        self._emonhub_payloads = settings.get("emonhub_payloads", False)
         self._base = settings["base_topic"].strip("/")
         self._csv_base = settings["csv_base_topic"].strip("/")
         self._status_topic = settings["status_topic"].replace(BASE_PLACEHOLDER, self._base).strip("/")
@@ -166,7 +168,7 @@ class MqttBuffer(Buffer):
     # -- messages -----------------------------------------------------------------------
     def _messages(self, frame: Frame) -> List[Message]:
         """The messages of one reading, in the configured formats."""
-        if self.settings.get("emonhub_payloads"):
+        if self._emonhub_payloads:
             return self._emonhub_messages(frame)
         named = frame.named_values()
         out: List[Message] = []

@@ -340,7 +340,7 @@ def _run_interfacer(name: str, section: Section, where: Path, available, result:
     result.config[mapping.kind][name] = ours
     result.origins[((mapping.kind, name), None)] = (where, None)
     result.origins[((mapping.kind, name), "type")] = (where, "Type")
-    _carry_comments(result_parent(section), name, result.config[mapping.kind], name)
+    _carry_comments(section.parent, name, result.config[mapping.kind], name)
     for sub in ("init_settings", "runtimesettings"):
         if isinstance(section.get(sub), Section):
             _carry_key_comments(section[sub], result.config[mapping.kind][name], mapping.keys)
@@ -351,10 +351,6 @@ def _run_interfacer(name: str, section: Section, where: Path, available, result:
     else:
         channels.buffers[name] = (pub, sub, origins.get("subchannels", (where, None))[0])
     return True
-
-
-def result_parent(section: Section) -> Section:
-    return section.parent
 
 
 def _interfacer_settings(where: Path, section: Section, result: Translation):
