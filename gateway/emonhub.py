@@ -295,10 +295,14 @@ def _run_interfacer(name: str, section: Section, where: Path, available, result:
         result.warn(where, "Type", f"{why}: this interfacer is not run; the rest of the file is")
         result.left_out.append((name, type_name, why))
         return None
-    cls = available(mapping.kind, mapping.type)
-    if cls is None:
+    try:
+        cls = available(mapping.kind, mapping.type)
         why = (f"{type_name} runs as a '{mapping.type}' {mapping.kind[:-1]}, which this version of the "
                "gateway does not have yet")
+    except ImportError as exc:   # a device library missing here: the rest of the file still runs
+        cls, why = None, (f"{type_name} runs as a '{mapping.type}' {mapping.kind[:-1]}, which needs the "
+                          f"Python package '{exc.name or exc}', not installed here")
+    if cls is None:
         result.warn(where, "Type", f"{why}: this interfacer is not run; the rest of the file is")
         result.left_out.append((name, type_name, why))
         return None

@@ -216,3 +216,19 @@ def test_a_file_with_our_sections_is_ours_even_with_an_emonhub_section(tmp_path)
     config = loader().load(write(tmp_path, "[gateway]\nloglevel = INFO\n[hub]\nloglevel = DEBUG\n"))
     assert config.gateway["loglevel"] == "INFO"
     assert any("[hub] is not a section the gateway reads" in w for w in config.warnings)
+
+
+def test_a_plugin_whose_library_is_missing_is_a_warning_and_the_rest_runs(tmp_path):
+    """A device plugin that needs a package this machine lacks (spidev on a PC): named, left out."""
+    from configobj import ConfigObj
+    from gateway import emonhub
+
+    def available(kind, type_name):
+        if type_name == "socket":
+            raise ImportError("No module named 'spidev'", name="spidev")
+        return loader().available(kind, type_name)
+
+    translation = emonhub.translate(ConfigObj(MINIMAL.splitlines(), interpolation=False), available)
+    assert "sock" not in translation.config["listeners"] and "USB0" in translation.config["listeners"]
+    assert any("needs the Python package 'spidev', not installed here" in message
+               for _, _, message in translation.warnings)
