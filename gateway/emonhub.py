@@ -71,7 +71,8 @@ _OEM_BOARD_SETTINGS = ("group", "baseid", "frequency", "period", "vcal", "ical1"
 INTERFACERS: Dict[str, Interfacer] = {
     # serial boards
     "EmonHubOEMInterfacer": Interfacer("listeners", "serial", dict(_SERIAL, nodename="nodename"),
-                                       defaults={"com_port": "/dev/ttyAMA0", "com_baud": "38400"}),
+                                       defaults={"com_port": "/dev/ttyAMA0", "com_baud": "38400"},
+                                       fixed={"format": "oem"}),
     "EmonHubJeeInterfacer": Interfacer("listeners", "rfm2pi", dict(
         _SERIAL, group="group", frequency="frequency", baseid="baseid", quiet="quiet", interval="sendtimeinterval"),
         defaults={"com_port": "/dev/ttyAMA0", "com_baud": "38400"}),

@@ -16,7 +16,7 @@ from tests.support.daemon import free_port, send_lines
 from tests.support.emoncms_server import WRITE_KEY
 from tests.support.fakeboard import FakeBoard, FakePort
 from tests.support.mosquitto import Broker, Subscriber
-from tests.unit.test_emonhub_translation import CONFIGS, loader
+from tests.unit.test_emonhub_translation import CONFIGS, emontx4_packet, loader
 
 USERS = {"emonpi": "emonpimqtt2016"}   # the MQTT login every OEM default config uses
 
@@ -102,7 +102,6 @@ SOCKET_JSON = """\
 """
 
 
-
 def test_emonsd_default_config_publishes_emonhubs_topics_and_inputs(gateway_factory, broker, emoncms, tmp_path):
     """emonSD's default.emonhub.conf: the emonTx4 on USB0 (key:value lines at 115200) comes out
     as emonhub's nodevar topics and emoncms inputs; the SPI radio is named as not running."""
@@ -127,6 +126,31 @@ def test_emonsd_default_config_publishes_emonhubs_topics_and_inputs(gateway_fact
     assert {row.node for row in rows} == {"emonTx4"}   # sendnames = 1: the nodename
     assert [row.name for row in rows[:10]] == NAMES
     assert [row.value for row in rows[20:]] == [4, 239.9, 99, -6, 5680, 21, 300, 1, 1, 33.333333333333336]
+    gateway.stop()
+    uart.unplug()
+    usb.unplug()
+
+
+def test_emonsd_default_config_autoconf_names_a_relayed_emontx4(gateway_factory, broker, emoncms, tmp_path):
+    """A radio packet the board on ttyAMA0 relays (``OK 17 ... (-42)``, emonhub's OEM interfacer
+    reads these) from an emonTx4 nobody described: autoconf's template names it emonTx4_17."""
+    uart, usb = FakePort(tmp_path / "ttyAMA0").plug(), FakePort(tmp_path / "ttyUSB0").plug()
+    text = in_this_test("default.emonhub.conf", machine(broker, emoncms, {
+        "/dev/ttyAMA0": uart.link, "/dev/ttyUSB0": usb.link}))
+    subscriber = Subscriber(broker.port, topics=("emon/#",), username="emonpi", password="emonpimqtt2016")
+    gateway = gateway_factory(with_key(text), name="emonhub.conf")
+    gateway.wait_for_log(r"listener 'EmonPi2': reading")
+    uart.write(b"\r\n")   # the end of the line the board was sending when the port opened
+    uart.write(("OK 17 " + " ".join(map(str, emontx4_packet(1523))) + " (-42)\r\n").encode())
+    names = ["MSG", "Vrms", *(f"P{i}" for i in range(1, 7)), *(f"E{i}" for i in range(1, 7)), "T1", "T2", "T3",
+             "pulse", "missed", "missedprc", "rssi"]
+    values = ["1523", "240.12", "100", "0", "0", "0", "0", "0", "5678", "0", "0", "0", "0", "0", "21.5", "300", "300",
+              "7", "0", "0", "-42"]
+    subscriber.wait(lambda m: len(published(subscriber, "emon/")) >= len(names), "the emonTx4's inputs")
+    subscriber.sync()
+    assert published(subscriber, "emon/") == [(f"emon/emonTx4_17/{n}", v) for n, v in zip(names, values)]
+    assert re.search(r"node 17: 52-byte packets decoded with the built-in template emonTx4 \(as emonTx4_17\)",
+                     gateway.log)
     gateway.stop()
     uart.unplug()
     usb.unplug()
