@@ -272,3 +272,23 @@ def test_sendnames_zero_gives_emonhubs_positional_inputs_by_node_id(gateway_fact
     gateway.stop()
 
 
+
+
+def test_an_edited_emonhub_conf_applies_live(gateway_factory, broker):
+    """emonhub applies runtimesettings live; so does the gateway, on the file's next save."""
+    import signal
+    from tests.support.daemon import rewrite_config
+    port = free_port()
+    text = SOCKET_JSON.format(port=port, broker=broker.port)
+    subscriber = Subscriber(broker.port, topics=("emon/#", "emonhub/#", "site/#"), username="emonpi",
+                            password="emonpimqtt2016")
+    gateway = gateway_factory(text, name="emonhub.conf")
+    rewrite_config(gateway.config_path, text.replace("node_JSON_basetopic = emon/", "node_JSON_basetopic = site/"))
+    gateway.signal(signal.SIGHUP)
+    gateway.wait_for_log(r"config .*emonhub\.conf re-read")
+    send_lines(port, b"10 1 2 3\n")
+    subscriber.wait(lambda m: published(subscriber, "site/"), "the JSON message under the new base topic")
+    subscriber.sync()
+    assert [topic for topic, _ in published(subscriber, "site/")] == ["site/emontx"]
+    assert published(subscriber, "emon/") == []
+    gateway.stop()
