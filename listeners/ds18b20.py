@@ -8,7 +8,9 @@ power-on value, -127 °C and garbled answers are dropped, counted per sensor and
 ``/status`` shows each sensor: last good read, errors by kind, how long its read took.
 
 The kernel must have the bus: ``dtoverlay=w1-gpio,gpiopin=4`` in /boot/firmware/config.txt
-(emonPi2: ``gpiopin=17``), with a 4k7 pull-up; w1-therm then loads by itself.
+(emonPi2: ``gpiopin=17``), with a 4k7 pull-up; w1-therm then loads by itself. With ``ids``
+set, a bus without sensors is a failing poll (warned about, retried less and less often);
+without, it is said once (emonhub's default configs list this listener for everyone).
 
 Settings (``[[name]]`` with ``type = ds18b20``), defaults in brackets:
 
@@ -70,6 +72,7 @@ class DS18B20Listener(PollingListener):
         self.presence = w1therm.SensorPresence(self.settings["ids"])
         self.sensors: Dict[str, SensorStatus] = {}
         self._lock = threading.Lock()   # sensors: written by the poll thread, read for /status
+        self._said_empty = False
         # Logged from the poll thread: no loop timer, the summary comes with the next drop
         self.dropped = LogThrottle(self.log, logging.WARNING, LOG_INTERVAL)
 
@@ -102,8 +105,14 @@ class DS18B20Listener(PollingListener):
         found = w1therm.scan(root)
         self._note_presence(found)
         if not found:
-            raise PollError(f"no 1-wire thermometer under {root} (is the bus enabled: dtoverlay=w1-gpio,"
-                            f"gpiopin=4 in config.txt? are the sensors wired with a 4k7 pull-up?)")
+            why = (f"no 1-wire thermometer under {root} (is the bus enabled: dtoverlay=w1-gpio,gpiopin=4 in "
+                   f"config.txt? are the sensors wired with a 4k7 pull-up?)")
+            if self.settings["ids"]:
+                raise PollError(why)   # sensors are expected: failing, backed off, warned about
+            if not self._said_empty:   # none listed (emonhub's default configs): said once
+                self._said_empty = True
+                self.log.info("%s: %s; read as soon as one is there", self, why)
+            return []
         if self.settings["bulk_read"]:
             w1therm.trigger_bulk_read(root)
         names, values, failed = [], [], []

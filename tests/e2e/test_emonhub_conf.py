@@ -165,7 +165,8 @@ def test_emonpi2_and_emonpi3_default_configs(gateway_factory, broker, emoncms, t
     subscriber = Subscriber(broker.port, topics=("emon/#",), username="emonpi", password="emonpimqtt2016")
     gateway = gateway_factory(with_key(text), name="emonhub.conf")
     for missing in ("EmonHubRFM69LPLInterfacer", "EmonHubDS18B20Interfacer"):
-        assert f"Type: {missing} runs as a" in gateway.log
+        if loader().available("listeners", emonhub.INTERFACERS[missing].type) is None:
+            assert f"Type: {missing} runs as a" in gateway.log
     gateway.wait_for_log(rf"listener '{board}': reading")
     uart.write(b"\r\n")   # the end of the line the board was sending when the port opened
     uart.write(b"{\"MSG\":7,\"Vrms\":241.5,\"P1\":1200,\"E1\":17}\r\n")   # the JSON form (j1)

@@ -103,6 +103,18 @@ def test_a_listed_sensor_never_found_is_said_once_and_no_bus_is_a_failing_poll(b
     assert listener.status_details()["devices"]["temps"]["state"] == "failing"
 
 
+def test_no_sensor_and_none_listed_is_said_once_and_a_sensor_plugged_in_later_is_read(bus):
+    loop, listener = run(bus, ids=[], names=[])
+    with loop, LogWatch() as log:
+        loop.on_loop(listener.open)
+        log.wait_for("no 1-wire thermometer under")
+        bus.set(A, 19000)
+        assert loop.wait_for(lambda f: f)[0].values == (19.0,)
+        loop.on_loop(listener.close)
+    assert log.count("no 1-wire thermometer under") == 1 and log.count("no reading") == 0
+    assert listener.status_details()["devices"]["temps"]["errors"] == 0
+
+
 @pytest.mark.parametrize("given, message", [
     (dict(ids=["28-0000"]), "ids: '28-0000' is not a 1-wire thermometer id"),
     (dict(ids=[A, A], names=[]), "ids: a sensor id is given twice"),
