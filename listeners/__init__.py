@@ -13,6 +13,7 @@ LISTENERS = Registry(
         "serial": "listeners.serial:SerialListener",
         "rfm2pi": "listeners.rfm2pi:RFM2PiListener",
         "rfm12pi": "listeners.rfm2pi:RFM12PiListener",
+        "rfm69": "listeners.rfm69:Rfm69Listener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",

@@ -858,6 +858,10 @@ class Rfm69Radio:
         return self.format.broadcast
 
     @property
+    def is_open(self) -> bool:
+        return self._open
+
+    @property
     def polling(self) -> bool:
         """True when packets are found by reading RegIrqFlags2 every ``poll_interval`` s."""
         return not self.lines.edges
