@@ -31,7 +31,7 @@ try:
     from gateway.systemd import Notifier
     from gateway.nodes import NodeDecoder
     from listeners import LISTENERS
-    from listeners.base import Listener
+    from listeners.base import Listener, Transmitter
 except ImportError as exc:   # started outside its virtual environment, as the 2013 gateway was
     if missing_dependency(exc) is None:
         raise
@@ -206,7 +206,7 @@ class Gateway:
 
     def _transmit(self, node, values, listener: Optional[str]) -> None:
         radios = [radio for name, radio in self.listeners.items()
-                  if hasattr(radio, "send_frame") and listener in (None, name)]
+                  if isinstance(radio, Transmitter) and listener in (None, name)]
         if not radios:
             self._tx_problems("values for node %s not sent: %s", node,
                               f"no listener '{listener}' that can transmit" if listener

@@ -32,6 +32,7 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
             "state": getattr(listener, "state", "open"),
             "frames_good": stats.frames_good, "frames_bad": stats.frames_bad,
             "last_frame_age_s": _age(now, stats.last_frame_time),
+            **listener.status_details(),
         }
     buffers = {}
     for name, buffer in gateway.buffers.items():
@@ -144,6 +145,10 @@ def format_status(status: dict) -> str:
     for name, l in status["listeners"].items():
         out.append(f"  {name:<16} {l['type']:<8} {l['state']:<12} {l['frames_good']} good, "
                    f"{l['frames_bad']} bad, last frame {age(l['last_frame_age_s'])}")
+        for device, d in l.get("devices", {}).items():
+            line = (f"  {'':<16} {device:<16} {d['state']:<8} last good read {age(d['last_good_read_age_s'])}, "
+                    f"{d['errors']} errors")
+            out.append(line + (f" (last: {d['last_error']})" if d["errors"] and d["last_error"] else ""))
     out += ["", "buffers:"]
     for name, b in status["buffers"].items():
         dropped = sum(b["dropped"].values())
