@@ -27,7 +27,7 @@ from typing import List, Optional, Sequence
 from gateway.frame import FrameError, Number, RawFrame, parse_values_line
 from gateway.logs import LogThrottle
 from listeners import rf12demo
-from listeners.base import Listener
+from listeners.base import Listener, Transmitter
 from listeners.repeater import RepeaterServer
 from listeners.rfm69_radio import (BOARD_PINS, BadPacket, DuplicateFilter, Packet, Pins, RadioError, RadioSettings, Rfm69Radio, Watchdog,
                                    frf_for, message_counter)
@@ -51,7 +51,7 @@ def _pin(value) -> Optional[int]:
     return number
 
 
-class Rfm69Listener(Listener):
+class Rfm69Listener(Listener, Transmitter):
     """Type ``rfm69``. Every key, with its default (shown again in the shipped oemgateway.conf):
 
     radio_format = lpl     lpl: LowPowerLab packets, as emonTx4/5/6, emonTH2 and emonPi2/3
@@ -417,18 +417,22 @@ class Rfm69Listener(Listener):
             self._time_timer = None
 
     # -- status -------------------------------------------------------------------------
-    def device_status(self) -> dict:
-        """The radio's state and counters, for /status."""
+    def status_details(self) -> dict:
+        """The radio as one device in /status: state, why it is not receiving, its counters."""
         counters = self.radio.counters
-        return {"state": self.state, "problem": self.problem, "where": self.radio.bus.where,
-                "interrupt": "polling" if self.radio.polling else "edge events",
-                "edge_problem": self.radio.edge_problem if self.state == "open" else None,
-                "received": counters.received, "duplicates": counters.duplicates,
-                "bad_length": counters.bad_length, "bad_crc": counters.bad_crc,
-                "wrong_network": counters.wrong_network, "not_for_us": counters.not_for_us,
-                "acks_sent": counters.acks_sent, "transmitted": counters.transmitted,
-                "tx_dropped": self.tx_dropped, "initialised": counters.initialised,
-                "watchdog_resets": self.watchdog_resets}
+        last = self.stats.last_frame_time
+        errors = counters.bad_length + counters.bad_crc + counters.wrong_network
+        return {"devices": {self.radio.bus.where: {
+            "state": self.state, "last_error": self.problem, "errors": errors,
+            "last_good_read_age_s": None if last is None else round(max(0.0, time.time() - last), 1),
+            "interrupt": "polling" if self.radio.polling else "edge events",
+            "edge_problem": self.radio.edge_problem if self.state == "open" else None,
+            "received": counters.received, "duplicates": counters.duplicates,
+            "bad_length": counters.bad_length, "bad_crc": counters.bad_crc,
+            "wrong_network": counters.wrong_network, "not_for_us": counters.not_for_us,
+            "acks_sent": counters.acks_sent, "transmitted": counters.transmitted,
+            "tx_dropped": self.tx_dropped, "initialised": counters.initialised,
+            "watchdog_resets": self.watchdog_resets}}}
 
 
 def _describe_frequency(frequency) -> str:

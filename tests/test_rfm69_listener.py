@@ -120,7 +120,7 @@ def test_emontx4_packets_are_received_acked_decoded_with_rssi(tmp_path):
         run.wait(lambda: len(run.chip.transmitted) == 1)
         assert run.chip.transmitted[0].data == bytes([3, 17, 5, 0x80])      # the node's ACK
         assert run.listener.stats.frames_good == 1
-        status = run.on_loop(run.listener.device_status)
+        status = run.on_loop(run.listener.status_details)["devices"]["/dev/spidev0.0"]
         assert status["state"] == "open" and status["interrupt"] == "edge events"
         assert (status["received"], status["acks_sent"]) == (1, 1)
 
@@ -183,7 +183,7 @@ def test_without_edge_events_the_radio_is_polled(tmp_path, caplog):
         assert run.listener.radio.polling
         assert run.chip.inject(lpl(5, 17, emontx4_payload(msg=9)), air=LPL_433)
         assert run.frame().values[0] == 9
-        assert run.on_loop(run.listener.device_status)["interrupt"] == "polling"
+        assert run.on_loop(run.listener.status_details)["devices"]["/dev/spidev0.0"]["interrupt"] == "polling"
     assert any("polling every 10 ms" in r.getMessage() and "holds the line" in r.getMessage()
                for r in caplog.records)
 
@@ -206,7 +206,7 @@ def test_a_radio_that_stops_answering_is_reopened_when_it_answers_again(tmp_path
         run.chip.inject_raw(b"")          # (no packet: it is not there)
         run.loop.call_soon_threadsafe(lambda: run.listener.transmit([1, 2, 3]))
         run.wait(lambda: run.listener.state == "failed")
-        assert "no RFM69 answers" in run.on_loop(run.listener.device_status)["problem"]
+        assert "no RFM69 answers" in run.on_loop(run.listener.status_details)["devices"]["/dev/spidev0.0"]["last_error"]
         run.chip.dead = run.chip.absent = False
         run.wait(lambda: run.listener.state == "open" and run.chip.mode == 4)
         assert run.chip.inject(lpl(5, 17, emontx4_payload(msg=3)), air=LPL_433)
