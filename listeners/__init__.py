@@ -14,6 +14,7 @@ LISTENERS = Registry(
         "rfm2pi": "listeners.rfm2pi:RFM2PiListener",
         "rfm12pi": "listeners.rfm2pi:RFM12PiListener",
         "rfm69": "listeners.rfm69:Rfm69Listener",
+        "oemserial": "listeners.oem_serial:OemSerialListener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",
