@@ -24,10 +24,11 @@ import threading
 import time
 from typing import List, Optional, Sequence
 
-from gateway.frame import FrameError, Number, RawFrame, parse_values_line
+from gateway.frame import RawFrame
 from gateway.logs import LogThrottle
 from listeners import rf12demo
-from listeners.base import Listener, Transmitter
+from listeners.base import Listener
+from listeners.radio_tx import RadioTransmitter
 from listeners.repeater import RepeaterServer
 from listeners.rfm69_radio import (BOARD_PINS, BadPacket, DuplicateFilter, Packet, Pins, RadioError, RadioSettings, Rfm69Radio, Watchdog,
                                    frf_for, message_counter)
@@ -51,7 +52,7 @@ def _pin(value) -> Optional[int]:
     return number
 
 
-class Rfm69Listener(Listener, Transmitter):
+class Rfm69Listener(Listener, RadioTransmitter):
     """Type ``rfm69``. Every key, with its default (shown again in the shipped oemgateway.conf):
 
     radio_format = lpl     lpl: LowPowerLab packets, as emonTx4/5/6, emonTH2 and emonPi2/3
@@ -97,7 +98,7 @@ class Rfm69Listener(Listener, Transmitter):
     radio_format = option('lpl', 'jeelib', default='lpl')
     nodeid = integer(min=1, max=254, default=5)
     group = integer(min=1, max=255, default=210)
-    frequency = float(default=None)
+    frequency = float(min=31, max=1020, default=None)
     encryption_key = string(default=None)
     tx_power = integer(min=-18, max=13, default=None)
     promiscuous = boolean(default=False)
@@ -137,7 +138,6 @@ class Rfm69Listener(Listener, Transmitter):
         self.problem: Optional[str] = None        # why the radio is not receiving, for the status
         self.watchdog_resets = 0
         self.tx_dropped = 0
-        self.repeater: Optional[RepeaterServer] = None
         self._stop = threading.Event()
         self._tx_failed: Optional[RadioError] = None   # set by the sender, handled by the receiver
         self._outbox: "queue.Queue" = queue.Queue(TX_QUEUE)
@@ -236,14 +236,7 @@ class Rfm69Listener(Listener, Transmitter):
 
     # -- the contract -------------------------------------------------------------------
     def open(self) -> None:
-        port = self.settings["repeater_port"]
-        if port:
-            repeater = RepeaterServer(self, self.settings["repeater_bind"], port)
-            try:
-                repeater.open()
-                self.repeater = repeater
-            except OSError as exc:   # the radio is worth reading without its repeater
-                self.log.error("%s (the radio is read all the same)", exc)
+        self.open_repeater()
         for target, name in ((self._receive_loop, "rx"), (self._send_loop, "tx")):
             thread = threading.Thread(target=target, name=f"rfm69-{self.name}-{name}", daemon=True)
             self._threads.append(thread)
@@ -255,9 +248,7 @@ class Rfm69Listener(Listener, Transmitter):
         """Stop both threads (the receiver answers within RECEIVE_SLICE) and release the radio."""
         self._stop.set()
         self._cancel_time()
-        if self.repeater is not None:
-            self.repeater.close()
-            self.repeater = None
+        self.close_repeater()
         try:
             self._outbox.put_nowait(None)
         except queue.Full:
@@ -289,7 +280,7 @@ class Rfm69Listener(Listener, Transmitter):
                     self.radio.reinitialise()
                     self.watchdog.started()
                 except RadioError as again:
-                    self._report(logging.ERROR, "%s: %s: reopening it", self, again)
+                    self._report(logging.WARNING, "%s: %s: reopening it", self, again)
                     self.radio.close()
                     self.state = "failed"
                     self.problem = str(again)
@@ -301,8 +292,8 @@ class Rfm69Listener(Listener, Transmitter):
             self.radio.open()
         except RadioError as exc:
             if self.problem != str(exc):
-                self._report(logging.ERROR, "%s: %s; trying again in %g s, then less often", self, exc,
-                             OPEN_RETRY_MIN)
+                self._report(logging.WARNING, "%s: %s; trying again in %g s, then less often (every "
+                             "%g s at most)", self, exc, OPEN_RETRY_MIN, OPEN_RETRY_MAX)
             self.problem, self.state = str(exc), "failed"
             return False
         self.problem, self.state = None, "open"
@@ -363,23 +354,11 @@ class Rfm69Listener(Listener, Transmitter):
                              self, dest, TX_QUEUE)
             return False
 
-    def send_frame(self, node: int, values: Sequence[Number]) -> bool:
-        """Send values to ``node`` as emonhub does: a broadcast whose first byte is the node id,
-        then the values packed as ``[nodes] [[node]] [[[tx]]]`` says."""
-        if not isinstance(node, int) or not 0 <= node <= 255:
-            raise ValueError(f"node {node!r} is not a radio node id (0-255)")
-        return self.transmit(bytes([node]) + self.nodes.encode(node, values))
-
     def repeat(self, line: str) -> None:
         """A line from the repeater port: ``node v1 v2 ...``, or bytes as RF12demo writes a
         transmission (``12,34,s`` to all, ``12,34,10s`` to node 10). ValueError says why not."""
         text = line.strip()
-        if len(text.split()) > 1:
-            try:
-                node, values = parse_values_line(text)
-            except FrameError as exc:
-                raise ValueError(f"not a frame for a node ({exc})") from None
-            self.send_frame(node, values)
+        if self.repeat_frame(text):
             return
         match = _SEND_COMMAND.fullmatch(text)
         if match is None or match.group(3) != "s" or not match.group(1):
