@@ -6,9 +6,11 @@ daemon's PYTHONPATH); the test talks to the chip model over a Unix socket.
 
 import json
 import socket
+import time
 import urllib.request
 
-from tests.conftest import ROOT, WAIT, free_port, listener_config, values_by_node
+from tests.conftest import ROOT, WAIT, free_port, listener_config, send_lines, values_by_node
+from tests.mosquitto import Broker, Subscriber
 from tests.test_rfm69_listener import EMONTX4_NODES
 from tests.test_rfm69_radio import emontx4_payload, lpl
 
@@ -37,11 +39,15 @@ class ChipLink:
         assert self.ask(f"send {data.hex()} {rssi} {band}") == "ok"
 
 
+def fake_radio(control) -> dict:
+    """The environment that gives the daemon the stand-in spidev and gpiod, wired as an emonPi2."""
+    return {"PYTHONPATH": str(FAKE_LIBS), "OEMGW_FAKE_RADIO": str(control), "OEMGW_FAKE_RADIO_PINS": "25,23,8"}
+
+
 def test_emontx4_packets_reach_emoncms_through_the_spi_radio(tmp_path, gateway_factory, emoncms):
     control = tmp_path / "radio.sock"
     status_port = free_port()
-    env = {"PYTHONPATH": str(FAKE_LIBS), "OEMGW_FAKE_RADIO": str(control),
-           "OEMGW_FAKE_RADIO_PINS": "25,23,8"}
+    env = fake_radio(control)
     config = listener_config(emoncms, "[[radio]]\ntype = rfm69\nboard = emonpi2\nfrequency = 49\n",
                              EMONTX4_NODES, gateway=f"clock = trusted\nstatus_port = {status_port}")
     gw = gateway_factory(config, env=env)
@@ -65,3 +71,49 @@ def test_emontx4_packets_reach_emoncms_through_the_spi_radio(tmp_path, gateway_f
     assert status["nodes"]["17"]["rssi"] == -71
     assert gw.stop() == 0
     assert "Traceback" not in gw.log
+
+
+def test_mqtt_tx_topic_repeater_port_and_emonglcd_time_go_out_on_the_radio(tmp_path, gateway_factory):
+    control = tmp_path / "radio.sock"
+    repeater = free_port()
+    with Broker(tmp_path / "broker") as broker:
+        subscriber = Subscriber(broker.port, ["emon/gateway/status"])
+        gw = gateway_factory(f"""
+        [gateway]
+        loglevel = DEBUG
+        clock = trusted
+        [listeners]
+        [[radio]]
+        type = rfm69
+        board = emonpi2
+        sendtimeinterval = 3600
+        repeater_port = {repeater}
+        [buffers]
+        [[mqtt]]
+        type = mqtt
+        host = 127.0.0.1
+        port = {broker.port}
+        retry_max = 0.2
+        [nodes]
+        [[17]]
+        [[20]]
+        nodename = relay
+        [[[tx]]]
+        datacodes = b, h
+        """, env=fake_radio(control))
+        gw.wait_for_log(r"INFO .*listener 'radio': RFM69 .* waiting on GPIO25 edges")
+        chip = ChipLink(control)
+        before = time.localtime()
+        first = chip.ask("sent 1").split()[1]           # the time broadcast, sent at start
+        after = time.localtime()
+        assert first[:8] == "07ff0500" and first[8:10] == "00" and first[-2:] == "00"
+        assert (int(first[10:12], 16), int(first[12:14], 16)) in {(t.tm_hour, t.tm_min) for t in (before, after)}
+        chip.send(lpl(5, 17, b"\x01\x00"), rssi=-60, band="43")   # a reading: MQTT connects, TX subscribed
+        subscriber.wait(lambda m: [x.payload for x in m] == ["online"], "online")
+        subscriber.publish("emonhub/tx/relay/values", "1,300")
+        assert chip.ask("sent 2").split()[2] == "07ff05001401" + "2c01"     # [20, 1, 300 as h]
+        send_lines(repeater, b"20 2 -1\n12,34,17s\n")
+        assert chip.ask("sent 4").split()[3:] == ["07ff05001402ffff",   # [20, 2, -1 as h] to all
+                                                  "051105000c22"]      # [12, 34] to node 17
+        assert gw.stop() == 0
+        assert "Traceback" not in gw.log

@@ -8,7 +8,8 @@ answer line each:
 ``listen``                  waits until the radio receives (configured, in RX, FIFO empty): ``ok``
 ``send HEX RSSI BAND``      a node sends FIFO bytes HEX (length first) at RSSI dBm on band 43 or
                             49 (network 210, OEM's key): ``ok`` or ``dropped REASON``
-``sent``                    the packets the radio transmitted, as HEX words: ``sent HEX HEX ...``
+``sent [N]``                the packets the radio transmitted (once there are N), as HEX words:
+                            ``sent HEX HEX ...``
 """
 
 import os
@@ -46,6 +47,8 @@ def _answer(command: str) -> str:
             return "ok"
         return "dropped " + CHIP.dropped[-1][0]
     if words[:1] == ["sent"]:
+        if len(words) == 2:
+            CHIP.wait_for(lambda: len(CHIP.transmitted) >= int(words[1]), 30)
         return " ".join(["sent"] + [s.data.hex() for s in CHIP.transmitted])
     return "unknown command"
 
