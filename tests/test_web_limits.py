@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from gateway.web import hash_password
+from gateway.web.auth import hash_password
 from tests.conftest import WAIT, free_port
 from tests.raw_http import answer_code, login_request, parallel_logins
 from tests.test_web import PASSWORD, Browser, web_config
