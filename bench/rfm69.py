@@ -30,10 +30,9 @@ from gateway.config import ConfigLoader
 from gateway.eventloop import EventLoop
 from gateway.nodes import NodeDecoder
 from listeners import LISTENERS
-from tests.fake_gpiod import FakeGpiod
-from tests.rfm69_chip import LPL_433, RX, Rfm69Chip
-from tests.test_rfm69_listener import EMONTX4_NODES
-from tests.test_rfm69_radio import emontx4_payload, lpl
+from tests.support.fake_gpiod import FakeGpiod
+from tests.support.rfm69_chip import LPL_433, RX, Rfm69Chip
+from tests.support.rfm69_packets import EMONTX4_NODES, emontx4_payload, lpl
 
 CHIP = "/dev/gpiochip0"
 

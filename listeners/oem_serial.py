@@ -9,7 +9,7 @@ and they are saved to its EEPROM only when a stored setting changed. What the bo
 is logged, setting by setting, and shown in /status. The conversation runs again whenever the
 port opens (start, replug) or the board restarts, and when a board setting changes in the config.
 
-The protocol (lines, commands, the four firmware families) is ``listeners.oem_firmware``; this
+The protocol (lines, commands, the four firmware families) is ``protocols.oem_firmware``; this
 file only drives it on the loop: commands through the serial layer's paced queue, a loop timer
 for each answer awaited.
 """
@@ -19,8 +19,8 @@ import time
 from typing import Dict, List, Optional
 
 from gateway.frame import RawFrame
-from listeners import oem_firmware, rf12demo
-from listeners.oem_firmware import Calibration, Configurator, Data, Ignored, Report, Step
+from protocols import oem_firmware, rf12demo
+from protocols.oem_firmware import Calibration, Configurator, Data, Ignored, Report, Step
 from listeners.serial import SerialListener
 from listeners.serialport import OPEN_SETTLE
 

@@ -6,7 +6,7 @@ RawFrame with its RSSI: the node decoder turns the bytes into values per ``[node
 as for the serial radio boards. Transmits for the gateway's TX paths (MQTT TX topic, repeater
 port, emonGLCD time).
 
-The chip is driven by ``listeners.rfm69_radio`` (a blocking driver). Its SPI and GPIO calls never
+The chip is driven by ``protocols.rfm69_radio`` (a blocking driver). Its SPI and GPIO calls never
 run on the loop thread: a receiver thread blocks on the DIO0 interrupt line's edge events (or
 polls RegIrqFlags2 when edge events are not available) and hands each packet to the loop thread;
 a sender thread blocks on a queue of packets to send. The driver's lock keeps the two from
@@ -26,11 +26,11 @@ from typing import List, Optional, Sequence
 
 from gateway.frame import RawFrame
 from gateway.logs import LogThrottle
-from listeners import rf12demo
+from protocols import rf12demo
 from listeners.base import Listener
 from listeners.radio_tx import RadioTransmitter
 from listeners.repeater import RepeaterServer
-from listeners.rfm69_radio import (BOARD_PINS, BadPacket, DuplicateFilter, Packet, Pins, RadioError, RadioSettings, Rfm69Radio, Watchdog,
+from protocols.rfm69_radio import (BOARD_PINS, BadPacket, DuplicateFilter, Packet, Pins, RadioError, RadioSettings, Rfm69Radio, Watchdog,
                                    frf_for, message_counter)
 
 RECEIVE_SLICE = 0.25   # s the receiver blocks at most, so that close() is answered promptly
