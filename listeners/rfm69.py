@@ -18,6 +18,7 @@ opened (not fitted, SPI disabled, pins wrong) is retried with backoff, 1 s doubl
 and the reason is logged once and shown in the status.
 """
 
+import importlib.util
 import logging
 import queue
 import threading
@@ -132,6 +133,7 @@ class Rfm69Listener(Listener, RadioTransmitter):
         self.radio_settings = self.radio_settings_of(self.settings)
         self.duplicates = DuplicateFilter(self.settings["duplicate_window"], counter=self._message_counter)
         self.watchdog = Watchdog(self.settings["watchdog"] or 1.0, from_start=self.settings["watchdog_from_start"])
+        self._injected = {"spidev": spi is not None, "gpiod": gpiod is not None}
         self.radio = Rfm69Radio(self.radio_settings, spi=spi, gpiod=gpiod, duplicates=self.duplicates,
                                 poll_interval=self.settings["poll_interval"])
         self.state = "starting"
@@ -285,10 +287,22 @@ class Rfm69Listener(Listener, RadioTransmitter):
                     self.state = "failed"
                     self.problem = str(again)
 
+    def missing_packages(self) -> List[str]:
+        """The packages the radio needs that are not installed: spidev always, gpiod when a pin
+        is wired (without any, the radio is polled on the SPI device's own chip select)."""
+        pins = self.radio_settings.pins
+        needed = ["spidev"] + (["gpiod"] if (pins.irq, pins.cs, pins.reset) != (None, None, None) else [])
+        return [name for name in needed if not self._injected[name] and importlib.util.find_spec(name) is None]
+
     def _open_radio(self) -> bool:
         if self.radio.is_open:
             return True
+        missing = self.missing_packages()
         try:
+            if missing:
+                raise RadioError(f"the {' and '.join(missing)} package{'s are' if len(missing) > 1 else ' is'} "
+                                 f"not installed: pip install 'oemgateway[radio]' (or: pip install "
+                                 f"{' '.join('gpiod>=2' if m == 'gpiod' else m for m in missing)})")
             self.radio.open()
         except RadioError as exc:
             if self.problem != str(exc):

@@ -249,14 +249,26 @@ def test_emonhub_header_pins_and_board_defaults(tmp_path):
     assert radio.pins.cs is None and radio.aes_key is None
 
 
-def test_without_spidev_the_listener_says_what_to_install(tmp_path, monkeypatch):
-    import sys
-    monkeypatch.setitem(sys.modules, "spidev", None)
-    config = load(tmp_path, "cs_pin = none\nirq_pin = none")
+@pytest.mark.parametrize("pins, missing, words", [
+    ("", {"spidev", "gpiod"}, "the spidev and gpiod packages are not installed: pip install 'oemgateway[radio]' "
+                             "(or: pip install spidev gpiod>=2)"),
+    ("", {"spidev"}, "the spidev package is not installed"),
+    ("cs_pin = none\nirq_pin = none", {"spidev", "gpiod"}, "the spidev package is not installed"),
+])
+def test_without_the_radio_packages_the_listener_says_what_to_install(tmp_path, monkeypatch, pins, missing, words):
+    import importlib.util
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else object())
+    config = load(tmp_path, pins)
     plugin = config.listeners["radio"]
     loop = EventLoop()
     listener = plugin.cls("radio", plugin.settings, loop, lambda item: None)
     assert not listener._open_radio()
-    assert "spidev package is not installed: pip install spidev" in listener.problem
-    listener.radio.close()
+    assert words in listener.problem and listener.state == "failed"
     loop.close()
+
+
+def test_the_encryption_key_is_a_secret(tmp_path):
+    config = load(tmp_path, "encryption_key = my-own-key-1234x")
+    assert "my-own-key-1234x" in config.secrets()
+    assert config.masked()["listeners"]["radio"]["encryption_key"] == "***"
+    assert "my-own-key-1234x" not in repr(Rfm69Listener.radio_settings_of(config.listeners["radio"].settings))
