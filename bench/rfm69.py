@@ -6,8 +6,9 @@ own thread, the node decoder behind it) against the register-level chip model of
 listener's threads and of the loop thread is read per thread (``psutil``), so the bench's own
 thread, which plays the nodes, is not counted.
 
-* idle: no packet for ``--idle`` seconds: CPU % of one core, with DIO0 edge events and when
-  polling (no edge events, ``poll_interval`` 0.02 s);
+* idle: no packet for ``--idle`` seconds: CPU % of one core and reads of RegIrqFlags2 per
+  second (the receiver's wake-ups), with DIO0 edge events and when polling (no edge events,
+  ``poll_interval`` 0.02 s);
 * per packet: ``--packets`` emonTx4 packets (52 bytes, ACK requested, as the firmware sends
   them): CPU microseconds per packet, receive + ACK + hand-off + decoding per [nodes].
 
@@ -85,11 +86,13 @@ class Bench:
         ids = {self.thread.native_id} | {t.native_id for t in self.listener._threads}
         return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id in ids)
 
-    def idle(self, seconds: float) -> float:
-        time.sleep(1.0)             # settle: the first receive slices
-        before, start = self.cpu(), time.monotonic()
+    def idle(self, seconds: float):
+        """``(CPU % of one core, reads of the chip's flags per second)`` with no packet."""
+        time.sleep(1.0)             # settle
+        before, reads, start = self.cpu(), self.chip.flag_reads, time.monotonic()
         time.sleep(seconds)
-        return 100.0 * (self.cpu() - before) / (time.monotonic() - start)
+        elapsed = time.monotonic() - start
+        return 100.0 * (self.cpu() - before) / elapsed, (self.chip.flag_reads - reads) / elapsed
 
     def packets(self, count: int) -> float:
         before = self.cpu()
@@ -115,7 +118,9 @@ def main(argv=None) -> int:
         for edges in (True, False):
             mode = "edge events" if edges else "polling"
             with Bench(Path(folder), edges) as bench:
-                results[f"idle CPU % ({mode})"] = round(bench.idle(args.idle), 3)
+                cpu, reads = bench.idle(args.idle)
+                results[f"idle CPU % ({mode})"] = round(cpu, 4)
+                results[f"idle chip reads/s ({mode})"] = round(reads, 2)
                 results[f"CPU us per packet ({mode})"] = round(bench.packets(args.packets), 1)
                 results[f"packets received ({mode})"] = bench.listener.radio.counters.received
                 results[f"ACKs sent ({mode})"] = bench.listener.radio.counters.acks_sent

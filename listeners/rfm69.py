@@ -10,7 +10,9 @@ The chip is driven by ``protocols.rfm69_radio`` (a blocking driver). Its SPI and
 run on the loop thread: a receiver thread blocks on the DIO0 interrupt line's edge events (or
 polls RegIrqFlags2 when edge events are not available) and hands each packet to the loop thread;
 a sender thread blocks on a queue of packets to send. The driver's lock keeps the two from
-talking to the chip at once.
+talking to the chip at once. ``close()`` wakes the receiver through a pipe it selects on with
+the interrupt line, so nothing wakes up just to see whether it should stop: idle, the
+receiver reads the chip's flags once a second (the driver's safety net for a missed edge).
 
 A radio that hears nothing for ``watchdog`` seconds is reset and configured again (emonhub does
 the same after 300 s); one that stops answering is re-initialised at once; one that cannot be
@@ -20,6 +22,7 @@ and the reason is logged once and shown in the status.
 
 import importlib.util
 import logging
+import os
 import queue
 import threading
 import time
@@ -34,8 +37,9 @@ from listeners.repeater import RepeaterServer
 from protocols.rfm69_radio import (BOARD_PINS, BadPacket, DuplicateFilter, Packet, Pins, RadioError, RadioSettings, Rfm69Radio, Watchdog,
                                    frf_for, message_counter)
 
-RECEIVE_SLICE = 0.25   # s the receiver blocks at most, so that close() is answered promptly
+RECEIVE_SLICE = 60.0   # s the receiver waits at most in one call (the driver looks at the chip every 1 s)
 OPEN_RETRY_MIN, OPEN_RETRY_MAX = 1.0, 60.0
+STOP_WAIT = 5.0        # s close() waits for a thread in the middle of an exchange with the chip
 TX_QUEUE = 32          # packets waiting to be sent; beyond, a packet is refused (logged)
 _SEND_COMMAND = rf12demo._COMMAND
 
@@ -141,6 +145,7 @@ class Rfm69Listener(Listener, RadioTransmitter):
         self.watchdog_resets = 0
         self.tx_dropped = 0
         self._stop = threading.Event()
+        self._wake: Optional[tuple] = None   # a pipe: close() writes to it, the receiver stops waiting
         self._tx_failed: Optional[RadioError] = None   # set by the sender, handled by the receiver
         self._outbox: "queue.Queue" = queue.Queue(TX_QUEUE)
         self._threads: List[threading.Thread] = []
@@ -239,6 +244,8 @@ class Rfm69Listener(Listener, RadioTransmitter):
     # -- the contract -------------------------------------------------------------------
     def open(self) -> None:
         self.open_repeater()
+        self._wake = os.pipe()
+        os.set_blocking(self._wake[0], False)
         for target, name in ((self._receive_loop, "rx"), (self._send_loop, "tx")):
             thread = threading.Thread(target=target, name=f"rfm69-{self.name}-{name}", daemon=True)
             self._threads.append(thread)
@@ -247,8 +254,9 @@ class Rfm69Listener(Listener, RadioTransmitter):
             self._broadcast_time()
 
     def close(self) -> None:
-        """Stop both threads (the receiver answers within RECEIVE_SLICE) and release the radio."""
+        """Stop both threads (woken at once through the pipe and the queue) and release the radio."""
         self._stop.set()
+        self._wake_receiver()
         self._cancel_time()
         self.close_repeater()
         try:
@@ -256,10 +264,14 @@ class Rfm69Listener(Listener, RadioTransmitter):
         except queue.Full:
             pass
         for thread in self._threads:
-            thread.join(RECEIVE_SLICE * 8)
+            thread.join(STOP_WAIT)
             if thread.is_alive():
                 self.log.warning("%s: the radio's %s thread did not stop in time", self, thread.name)
         self._threads = []
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
         self.radio.close()
         self.state = "closed"
         super().close()
@@ -326,7 +338,8 @@ class Rfm69Listener(Listener, RadioTransmitter):
             failed, self._tx_failed = self._tx_failed, None
             if failed is not None:
                 raise failed
-            result = self.radio.receive(RECEIVE_SLICE)
+            result = self.radio.receive(self._receive_timeout(), wake=self._wake[0])
+            self._drain_wake()
             if result is not None:
                 stamp = time.time()
                 if isinstance(result, Packet):
@@ -338,6 +351,22 @@ class Rfm69Listener(Listener, RadioTransmitter):
                              "radio again (watchdog)", self, self.settings["watchdog"])
                 self.radio.reinitialise()
                 self.watchdog.started()
+
+    def _wake_receiver(self) -> None:
+        """Make the receiver's wait end now (from close(), or the sender after a failure)."""
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")
+
+    def _drain_wake(self) -> None:
+        try:
+            os.read(self._wake[0], 64)
+        except BlockingIOError:
+            pass
+
+    def _receive_timeout(self) -> float:
+        """How long the next wait may be: until the watchdog is due, at most RECEIVE_SLICE."""
+        due = self.watchdog.due_in() if self.settings["watchdog"] else None
+        return RECEIVE_SLICE if due is None else min(RECEIVE_SLICE, max(due, 0.001))
 
     def _report(self, level: int, message: str, *args) -> None:
         """Log from the receiver or sender thread (the logging module is thread-safe)."""
@@ -397,6 +426,7 @@ class Rfm69Listener(Listener, RadioTransmitter):
                 self._report(logging.WARNING, "%s: radio packet for node %s not sent: %s", self, target, exc)
                 if isinstance(exc, RadioError) and self.radio.is_open:
                     self._tx_failed = exc      # the receiver initialises the radio again
+                    self._wake_receiver()
 
     def _broadcast_time(self) -> None:
         """Broadcast [0, hour, minute, 0] now and every ``sendtimeinterval`` s (emonGLCD clocks)."""
