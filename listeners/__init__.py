@@ -15,6 +15,7 @@ LISTENERS = Registry(
         "rfm12pi": "listeners.rfm2pi:RFM12PiListener",
         "rfm69": "listeners.rfm69:Rfm69Listener",
         "oemserial": "listeners.oem_serial:OemSerialListener",
+        "mqtt": "listeners.mqtt:MqttListener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",
