@@ -1,7 +1,7 @@
 """OEM serial listener: an emonTx4/5/6 or emonPi2/3 running OpenEnergyMonitor's current firmware.
 
-Reads what the ``serial`` listener reads (key:value and JSON lines, at 115200 baud; relayed
-``OK`` radio packets of an RF12demo-type emonPi too) and, when the config gives the board
+Reads what the ``serial`` listener reads with ``format = oem`` (key:value and JSON lines, at
+115200 baud; radio packets a board relays as ``OK`` lines) and, when the config gives the board
 settings (radio, calibration, period...), brings the board to them in its own command syntax:
 it lists its settings, each differing one is sent alone and its answer awaited before the next
 (the AVR boards read a few characters per pass of their main loop), the board lists them again,
@@ -18,8 +18,7 @@ import logging
 import time
 from typing import Dict, List, Optional
 
-from gateway.frame import RawFrame
-from protocols import oem_firmware, rf12demo
+from protocols import oem_firmware
 from protocols.oem_firmware import Calibration, Configurator, Data, Ignored, Report, Step
 from listeners.serial import SerialListener
 from listeners.serialport import OPEN_SETTLE
@@ -31,8 +30,8 @@ BOARD_SETTINGS = ("radio", "frequency", "group", "nodeid", "rfpower", "period", 
 
 
 class OemSerialListener(SerialListener):
-    """Type ``oemserial``: the serial listener's keys (com_port, com_baud = 115200, format, nodename,
-    idle_timeout, max_line) plus the board's settings. Each is left out by default: the board
+    """Type ``oemserial``: the serial listener's keys (com_port, com_baud = 115200, format = oem,
+    nodename, idle_timeout, max_line) plus the board's settings. Each is left out by default: the board
     keeps its own. Given, it is sent when the board has another value:
 
     radio = on/off                 the board's radio (w); the emonPi2's radio is the Pi's
@@ -54,6 +53,7 @@ class OemSerialListener(SerialListener):
     SPEC = """
     com_port = string(default='/dev/ttyUSB0')
     com_baud = integer(min=50, max=4000000, default=115200)
+    format = option('auto', 'nodeid_values', 'keyvalue', 'json', 'oem', default='oem')
     radio = boolean(default=None)
     frequency = string(default=None)
     group = integer(min=0, max=255, default=None)
@@ -132,10 +132,7 @@ class OemSerialListener(SerialListener):
     def handle_text(self, text: str) -> None:
         item = oem_firmware.parse_line(text)
         if isinstance(item, Data):
-            if item.kind == "packet":
-                self._relayed_packet(text)
-            else:
-                super().handle_text(text)
+            super().handle_text(text)
             if self._after_boot:     # its start-up messages are over
                 self._after_boot = False
                 self._converse()
@@ -153,13 +150,6 @@ class OemSerialListener(SerialListener):
             self._next(self.configurator.feed(item))
         else:
             self.log.debug("%s: board: %s", self, text)
-
-    def _relayed_packet(self, text: str) -> None:
-        packet = rf12demo.parse_line(text, rf12demo.HEADER_MASKS["rf12"])
-        if isinstance(packet, rf12demo.Packet) and packet.payload:
-            self.emit(RawFrame(packet.node, packet.payload, time.time(), packet.rssi, self.name))
-        elif not isinstance(packet, rf12demo.Packet):
-            self.reject("not a radio packet", text)
 
     # -- the conversation ---------------------------------------------------------------
     def _converse(self) -> None:
