@@ -21,7 +21,7 @@ from gateway import __version__, missing_dependency
 try:
     from buffers import BUFFERS
     from buffers.base import Buffer
-    from buffers.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
+    from gateway.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
     from gateway.clock import PROBES, ClockWatch
     from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
     from gateway.eventloop import EventLoop

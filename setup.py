@@ -18,7 +18,7 @@ setup(
     license="GPL-3.0-or-later",
     python_requires=">=3.9",
     py_modules=["oemgateway"],
-    packages=["gateway", "listeners", "buffers"],
+    packages=["gateway", "gateway.spool", "listeners", "buffers"],
     package_data={"gateway": ["web/*.html", "web/*.js", "web/*.css"]},   # the web page
     install_requires=[
         "configobj>=5.0.6",   # the config format users know; validation with configspecs

@@ -47,8 +47,8 @@ def load_engine(gateway_dir=None):
     if gateway_dir:
         sys.path.insert(0, str(Path(gateway_dir).resolve()))
     base = importlib.import_module("buffers.base")
-    spool = importlib.import_module("buffers.spool")
-    storage = importlib.import_module("buffers.storage")
+    spool = importlib.import_module("gateway.spool")
+    storage = importlib.import_module("gateway.spool.storage")
     frame = importlib.import_module("gateway.frame")
     return base, spool, storage, frame.Frame
 

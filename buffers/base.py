@@ -63,7 +63,7 @@ from gateway.clock import PROBES, ClockWatch
 from gateway.frame import Frame, Node
 from gateway.logs import LogThrottle, plural
 from gateway.plugin import Plugin
-from buffers.spool import Cursor
+from gateway.spool import Cursor
 
 
 class DeliveryError(Exception):

@@ -17,7 +17,7 @@ so a batch sent twice (after a crash) is harmless.
 
 from typing import List, Optional
 
-from buffers.formats import number_text
+from gateway.formats import number_text
 from buffers.http import HttpBuffer, error_detail
 from gateway.frame import Frame
 

@@ -36,7 +36,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from buffers.base import AuthError, Buffer, TransientError
-from buffers.formats import json_time, number_text
+from gateway.formats import json_time, number_text
 from gateway.frame import Frame, FrameError, parse_node, parse_number
 from gateway.logs import LogThrottle
 

@@ -15,7 +15,7 @@ import json
 import re
 from typing import Dict, List, Optional
 
-from buffers.formats import json_time
+from gateway.formats import json_time
 from buffers.http import HttpBuffer, error_detail
 from gateway.frame import Frame
 

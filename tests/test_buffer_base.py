@@ -8,8 +8,8 @@ import time
 import pytest
 
 from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
-from buffers.spool import BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
+from gateway.spool import BufferStats, Spool, SpoolSettings
+from gateway.spool.storage import MemoryFiles
 from gateway.frame import Frame
 
 SETTINGS = {"active": True, "max_items": 0, "batch_size": 100, "retry_max": 0.05}

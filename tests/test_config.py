@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from buffers import BUFFERS
-from buffers.spool import SPOOL_SPEC
+from gateway.spool import SPOOL_SPEC
 from gateway.config import ConfigError, ConfigLoader
 from listeners import LISTENERS
 from tests.conftest import DAEMON, FIXTURES, ROOT, WAIT, shipped_config, free_port, rewrite_config, send_lines, socket_emoncms_config
@@ -521,7 +521,7 @@ class LogWatch(logging.Handler):
 @pytest.mark.parametrize("fault", ["loader", "apply"])
 def test_an_unexpected_error_while_reloading_is_logged_and_the_watch_goes_on(tmp_path, fault):
     import oemgateway
-    from buffers.spool import build_spool
+    from gateway.spool import build_spool
     from gateway.eventloop import EventLoop
     from gateway.logs import Redactor
     path = tmp_path / "gw.conf"

@@ -21,8 +21,8 @@ import random
 import pytest
 
 from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
-from buffers.spool import BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
+from gateway.spool import BufferStats, Spool, SpoolSettings
+from gateway.spool.storage import MemoryFiles
 from gateway.frame import Frame
 
 REFUSED_NODE = 7   # the destination refuses this node's readings

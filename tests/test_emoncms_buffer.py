@@ -12,8 +12,8 @@ import pytest
 
 from buffers.base import AuthError, RejectedError, TooLargeError, TransientError
 from buffers.emoncms import EmoncmsBuffer
-from buffers.spool import BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
+from gateway.spool import BufferStats, Spool, SpoolSettings
+from gateway.spool.storage import MemoryFiles
 from gateway.frame import Frame
 
 from tests.conftest import WAIT, free_port, rewrite_config, send_lines, FIXTURES, socket_emoncms_config

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from buffers import journal
-from buffers.spool import SPILL_CHUNK, BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
+from gateway.spool import journal
+from gateway.spool import SPILL_CHUNK, BufferStats, Spool, SpoolSettings
+from gateway.spool.storage import MemoryFiles
 from gateway.frame import Frame
 
 

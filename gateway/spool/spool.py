@@ -31,8 +31,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
-from buffers import journal
-from buffers.storage import Files, MemoryFiles, OsFiles, UnsafeFolderError, open_regular, private_folder
+from gateway.spool import journal
+from gateway.spool.storage import Files, MemoryFiles, OsFiles, UnsafeFolderError, open_regular, private_folder
 from gateway.frame import Frame
 from gateway.logs import LogThrottle, error_text, plural
 
