@@ -520,7 +520,7 @@ class LogWatch(logging.Handler):
 
 @pytest.mark.parametrize("fault", ["loader", "apply"])
 def test_an_unexpected_error_while_reloading_is_logged_and_the_watch_goes_on(tmp_path, fault):
-    import oemgateway
+    from gateway.hub import Gateway
     from gateway.spool import build_spool
     from gateway.eventloop import EventLoop
     from gateway.logs import Redactor
@@ -531,7 +531,7 @@ def test_an_unexpected_error_while_reloading_is_logged_and_the_watch_goes_on(tmp
     loop = EventLoop()
     watch = LogWatch(loop)
     logging.getLogger("oemgateway").addHandler(watch)
-    gateway = oemgateway.Gateway(loop, loader, Redactor(), build_spool(config.gateway))
+    gateway = Gateway(loop, loader, Redactor(), build_spool(config.gateway))
     try:
         gateway.start(config)
         if fault == "loader":
