@@ -53,12 +53,12 @@ once.
 
 import logging
 import math
-import random
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
+from gateway.backoff import Backoff
 from gateway.clock import PROBES, ClockWatch
 from gateway.frame import Frame, Node
 from gateway.logs import LogThrottle, plural
@@ -217,7 +217,7 @@ class Buffer(Plugin):
         self._pending_settings: Optional[dict] = None
         self._draining_until: Optional[float] = None
         self._thread: Optional[threading.Thread] = None
-        self._failures = 0
+        self._backoff = Backoff(self.RETRY_BASE, self.settings["retry_max"], jitter=0.5)
         self._failing_since: Optional[float] = None
         self._auth_failing = False
         self._size_cap: Optional[int] = None     # the most readings the destination took at once
@@ -307,7 +307,7 @@ class Buffer(Plugin):
             return "inactive"
         if self._auth_failing:
             return "refused"
-        return "retrying" if self._failures else "ok"
+        return "retrying" if self._backoff.failures else "ok"
 
     # -- the sender thread --------------------------------------------------------------
     def _should_record(self) -> bool:
@@ -338,7 +338,7 @@ class Buffer(Plugin):
             self.close_transport()
 
     def _batch_limit(self) -> int:
-        if self._failures:
+        if self._backoff.failures:
             return 1   # a probe: one small request until the destination answers again
         limit = min(self.settings["batch_size"], self._refusals.batch_size())
         if limit != self._refusal_limit:
@@ -431,11 +431,11 @@ class Buffer(Plugin):
                          frame.node, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.time)), why)
 
     def _on_success(self) -> None:
-        if self._failures or self._auth_failing:
+        if self._backoff.failures or self._auth_failing:
             self._failure_log.reset()
             self.log.info("%s: delivering again after %.0f s of failures; %s",
                           self, time.monotonic() - self._failing_since, self.accounting())
-        self._failures = 0
+        self._backoff.reset()
         self._failing_since = None
         self._auth_failing = False
 
@@ -483,19 +483,17 @@ class Buffer(Plugin):
         self.stats.last_error = str(exc)
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-        self._failures += 1
-        cap = self.settings["retry_max"]
+        cap = self._backoff.cap = self.settings["retry_max"]
         if auth:
             if not self._auth_failing:
                 self.log.error("%s: %s; keeping every reading and retrying every %g s",
                                self, exc, cap * self.AUTH_RETRY_FACTOR)
             self._auth_failing = True
-            ceiling = cap * self.AUTH_RETRY_FACTOR
+            delay = self._backoff.next(cap * self.AUTH_RETRY_FACTOR)
         else:
             self._failure_log("%s: delivery failed: %s (%s queued; retrying with backoff)",
                               self, exc, plural(len(self.queue), "reading"))
-            ceiling = min(cap, self.RETRY_BASE * 2 ** min(self._failures - 1, 30))
-        delay = random.uniform(ceiling / 2, ceiling)
+            delay = self._backoff.next()
         if retry_after:
             delay = max(delay, min(retry_after, self.RETRY_AFTER_LIMIT))
         if self._draining_until is not None:

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Union
 
 from gateway import missing_dependency
+from gateway.backoff import Backoff
 from gateway.clock import PROBES, ClockWatch
 from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
 from gateway.eventloop import EventLoop
@@ -49,7 +50,7 @@ class Gateway:
         self._watch_timer = None
         self.failed: Dict[str, str] = {}   # listeners that could not open: why
         self._retry_timer = None
-        self._retry_delay = LISTENER_RETRY_MIN
+        self._retry_backoff = Backoff(LISTENER_RETRY_MIN, LISTENER_RETRY_MAX)
         self.on_state_change: Callable[[], None] = lambda: None   # what summary() says changed
 
     # -- frames -------------------------------------------------------------------------
@@ -153,11 +154,10 @@ class Gateway:
             if self.failed.get(plugin.name) != why:
                 log.error("%s; trying again in %g s, then less often (every %g s at most)",
                           why, LISTENER_RETRY_MIN, LISTENER_RETRY_MAX)
-                self._retry_delay = LISTENER_RETRY_MIN
+                self._retry_backoff.reset()
             self.failed[plugin.name] = why
             if self._retry_timer is None:
-                self._retry_timer = self.loop.call_later(self._retry_delay, self._retry_listeners)
-                self._retry_delay = min(self._retry_delay * 2, LISTENER_RETRY_MAX)
+                self._retry_timer = self.loop.call_later(self._retry_backoff.next(), self._retry_listeners)
             return
         if self.failed.pop(plugin.name, None) is not None:
             log.info("%s: started after all", listener)
