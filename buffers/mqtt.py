@@ -121,9 +121,9 @@ class MqttBuffer(Buffer):
         return warnings
 
     def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._connection: Optional[_Connection] = None
         self._tx_log: Optional[LogThrottle] = None
-        super().__init__(*args, **kwargs)
 
     # -- plugin hooks -------------------------------------------------------------------
     def configure(self) -> None:

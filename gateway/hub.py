@@ -14,6 +14,7 @@ from gateway import missing_dependency
 from gateway.backoff import Backoff
 from gateway.clock import PROBES, ClockWatch
 from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
+from gateway.delivery import Delivery
 from gateway.eventloop import EventLoop
 from gateway.frame import Frame, RawFrame
 from gateway.logs import LogThrottle, Redactor, apply_log_levels, plural
@@ -21,7 +22,6 @@ from gateway.nodes import NodeDecoder
 from gateway.spool import BufferStats, Spool, spool_settings
 
 if TYPE_CHECKING:
-    from buffers.base import Buffer
     from listeners.base import Listener
 
 LISTENER_RETRY_MIN, LISTENER_RETRY_MAX = 1.0, 30.0   # s: starting a listener that failed again
@@ -44,7 +44,7 @@ class Gateway:
         self._tx_problems = LogThrottle(log, logging.WARNING, 60.0, loop.call_later)
         self.config: Optional[GatewayConfig] = None
         self.listeners: Dict[str, "Listener"] = {}
-        self.buffers: Dict[str, "Buffer"] = {}
+        self.buffers: Dict[str, Delivery] = {}   # each buffer's engine (its plugin: .plugin)
         self._retired: list = []
         self._config_stamp = None
         self._watch_timer = None
@@ -106,7 +106,7 @@ class Gateway:
                 if name not in config.listeners:
                     del self.failed[name]
             for name in list(self.buffers):
-                if name not in config.buffers or config.buffers[name].cls is not type(self.buffers[name]):
+                if name not in config.buffers or config.buffers[name].cls is not type(self.buffers[name].plugin):
                     self._retire_buffer(name)
         for name, plugin in config.buffers.items():
             self._apply_buffer(plugin)
@@ -128,9 +128,9 @@ class Gateway:
     def _apply_buffer(self, plugin: PluginConfig) -> None:
         buffer = self.buffers.get(plugin.name)
         if buffer is None:
-            cursor = self.spool.register(plugin.name, BufferStats())
-            buffer = plugin.cls(plugin.name, plugin.settings, cursor, self.clock)
-            buffer.nodes, buffer.transmit = self.nodes, self.transmit
+            destination = plugin.cls(plugin.name, plugin.settings, clock=self.clock, nodes=self.nodes,
+                                     transmit=self.transmit)
+            buffer = Delivery(destination, self.spool.register(plugin.name, BufferStats()))
             log.info("%s (%s) started", buffer, plugin.type_name)
             buffer.start()   # (which says so if it is inactive, and why)
             self.buffers[plugin.name] = buffer

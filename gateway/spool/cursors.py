@@ -142,6 +142,10 @@ class Cursor:
     def interrupt(self) -> None:
         self.spool.interrupt(self)
 
+    def set_recording(self, recording: bool) -> None:
+        """Whether readings accepted from now on are for this buffer (not while it is inactive)."""
+        self.spool.set_recording(self, recording)
+
     def forget(self) -> None:
         """The buffer is removed from the config: drop what it holds, forget its place."""
         self.spool.unregister(self)
