@@ -123,7 +123,8 @@ class MqttBuffer(Buffer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._connection: Optional[_Connection] = None
-        self._tx_log: Optional[LogThrottle] = None
+        self._tx_log = LogThrottle(self.log, logging.WARNING, 60.0)
+        self._retained_log = LogThrottle(self.log, logging.WARNING, 3600.0)
 
     # -- plugin hooks -------------------------------------------------------------------
     def configure(self) -> None:
@@ -137,9 +138,6 @@ class MqttBuffer(Buffer):
         self._port = settings["port"] or (8883 if tls else 1883)
         self._where = f"{'mqtts' if tls else 'mqtt'}://{settings['host']}:{self._port}"
         self._client_id = settings["client_id"] or f"oemgateway-{socket.gethostname()}-{self.name}"
-        if self._tx_log is None:
-            self._tx_log = LogThrottle(self.log, logging.WARNING, 60.0)
-            self._retained_log = LogThrottle(self.log, logging.WARNING, 3600.0)
         if self._connection is not None:   # new settings (on the sender thread): reconnect
             self._disconnect(clean=True)
 
