@@ -82,7 +82,7 @@ class Harness:
             if not batch:
                 return out
             out.extend(int(f.values[0]) for f in batch)
-            cursor.stats.delivered += len(batch)   # as the buffer base does
+            cursor.stats.delivered += len(batch)   # as the delivery engine does
             cursor.ack(len(batch))
 
     def crash(self):

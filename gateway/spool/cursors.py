@@ -111,7 +111,7 @@ class Cursor:
         self._interrupted = False
         self.drop_log = LogThrottle(log, logging.WARNING, 60.0)
 
-    # -- the queue interface the buffer base uses ----------------------------------------
+    # -- the queue interface the delivery engine uses -----------------------------------
     def take(self, limit: int, block: bool = True) -> Optional[List[Frame]]:
         """Up to ``limit`` readings after the cursor; waits for some if ``block``.
         None when interrupted or when there is nothing to take."""
