@@ -26,7 +26,7 @@ try:
     from gateway.hub import Gateway
     from gateway.logs import Redactor, apply_log_levels, error_text, plural, setup_logging
     from gateway.spool import SPOOL_SPEC, SpoolLockedError, build_spool
-    from gateway.status import StatusServer, format_status, on_loop, snapshot
+    from gateway.web.status import format_status, on_loop, snapshot
     from gateway.systemd import Notifier
     from listeners import LISTENERS
 except ImportError as exc:   # started outside its virtual environment, as the 2013 gateway was
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.hash_password:
-        from gateway.web import read_password_hash
+        from gateway.web.auth import read_password_hash
         return read_password_hash()
     if args.config_emoncms:
         print("oemgateway: --config-emoncms is no longer supported (emoncms' raspberrypi module "
@@ -216,40 +216,29 @@ def ping_watchdog(loop: EventLoop, systemd: Notifier) -> None:
 
 def start_web_services(config: GatewayConfig, loader: ConfigLoader, gateway: Gateway, loop: EventLoop,
                        redactor: Redactor, started: float) -> List:
-    """The status endpoints and the web page the config asks for; what it returns is closed at
-    the stop. Both read the hub only through snapshots taken on the loop thread."""
+    """The status endpoints and the web page the config asks for, on one HTTP server; what it
+    returns is closed at the stop. Both read the hub only through snapshots taken on the loop
+    thread."""
     def take_snapshot():
         return on_loop(loop, lambda: snapshot(gateway, __version__, started, redactor.redact))
 
-    servers = [start_status_server(config, take_snapshot)]
-    if config.gateway["web_port"]:
-        from gateway.web import serve_page   # only a gateway with the page on pays for it
+    def page():
+        from gateway.web.page import page_app   # only a gateway with the page on pays for it
         # The page may name files only in the gateway's data folder (where the spool keeps its
         # disk tier) or [gateway] file_roots, never in the spool's own folders.
         spool = gateway.spool
         folders = {tier.name: getattr(tier.files, "folder", None) for tier in (spool.hot, spool.cold)
                    if tier is not None}
         data_folder = os.path.dirname(folders["cold"]) if folders.get("cold") else None
-        servers.append(serve_page(config, loader, take_snapshot, redactor,
-                                  lambda: gateway.config.gateway["web_password_hash"],
-                                  lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True),
-                                  data_folder, [f for f in folders.values() if f]))
-    return [server for server in servers if server is not None]
+        return page_app(config, loader, take_snapshot, redactor, lambda: gateway.config.gateway["web_password_hash"],
+                        lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True),
+                        data_folder, [f for f in folders.values() if f])
 
-
-def start_status_server(config: GatewayConfig, take_snapshot) -> Optional[StatusServer]:
-    port = config.gateway["status_port"]
-    if not port:
-        return None
-    bind = config.gateway["status_bind"]
-    try:
-        server = StatusServer(bind, port, take_snapshot)
-    except OSError as exc:
-        log.error("cannot serve the status on %s:%d: %s", bind, port, error_text(exc))
-        return None
-    server.start()
-    log.info("status on http://%s:%d/status and /metrics", bind, port)
-    return server
+    if not (config.gateway["status_port"] or config.gateway["web_port"]):
+        return []
+    from gateway.web.server import serve   # a gateway with neither address does not pay for it
+    http = serve(config.gateway, take_snapshot, page)
+    return [] if http is None else [http]
 
 
 if __name__ == "__main__":

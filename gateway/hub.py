@@ -8,7 +8,7 @@ config names their classes (through the registries the command line gives the lo
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Union
+from typing import Callable, Dict, Optional, Union
 
 from gateway import missing_dependency
 from gateway.backoff import Backoff
@@ -20,9 +20,7 @@ from gateway.frame import Frame, RawFrame
 from gateway.logs import LogThrottle, Redactor, apply_log_levels, plural
 from gateway.nodes import NodeDecoder
 from gateway.spool import BufferStats, Spool, spool_settings
-
-if TYPE_CHECKING:
-    from listeners.base import Listener
+from listeners.base import Listener, Transmitter   # the listener contracts
 
 LISTENER_RETRY_MIN, LISTENER_RETRY_MAX = 1.0, 30.0   # s: starting a listener that failed again
 
@@ -43,7 +41,7 @@ class Gateway:
         self.nodes = NodeDecoder(schedule=loop.call_later)
         self._tx_problems = LogThrottle(log, logging.WARNING, 60.0, loop.call_later)
         self.config: Optional[GatewayConfig] = None
-        self.listeners: Dict[str, "Listener"] = {}
+        self.listeners: Dict[str, Listener] = {}
         self.buffers: Dict[str, Delivery] = {}   # each buffer's engine (its plugin: .plugin)
         self._retired: list = []
         self._config_stamp = None
@@ -189,7 +187,7 @@ class Gateway:
 
     def _transmit(self, node, values, listener: Optional[str]) -> None:
         radios = [radio for name, radio in self.listeners.items()
-                  if hasattr(radio, "send_frame") and listener in (None, name)]
+                  if isinstance(radio, Transmitter) and listener in (None, name)]
         if not radios:
             self._tx_problems("values for node %s not sent: %s", node,
                               f"no listener '{listener}' that can transmit" if listener

@@ -1,0 +1,93 @@
+"""A simulated M-Bus meter: answers the master's frames as a meter's link layer does.
+
+``answer(frame)`` takes the bytes the master sent and returns what the meter sends back (b""
+for nothing). It follows EN 13757-2's frame count bit: after SND_NKE the next request with the
+FCB set reads the first telegram; a REQ_UD2 whose FCB has toggled reads the next telegram; the
+same FCB again repeats the last answer (the master lost it). SND_UD frames are acknowledged and
+kept (a page select chooses which list of telegrams is read). Pure: the M-Bus listener's tests
+put it behind a pseudo-terminal.
+"""
+
+from typing import Dict, List, Optional, Sequence
+
+from protocols.mbus_telegram import (ACK, REQ_UD2, SND_NKE, SND_UD, FCB, FrameParser, LongFrame, ShortFrame,
+                                     long_frame)
+
+
+def load_hex(path) -> bytes:
+    """The bytes of a ``.hex`` test frame (space-separated hex)."""
+    with open(path) as f:
+        return bytes.fromhex("".join(f.read().split()))
+
+
+class SimulatedMeter:
+    """One meter at ``address``; ``telegrams`` (complete long frames) per page, page 0 by default.
+
+    ``silent`` makes it answer nothing; ``drop`` is how many of the next answers to lose (the
+    meter answers, the master never sees it: the FCB rule must then repeat, not skip).
+    """
+
+    def __init__(self, address: int, telegrams: Sequence[bytes], pages: Optional[Dict[int, Sequence[bytes]]] = None,
+                 data_answers: Optional[Dict[int, bytes]] = None):
+        self.address = address
+        self.pages: Dict[int, List[bytes]] = {0: list(telegrams)}
+        self.pages.update({page: list(frames) for page, frames in (pages or {}).items()})
+        self.data_answers = dict(data_answers or {})     # CI of a SND_UD -> the RSP_UD it gets
+        self.page = 0
+        self.position = -1                 # index of the last telegram sent
+        self.last_fcb: Optional[bool] = None
+        self.silent = False
+        self.drop = 0
+        self.received: List[bytes] = []
+        self._parser = FrameParser()
+
+    def answer(self, data: bytes) -> bytes:
+        reply = b""
+        for item in self._parser.feed(data):
+            if isinstance(item, ShortFrame):
+                reply += self._short(item)
+            elif isinstance(item, LongFrame):
+                reply += self._long(item)
+        if self.silent:
+            return b""
+        if reply and self.drop:
+            self.drop -= 1
+            return b""
+        return reply
+
+    def _mine(self, address: int) -> bool:
+        return address in (self.address, 0xFE)
+
+    def _short(self, frame: ShortFrame) -> bytes:
+        self.received.append(bytes((frame.control,)))
+        if not self._mine(frame.address):
+            return b""
+        if frame.control == SND_NKE:
+            self.position, self.last_fcb = -1, None
+            return bytes((ACK,))
+        if frame.control & ~FCB == REQ_UD2:
+            fcb = bool(frame.control & FCB)
+            frames = self.pages.get(self.page, [])
+            if not frames:
+                return b""
+            if fcb != self.last_fcb or self.position < 0:      # a new request: the next telegram
+                self.position = (self.position + 1) % len(frames)
+            self.last_fcb = fcb
+            return frames[self.position]
+        return b""
+
+    def _long(self, frame: LongFrame) -> bytes:
+        self.received.append(frame.encode())
+        if not self._mine(frame.address) or frame.control & ~FCB != SND_UD:
+            return b""
+        self.last_fcb = bool(frame.control & FCB)
+        if frame.ci == 0x51 and frame.data[:3] == b"\x01\xff\x08":      # emonhub's page select
+            self.page, self.position = frame.data[3], -1
+        if frame.ci in self.data_answers:
+            return self.data_answers[frame.ci]
+        return bytes((ACK,))
+
+
+def telegram_frame(address: int, header: bytes, records: bytes, control: int = 0x08) -> bytes:
+    """A RSP_UD long frame with CI 0x72 for a 12-byte ``header`` and ``records``."""
+    return long_frame(control, address, 0x72, header + records)
