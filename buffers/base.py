@@ -34,8 +34,9 @@ class Buffer(Plugin, metaclass=_ConfiguredWhenBuilt):
     ``clock``: whether the wall clock is right (readings taken before it was are held back
     by some destinations); ``nodes``: the ``[nodes]`` decoder (``nodes.table`` is the current
     NodeTable); ``transmit(node, values, listener=None)`` sends values to a radio node through
-    the listeners that can transmit (any thread, never blocks). Each may be None where the
-    plugin has no use for it (a unit test).
+    the listeners that can transmit (any thread, never blocks); ``backlog()``: how many
+    readings wait for this buffer, those of the batch being sent included. Each may be None
+    where the plugin has no use for it (a unit test).
     """
 
     KIND = "buffer"
@@ -47,11 +48,12 @@ class Buffer(Plugin, metaclass=_ConfiguredWhenBuilt):
     """
 
     def __init__(self, name: str, settings: dict, clock: Optional[ClockWatch] = None, nodes=None,
-                 transmit: Optional[Callable[..., None]] = None):
+                 transmit: Optional[Callable[..., None]] = None, backlog: Optional[Callable[[], int]] = None):
         super().__init__(name, settings)
         self.clock = clock or ClockWatch(PROBES["trusted"])   # is our wall clock right?
         self.nodes = nodes
         self.transmit = transmit
+        self.backlog = backlog
 
     def configure(self) -> None:
         """(Re)build whatever the plugin derives from ``self.settings``: once built, then on the

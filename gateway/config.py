@@ -688,9 +688,11 @@ class ConfigLoader:
     def _elsewhere(self, name: str) -> str:
         """``; it is a setting of socket listeners, not of [gateway]`` when it is one."""
         for kind, registry in self.registries.items():
-            for type_name in registry.names():
-                if name in spec_keys(registry.resolve(type_name).settings_spec()):
-                    return f"; it is a setting of {type_name} {registry.kind}s: put it in their section"
+            types = [type_name for type_name in registry.names()
+                     if name in spec_keys(registry.resolve(type_name).settings_spec())]
+            if types:
+                which = " or ".join([", ".join(types[:-1]), types[-1]] if len(types) > 1 else types)
+                return f"; it is a setting of {which} {registry.kind}s: put it in their section"
         return ""
 
     @staticmethod

@@ -126,9 +126,10 @@ class Gateway:
     def _apply_buffer(self, plugin: PluginConfig) -> None:
         buffer = self.buffers.get(plugin.name)
         if buffer is None:
+            cursor = self.spool.register(plugin.name, BufferStats())
             destination = plugin.cls(plugin.name, plugin.settings, clock=self.clock, nodes=self.nodes,
-                                     transmit=self.transmit)
-            buffer = Delivery(destination, self.spool.register(plugin.name, BufferStats()))
+                                     transmit=self.transmit, backlog=cursor.__len__)
+            buffer = Delivery(destination, cursor)
             log.info("%s (%s) started", buffer, plugin.type_name)
             buffer.start()   # (which says so if it is inactive, and why)
             self.buffers[plugin.name] = buffer

@@ -32,6 +32,7 @@ from validate import VdtValueError
 
 from gateway.frame import NAME_MAX, Frame, FrameError, Node, Number, RawFrame, input_name_problem, parse_node
 from gateway.logs import LogThrottle, plural
+from gateway.units import UnitBook
 
 log = logging.getLogger("oemgateway.nodes")
 
@@ -373,6 +374,7 @@ class NodeDecoder:
     def __init__(self, table: Optional[NodeTable] = None,
                  schedule: Optional[Callable[[float, Callable[[], None]], object]] = None):
         self.table = table or NodeTable()
+        self.units = UnitBook()   # units listeners declare (device presets), for the buffers
         self._schedule = schedule
         self._nodes: "OrderedDict[Node, _NodeState]" = OrderedDict()
 

@@ -19,8 +19,20 @@ from tests.support.daemon import free_port
 from tests.support.outputs import GraphiteBuffer
 from tests.support.webhook_server import TOKEN, FakeWebhook
 
-GRAPHITE = {"active": True, "max_items": 0, "batch_size": 500, "retry_max": 5, "host": "127.0.0.1",
-            "port": 2003, "prefix": "emon.", "timeout": 5}
+OUTPUTS = Registry("buffer", {"graphite": "tests.support.outputs:GraphiteBuffer"})
+
+
+def settings(tmp_path, registry, type_name, **keys):
+    """A buffer's settings as the gateway gives them: the config's keys checked, defaults added."""
+    path = tmp_path / "gw.conf"
+    lines = "\n".join(f"{key} = {value}" for key, value in keys.items())
+    path.write_text(f"[gateway]\ndurability = none\n[buffers]\n[[out]]\ntype = {type_name}\n{lines}\n")
+    return ConfigLoader(LISTENERS, registry, SPOOL_SPEC).load(str(path)).buffers["out"].settings
+
+
+@pytest.fixture
+def graphite(tmp_path):
+    return settings(tmp_path, OUTPUTS, "graphite", host="127.0.0.1", prefix="emon.", timeout=5)
 
 
 class PlaintextReceiver:
@@ -53,10 +65,10 @@ def frame(node, values, names=None, t=1700000000.5):
     return Frame(node, tuple(values), t, names, None, "test")
 
 
-def test_the_example_output_sends_each_value_as_a_plaintext_line():
+def test_the_example_output_sends_each_value_as_a_plaintext_line(graphite):
     receiver = PlaintextReceiver()
     try:
-        output = GraphiteBuffer("graphite", dict(GRAPHITE, port=receiver.port))
+        output = GraphiteBuffer("graphite", dict(graphite, port=receiver.port))
         output.send([frame("emontx", (230, 241.5), ("power1", "vrms")), frame(5, (7,))])
         assert receiver.received == ["emon.emontx.power1 230 1700000000\nemon.emontx.vrms 241.5 1700000000\n"
                                      "emon.5.1 7 1700000000\n"]
@@ -64,14 +76,14 @@ def test_the_example_output_sends_each_value_as_a_plaintext_line():
         receiver.close()
 
 
-def test_the_example_output_says_what_it_cannot_send_and_when_to_try_again():
-    output = GraphiteBuffer("graphite", dict(GRAPHITE, port=free_port()))   # nobody listens
+def test_the_example_output_says_what_it_cannot_send_and_when_to_try_again(graphite):
+    output = GraphiteBuffer("graphite", dict(graphite, port=free_port()))   # nobody listens
     with pytest.raises(TransientError, match="Connection refused"):
         output.send([frame(5, (7,))])
     assert output.check(frame(5, (float("inf"),))) == "Graphite takes finite numbers only"
     with pytest.raises(RejectedError, match="not ASCII"):
         output.send([frame(5, (7,), ("température",))])
-    assert GraphiteBuffer("graphite", dict(GRAPHITE, host="")).inactive_reason() == "no host set"
+    assert GraphiteBuffer("graphite", dict(graphite, host="")).inactive_reason() == "no host set"
 
 
 def test_a_registry_entry_is_all_the_config_needs_to_know_a_new_output(tmp_path):
@@ -84,22 +96,18 @@ def test_a_registry_entry_is_all_the_config_needs_to_know_a_new_output(tmp_path)
         type = graphite
         host = graphite.example
         """))
-    buffers = Registry("buffer", {"graphite": "tests.support.outputs:GraphiteBuffer"})
-    config = ConfigLoader(LISTENERS, buffers, SPOOL_SPEC).load(str(path))
+    config = ConfigLoader(LISTENERS, OUTPUTS, SPOOL_SPEC).load(str(path))
     plugin = config.buffers["metrics"]
     assert plugin.cls is GraphiteBuffer
     assert (plugin.settings["host"], plugin.settings["port"], plugin.settings["batch_size"]) == \
         ("graphite.example", 2003, 500)
 
 
-def webhook(url, token=TOKEN):
-    settings = {"active": True, "max_items": 0, "batch_size": 500, "retry_max": 5, "timeout": 5,
-                "verify_tls": True, "ca_file": "", "url": url,
-                "headers": [f"Authorization: Bearer {token}"]}
-    return BUFFERS.resolve("webhook")("hook", settings)
+def test_the_webhook_buffer_posts_a_batch_and_reports_the_receivers_answers(tmp_path):
+    def webhook(url, token=TOKEN):
+        return BUFFERS.resolve("webhook")("hook", settings(tmp_path, BUFFERS, "webhook", url=url, timeout=5,
+                                                           headers=f'"Authorization: Bearer {token}"'))
 
-
-def test_the_webhook_buffer_posts_a_batch_and_reports_the_receivers_answers():
     with FakeWebhook(refuse_value=999) as server:
         webhook(server.hook_url).send([frame("emontx", (230, 241.5), ("power1", "vrms")), frame(5, (7,))])
         readings = server.wait_for_readings(2)
