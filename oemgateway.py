@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validate the config, print every problem, exit 0 if it is usable, 1 if not")
     parser.add_argument("--status", action="store_true",
                         help="show the running gateway's status (needs [gateway] status_port)")
+    parser.add_argument("--convert-emonhub", metavar="FILE",
+                        help="print FILE, an emonhub.conf, as an oemgateway.conf (comments kept where "
+                             "they map) and exit; an emonhub.conf also runs as it is with --config-file")
     parser.add_argument("--hash-password", action="store_true",
                         help="read a password (asked twice on a terminal, else one line of stdin) and "
                              "print its salted hash for [gateway] web_password_hash")
@@ -86,6 +89,9 @@ def main(argv=None) -> int:
         return EXIT_CONFIG
     path = args.config_file or default_config_path()
     loader = ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC)
+    if args.convert_emonhub:
+        from gateway.emonhub import convert_file
+        return convert_file(args.convert_emonhub, loader)
     try:
         config = loader.load(path)
     except ImportError as exc:   # a plugin's package (imported when the config names it)

@@ -14,6 +14,7 @@ from gateway.clock import PROBES, ClockWatch
 from gateway.delivery import AuthError, DeliveryError, RejectedError, TooLargeError, TransientError
 from gateway.frame import Frame
 from gateway.plugin import Plugin
+from gateway.routing import ROUTING_SPEC
 
 __all__ = ["Buffer", "DeliveryError", "TransientError", "RejectedError", "AuthError", "TooLargeError"]
 
@@ -45,7 +46,7 @@ class Buffer(Plugin, metaclass=_ConfiguredWhenBuilt):
     max_items = integer(min=0, max=100000000, default=0)
     batch_size = integer(min=1, max=100000, default=500)
     retry_max = float(min=0.01, max=86400, default=5)
-    """
+    """ + ROUTING_SPEC   # from_listeners, from_nodes: see gateway.routing
 
     def __init__(self, name: str, settings: dict, clock: Optional[ClockWatch] = None, nodes=None,
                  transmit: Optional[Callable[..., None]] = None, backlog: Optional[Callable[[], int]] = None):

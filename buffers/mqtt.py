@@ -82,8 +82,14 @@ class MqttBuffer(Buffer):
     ha_status_topic = string(default='homeassistant/status')
     ha_style = option('device', 'entity', default='device')
     ha_gateway_id = string(default='')
+    emonhub_payloads = boolean(default=False)
     """
+    # emonhub_payloads: payloads byte for byte as emonhub's MQTT interfacer writes them, for
+    # receivers that compare text: JSON spaced as Python's json.dumps (", ", ": "), its names
+    # in order, then "time" (seconds as a float, as stamped), then "rssi"; only named values
+    # in JSON; no rssi when it is 0. (Set when an emonhub.conf is run; see docs/emonhub.md.)
     SECRETS = BROKER_SECRETS
+    _emonhub_payloads = False   # (set from the settings in configure)
 
     # -- settings -----------------------------------------------------------------------
     @classmethod
@@ -140,6 +146,7 @@ class MqttBuffer(Buffer):
         site = settings["site"].strip()
         prefix = f"{site}/" if site else ""
         self._formats = [f.strip().lower() for f in settings["formats"] if f.strip()]
+        self._emonhub_payloads = settings.get("emonhub_payloads", False)
         self._base = prefix + settings["base_topic"].strip("/")
         self._csv_base = prefix + settings["csv_base_topic"].strip("/")
         status = settings["status_topic"].strip("/")
@@ -181,6 +188,8 @@ class MqttBuffer(Buffer):
     def _messages(self, frame: Frame) -> List[Message]:
         """The messages of one reading, in the configured formats (with Home Assistant on,
         the nodevar topics carry its states instead: see ``HomeAssistantLink.states``)."""
+        if self._emonhub_payloads:
+            return self._emonhub_messages(frame)
         named = frame.named_values()
         retain = self.settings["retain"]
         out: List[Message] = []
@@ -198,6 +207,30 @@ class MqttBuffer(Buffer):
                 node_id = self.nodes.table.node_id(frame.node) if self.nodes is not None else frame.node
                 out.append((f"{self._csv_base}/rx/{node_id}/values", ",".join(map(number_text, values)),
                             retain))
+        return out
+
+    def _emonhub_messages(self, frame: Frame) -> List[Message]:
+        """The messages emonhub's MQTT interfacer publishes for ``frame`` (EmonHubMqttInterfacer
+        ``_process_post``, v2.7.19): see ``emonhub_payloads``."""
+        names = frame.names or ()
+        retain = self.settings["retain"]
+        rssi = frame.rssi if frame.rssi else None
+        out: List[Message] = []
+        for fmt in self._formats:
+            if fmt == "json":
+                payload = dict(zip(names, frame.values), time=float(frame.time))
+                if rssi is not None:
+                    payload["rssi"] = rssi
+                out.append((f"{self._base}/{frame.node}", json.dumps(payload), retain))
+            elif fmt == "nodevar":
+                out += [(f"{self._base}/{frame.node}/{names[i] if i < len(names) else i + 1}", str(value), retain)
+                        for i, value in enumerate(frame.values)]
+                if rssi is not None:
+                    out.append((f"{self._base}/{frame.node}/rssi", str(rssi), retain))
+            else:
+                node_id = self.nodes.table.node_id(frame.node) if self.nodes is not None else frame.node
+                values = list(frame.values) + ([rssi] if rssi is not None else [])
+                out.append((f"{self._csv_base}/rx/{node_id}/values", ",".join(map(str, values)), retain))
         return out
 
     # -- Home Assistant -----------------------------------------------------------------

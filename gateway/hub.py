@@ -19,6 +19,7 @@ from gateway.eventloop import EventLoop
 from gateway.frame import Frame, RawFrame
 from gateway.logs import LogThrottle, Redactor, apply_log_levels, plural
 from gateway.nodes import NodeDecoder
+from gateway.routing import Router
 from gateway.spool import BufferStats, Spool, spool_settings
 from listeners.base import Listener, Transmitter   # the listener contracts
 
@@ -39,6 +40,7 @@ class Gateway:
         self.loader = loader
         self.redactor = redactor
         self.nodes = NodeDecoder(schedule=loop.call_later)
+        self.router = Router(self.nodes.node_id)
         self._tx_problems = LogThrottle(log, logging.WARNING, 60.0, loop.call_later)
         self.config: Optional[GatewayConfig] = None
         self.listeners: Dict[str, Listener] = {}
@@ -59,7 +61,7 @@ class Gateway:
         frame = self.nodes.decode(item)
         if frame is None:
             return
-        correction = self.clock.note(self.spool.append(frame))
+        correction = self.clock.note(self.spool.append(frame, self.router.skipped(frame)))
         if correction is not None:
             self.spool.correct_times(*correction)
         elif self.clock.pending and self._clock_timer is None:
@@ -94,7 +96,8 @@ class Gateway:
         self.clock.use(PROBES[config.gateway["clock"]])   # before any listener reads
         self._apply_spool_settings(old, config)
         self.redactor.set_secrets(config.secrets())
-        self.nodes.configure(config.nodes)
+        self.nodes.configure(config.nodes, config.gateway["node_templates"], config.gateway["emonhub_values"])
+        self.router.configure({name: plugin.settings for name, plugin in config.buffers.items()})
         apply_log_levels(config.gateway["loglevel"], config.gateway["log_levels"])   # (problems: config warnings)
         if old is not None:
             for name in list(self.listeners):

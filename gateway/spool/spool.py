@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import AbstractSet, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from gateway.frame import Frame
 from gateway.logs import LogThrottle, error_text, plural
@@ -240,8 +240,9 @@ class Spool:
             cursor.inactive_since = None
 
     # -- the loop thread ----------------------------------------------------------------
-    def append(self, frame: Frame) -> int:
-        """Accept a reading for every recording buffer; returns its sequence number."""
+    def append(self, frame: Frame, skip: AbstractSet[str] = frozenset()) -> int:
+        """Accept a reading for every recording buffer but those named in ``skip`` (routing:
+        it is not for them); returns its sequence number."""
         line = journal.encode_reading(frame)
         with self._lock:
             self.head += 1
@@ -249,7 +250,14 @@ class Spool:
             self._pending.append(line)
             self._recent.append((seq, frame))
             for cursor in self.cursors.values():
-                if cursor.recording:
+                if skip and cursor.name in skip and cursor.recording:
+                    if cursor.acked == seq - 1:
+                        cursor.acked = seq   # holding nothing: nothing to remember
+                    elif cursor.skips and cursor.skips[-1][1] == seq - 1:
+                        cursor.skips[-1][1] = seq
+                    else:
+                        cursor.skips.append([seq, seq])
+                elif cursor.recording:
                     cursor.stats.accepted += 1
                     if cursor.max_items and seq - cursor.acked > cursor.max_items:
                         self._drop(cursor, seq - cursor.max_items, "overflow")
