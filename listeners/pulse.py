@@ -33,8 +33,8 @@ import os
 import time
 from typing import Dict, List, Optional
 
-from buffers.spool import runtime_dir, state_dir
 from gateway.frame import Frame, FrameError, input_name_problem, parse_node
+from gateway.spool.folders import runtime_dir, state_dir
 from listeners.gpio_lines import EdgeListener
 from listeners.pulse_total import PulseTotal
 from protocols.gpio_pins import bcm_pin, pin_problems
