@@ -21,7 +21,7 @@ from gateway import __version__, missing_dependency
 try:
     from buffers import BUFFERS
     from buffers.base import Buffer
-    from buffers.spool import SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
+    from buffers.spool import SPOOL_SETTINGS, SPOOL_SPEC, BufferStats, Spool, SpoolLockedError, build_spool, spool_settings
     from gateway.clock import PROBES, ClockWatch
     from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
     from gateway.eventloop import EventLoop
@@ -29,7 +29,8 @@ try:
     from gateway.logs import LogThrottle, Redactor, apply_log_levels, error_text, plural, setup_logging
     from gateway.status import StatusServer, format_status, on_loop, snapshot
     from gateway.systemd import Notifier
-    from gateway.nodes import NodeDecoder
+    from gateway.nodes import NODE_SAMPLE, NodeDecoder
+    from gateway.settings import CORE_PARTS, restart_keys
     from listeners import LISTENERS
     from listeners.base import Listener
 except ImportError as exc:   # started outside its virtual environment, as the 2013 gateway was
@@ -41,6 +42,7 @@ except ImportError as exc:   # started outside its virtual environment, as the 2
 SYSTEM_CONFIG = "/etc/oemgateway/oemgateway.conf"
 LISTENER_RETRY_MIN, LISTENER_RETRY_MAX = 1.0, 30.0   # s: starting a listener that failed again
 EXIT_OK, EXIT_CONFIG, EXIT_RUNTIME = 0, 1, 2
+GATEWAY_PARTS = CORE_PARTS + (SPOOL_SETTINGS,)   # every part's [gateway] settings (gateway.settings)
 
 log = logging.getLogger("oemgateway")
 
@@ -136,8 +138,7 @@ class Gateway:
         if old is None:
             return
         self.spool.settings = spool_settings(new.gateway)
-        for key in ("durability", "runtime_dir", "state_dir", "status_port", "status_bind", "web_port",
-                    "web_bind"):
+        for key in restart_keys(GATEWAY_PARTS):
             if old.gateway[key] != new.gateway[key]:
                 log.warning("[gateway] %s changed: takes effect at the next start", key)
 
@@ -346,12 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hash-password", action="store_true",
                         help="read a password (asked twice on a terminal, else one line of stdin) and "
                              "print its salted hash for [gateway] web_password_hash")
+    parser.add_argument("--sample-config", nargs="?", const="", metavar="TYPE",
+                        help="print a sample section of a listener or buffer TYPE, every setting "
+                             "explained with its default; without TYPE, the whole shipped config")
     parser.add_argument("--version", action="version", version=f"OEM Gateway {__version__}")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.sample_config is not None:
+        return print_sample_config(args.sample_config)
     if args.hash_password:
         from gateway.web import read_password_hash
         return read_password_hash()
@@ -387,6 +393,25 @@ def main(argv=None) -> int:
     if args.status:
         return print_status(config)
     return run(config, loader, args.logfile)
+
+
+def print_sample_config(type_name: str) -> int:
+    from gateway.sample import plugin_sample, shipped_config
+    if not type_name:
+        print(shipped_config(LISTENERS, BUFFERS, GATEWAY_PARTS, NODE_SAMPLE), end="")
+        return EXIT_OK
+    for registry in (LISTENERS, BUFFERS):
+        try:
+            registry.canonical(type_name)
+        except LookupError:
+            continue
+        print(plugin_sample(registry, type_name), end="")
+        return EXIT_OK
+    known = ", ".join(LISTENERS.names() + BUFFERS.names())
+    guess = LISTENERS.suggest(type_name) or BUFFERS.suggest(type_name)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    print(f"oemgateway: no listener or buffer type {type_name!r} (types: {known}){hint}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> int:

@@ -196,6 +196,18 @@ class Buffer(Plugin):
     batch_size = integer(min=1, max=100000, default=500)
     retry_max = float(min=0.01, max=86400, default=5)
     """
+    SAMPLE_COMMON = """
+    # Settings every buffer has:
+    #   active = True        False: neither record nor send, but keep what is queued; an
+    #                        inactive buffer holding nothing costs nothing (no RAM, no disk)
+    #   max_items = 0        most readings queued for this buffer (0: only the spool's
+    #                        bounds apply); beyond it the oldest are dropped, counted, logged
+    #   batch_size = 500     most readings sent in one request; fewer (down to 10) while
+    #                        the destination refuses readings often, so that few are sent twice
+    #   retry_max = 5        while a destination fails, each retry is one reading; the
+    #                        wait doubles from 0.5 s up to this many seconds, a random half
+    #                        to all of it (a refused key or URL: 12 x this)
+    """
     RETRY_BASE = 0.5          # seconds: the first retry waits 0.25-0.5 s, doubling up to retry_max
     AUTH_RETRY_FACTOR = 12    # a refused key or URL is retried every 12 x retry_max (1 min)
     RETRY_AFTER_LIMIT = 300.0  # a server's Retry-After is honoured up to this many seconds

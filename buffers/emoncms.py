@@ -67,6 +67,21 @@ class EmoncmsBuffer(HttpBuffer):
     domain = string(default=None)
     path = string(default=None)
     """
+    SAMPLE = """
+    # Posts readings to emoncms. Inactive until an API key is filled in.
+    [[...]]
+    # Where emoncms lives, e.g. http://localhost/emoncms or https://emoncms.org.
+    # (The original protocol/domain/path keys are accepted too.)
+    url = http://localhost/emoncms
+    # The write API key (emoncms: Setup > My Account). Never logged nor shown.
+    apikey =
+    # Seconds to wait for emoncms to answer.
+    timeout
+    # Verify HTTPS certificates. Turn off only for a test server.
+    verify_tls
+    # A PEM file of the CA that signed a private emoncms' certificate.
+    ca_file
+    """
     SECRETS = ("apikey",)
 
     @classmethod

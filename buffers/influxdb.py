@@ -35,6 +35,29 @@ class InfluxDBBuffer(HttpBuffer):
     password = string(default='')
     measurement = string(default='emon')
     """
+    SAMPLE = """
+    # Writes readings to InfluxDB as line-protocol points, one per reading, every value a
+    # float field, stamped with the time it was received:
+    #     emon,node=emontx power1=230,vrms=241.2 1712345678
+    [[...]]
+    url = http://localhost:8086
+    # v2: InfluxDB 2.x, 3.x and Cloud (org, bucket, token); v1: InfluxDB 1.x.
+    api = v2
+    org = home
+    bucket = energy
+    # An API token allowed to write to the bucket. Never logged nor shown.
+    token =
+    # With api = v1: the database, its retention policy (empty: its default), and a user
+    # (sent as HTTP Basic authentication, never in the URL).
+    database
+    retention_policy
+    username
+    password
+    measurement
+    timeout
+    verify_tls
+    ca_file
+    """
     SECRETS = ("token", "password")
 
     @classmethod

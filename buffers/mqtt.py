@@ -78,6 +78,56 @@ class MqttBuffer(Buffer):
     max_inflight = integer(min=1, max=10000, default=100)
     timeout = float(min=0.1, max=3600, default=10)
     """
+    SAMPLE = """
+    # Publishes readings to an MQTT broker (Mosquitto; Home Assistant, Node-RED and emoncms'
+    # MQTT input read them) in emonhub's topic formats, and passes radio commands back. A
+    # reading counts as delivered once the broker has acknowledged it (QoS 1).
+    [[...]]
+    host = localhost
+    # 1883, or 8883 with tls = True.
+    # port = 1883
+    username
+    # Never logged nor shown.
+    password
+    # TLS: encrypt, and check the broker's certificate against the system's CAs (or
+    # ca_file, a private CA's PEM file). certfile, keyfile: a client certificate, for a
+    # broker that asks for one. verify_tls = False skips the check (and says what it costs).
+    tls
+    ca_file
+    certfile
+    keyfile
+    verify_tls
+    # Default: oemgateway-<hostname>-<this section's name>.
+    client_id
+    keepalive
+    # 1: a reading is delivered when the broker acknowledges it (nothing is lost);
+    # 0: when it is written to the network (a broker restart can lose some).
+    qos
+    # Retain the readings' messages (the status topic is always retained).
+    retain
+    # Topic formats, one or more of:
+    #   json     <base_topic>/<nodename>             {"power1":230,"vrms":241.2,"time":1712345678}
+    #   nodevar  <base_topic>/<nodename>/<name>      230   (one message per value: Home Assistant)
+    #   csv      <csv_base_topic>/rx/<nodeid>/values 230,241.2   (emonhub's node format)
+    # Only json carries the time a reading was received: keep it for anything that stores
+    # history (emoncms), or a backlog sent after an outage is stored at the wrong time.
+    formats = json
+    base_topic
+    csv_base_topic
+    # Retained "online" while connected, "offline" after a stop, and as the Last Will
+    # when the gateway dies. Empty: none.
+    status_topic
+    # Values published here as CSV ("1,300") go out by radio to the node in the topic
+    # (its id or its nodename), packed per [nodes] [[node]] [[[tx]]]. Empty: no TX.
+    # Whoever may publish there may transmit: restrict it with the broker's ACL.
+    tx_topic
+    # The radio listener that transmits (empty: every rfm2pi/rfm12pi listener).
+    tx_listener
+    # Messages sent ahead of the broker's acknowledgements.
+    max_inflight
+    # Seconds without an answer from the broker before reconnecting.
+    timeout
+    """
     SECRETS = ("password",)
 
     # -- settings -----------------------------------------------------------------------

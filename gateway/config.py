@@ -25,23 +25,9 @@ from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label
 from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials, parse_log_levels
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
+from gateway.settings import CORE_PARTS, spec_of
 
-GATEWAY_SPEC = """
-loglevel = loglevel(default='INFO')
-config_check_interval = float(min=0, max=3600, default=2)
-shutdown_timeout = float(min=0, max=3600, default=5)
-clock = option('auto', 'trusted', 'untrusted', default='auto')
-log_levels = force_list(default=list())
-log_max_mb = float(min=0.01, max=1024, default=5)
-log_backups = integer(min=0, max=100, default=1)
-syslog = boolean(default=False)
-status_port = integer(min=0, max=65535, default=0)
-status_bind = string(default='127.0.0.1')
-web_port = integer(min=0, max=65535, default=0)
-web_bind = string(default='127.0.0.1')
-web_password_hash = string(default='')
-file_roots = force_list(default=list())
-"""
+GATEWAY_SPEC = spec_of(CORE_PARTS)   # the spool adds its own (gateway.settings)
 
 GATEWAY_SECRETS = ("web_password_hash",)
 # A key the gateway does not know (a typo, a section whose type is misspelled) is taken for a

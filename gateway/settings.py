@@ -1,0 +1,128 @@
+"""The ``[gateway]`` section, declared in one place: each part of the daemon contributes its
+settings as configspec lines (``spec``), their documentation for the shipped config
+(``sample``, see ``gateway.sample``) and the keys it reads only at start (``restart``: a
+change is applied at the next start, and the running gateway says so).
+
+The parts here are the daemon's own; the spool declares its part beside its code
+(``SPOOL_SETTINGS``), and the command line puts them together (``oemgateway.GATEWAY_PARTS``).
+"""
+
+from typing import Iterable, List, NamedTuple, Tuple
+
+
+class GatewaySettings(NamedTuple):
+    """One part's ``[gateway]`` settings."""
+
+    spec: str
+    sample: str
+    restart: Tuple[str, ...] = ()
+
+
+LOGGING = GatewaySettings(
+    spec="""
+loglevel = loglevel(default='INFO')
+log_levels = force_list(default=list())
+log_max_mb = float(min=0.01, max=1024, default=5)
+log_backups = integer(min=0, max=100, default=1)
+syslog = boolean(default=False)
+""",
+    sample="""
+# DEBUG, INFO, WARNING, ERROR or CRITICAL.
+loglevel = INFO
+# Other levels for parts of the gateway, e.g.  log_levels = spool=DEBUG, listener.rfm=WARNING
+# (the part is the logger name after "oemgateway." as shown in each log line). Libraries
+# (urllib3, charset_normalizer, paho ...) log only warnings; name one to see more: urllib3=DEBUG.
+log_levels
+# With --logfile: rotate the file at this many MB, keeping this many old files.
+log_max_mb
+log_backups
+# Also log to the local syslog (/dev/log).
+syslog
+""",
+    restart=("log_max_mb", "log_backups", "syslog"),
+)
+
+RUNNING = GatewaySettings(
+    spec="""
+config_check_interval = float(min=0, max=3600, default=2)
+shutdown_timeout = float(min=0, max=3600, default=5)
+""",
+    sample="""
+# How often (seconds) to look whether this file changed; 0 = only on SIGHUP.
+config_check_interval
+# On SIGTERM/SIGINT, how long (seconds) buffers may keep delivering what they hold;
+# what is still undelivered then is saved for the next start.
+shutdown_timeout
+""",
+)
+
+CLOCK = GatewaySettings(
+    spec="""
+clock = option('auto', 'trusted', 'untrusted', default='auto')
+""",
+    sample="""
+# Is this machine's clock right? Readings carry the time they were received.
+# auto:      ask the kernel whether NTP has synchronised the clock. Until it has (a Pi
+#            without a real-time clock boots with a stale one), emoncms is sent the
+#            gateway's clock with each batch and re-bases the times on its own clock;
+#            readings still queued when the clock is corrected are re-timed by the
+#            correction.
+# trusted:   always send our own times (a clock kept right without NTP, e.g. an RTC).
+# untrusted: never trust our clock; always let emoncms re-base the times.
+clock
+""",
+)
+
+STATUS = GatewaySettings(
+    spec="""
+status_port = integer(min=0, max=65535, default=0)
+status_bind = string(default='127.0.0.1')
+""",
+    sample="""
+# Serve the gateway's status as JSON on http://<status_bind>:<status_port>/status and as
+# Prometheus metrics on /metrics (0 = off). `oemgateway --status` prints it.
+status_port
+# Address the status server listens on; 0.0.0.0 opens it to the network.
+status_bind
+""",
+    restart=("status_port", "status_bind"),
+)
+
+WEB_PAGE = GatewaySettings(
+    spec="""
+web_port = integer(min=0, max=65535, default=0)
+web_bind = string(default='127.0.0.1')
+web_password_hash = string(default='')
+file_roots = force_list(default=list())
+""",
+    sample="""
+# The gateway's own web page on http://<web_bind>:<web_port>/ (0 = off): live status,
+# node values, the log, and the config (forms and the whole file, checked before saving,
+# applied at once, the previous file kept as oemgateway.conf.bak).
+web_port
+# Address the page listens on; 0.0.0.0 opens it to the network (put a TLS proxy in front).
+web_bind
+# The page's password, as a salted hash: run  oemgateway --hash-password  and paste what
+# it prints. Empty: nobody can log in.
+web_password_hash
+# A setting that names a file or folder (a file buffer's path, ca_file, certfile, keyfile,
+# runtime_dir, state_dir, a spy:// com_port's file) can be set from the page only to a
+# place under the gateway's data folder (where the spool keeps its disk tier, e.g.
+# /var/lib/oemgateway) or under these folders. Only this file can change this list.
+file_roots
+""",
+    restart=("web_port", "web_bind"),
+)
+
+CORE_PARTS: Tuple[GatewaySettings, ...] = (LOGGING, RUNNING, CLOCK, STATUS, WEB_PAGE)
+"""The daemon's own parts, in the order the shipped config shows them."""
+
+
+def spec_of(parts: Iterable[GatewaySettings]) -> str:
+    """The configspec of ``[gateway]`` made of ``parts``."""
+    return "".join(part.spec.lstrip("\n") for part in parts)
+
+
+def restart_keys(parts: Iterable[GatewaySettings]) -> List[str]:
+    """The keys of ``parts`` that take effect only at the next start."""
+    return [key for part in parts for key in part.restart]
