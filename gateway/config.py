@@ -25,9 +25,13 @@ from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label
 from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials, parse_log_levels
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
-from gateway.settings import CORE_PARTS, spec_of
+from gateway.settings import CLOCK, FILE_ROOTS, LOGGING, RUNNING, spec_of
+from gateway.web import WEB_SETTINGS
 
-GATEWAY_SPEC = spec_of(CORE_PARTS)   # the spool adds its own (gateway.settings)
+CORE_PARTS = (LOGGING, RUNNING, CLOCK, WEB_SETTINGS, FILE_ROOTS)
+"""The daemon's own ``[gateway]`` parts, in the order the shipped config shows them; the
+spool adds its own (``oemgateway.GATEWAY_PARTS``)."""
+GATEWAY_SPEC = spec_of(CORE_PARTS)
 
 GATEWAY_SECRETS = ("web_password_hash",)
 # A key the gateway does not know (a typo, a section whose type is misspelled) is taken for a

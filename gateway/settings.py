@@ -3,8 +3,9 @@ settings as configspec lines (``spec``), their documentation for the shipped con
 (``sample``, see ``gateway.sample``) and the keys it reads only at start (``restart``: a
 change is applied at the next start, and the running gateway says so).
 
-The parts here are the daemon's own; the spool declares its part beside its code
-(``SPOOL_SETTINGS``), and the command line puts them together (``oemgateway.GATEWAY_PARTS``).
+The parts here are the daemon's own; the web surface (``gateway.web.WEB_SETTINGS``) and the
+spool (``SPOOL_SETTINGS``) declare theirs beside their code; ``gateway.config.CORE_PARTS`` and
+the command line (``oemgateway.GATEWAY_PARTS``) put them together.
 """
 
 from typing import Iterable, List, NamedTuple, Tuple
@@ -73,49 +74,18 @@ clock
 """,
 )
 
-STATUS = GatewaySettings(
+FILE_ROOTS = GatewaySettings(
     spec="""
-status_port = integer(min=0, max=65535, default=0)
-status_bind = string(default='127.0.0.1')
-""",
-    sample="""
-# Serve the gateway's status as JSON on http://<status_bind>:<status_port>/status and as
-# Prometheus metrics on /metrics (0 = off). `oemgateway --status` prints it.
-status_port
-# Address the status server listens on; 0.0.0.0 opens it to the network.
-status_bind
-""",
-    restart=("status_port", "status_bind"),
-)
-
-WEB_PAGE = GatewaySettings(
-    spec="""
-web_port = integer(min=0, max=65535, default=0)
-web_bind = string(default='127.0.0.1')
-web_password_hash = string(default='')
 file_roots = force_list(default=list())
 """,
     sample="""
-# The gateway's own web page on http://<web_bind>:<web_port>/ (0 = off): live status,
-# node values, the log, and the config (forms and the whole file, checked before saving,
-# applied at once, the previous file kept as oemgateway.conf.bak).
-web_port
-# Address the page listens on; 0.0.0.0 opens it to the network (put a TLS proxy in front).
-web_bind
-# The page's password, as a salted hash: run  oemgateway --hash-password  and paste what
-# it prints. Empty: nobody can log in.
-web_password_hash
 # A setting that names a file or folder (a file buffer's path, ca_file, certfile, keyfile,
 # runtime_dir, state_dir, a spy:// com_port's file) can be set from the page only to a
 # place under the gateway's data folder (where the spool keeps its disk tier, e.g.
 # /var/lib/oemgateway) or under these folders. Only this file can change this list.
 file_roots
 """,
-    restart=("web_port", "web_bind"),
 )
-
-CORE_PARTS: Tuple[GatewaySettings, ...] = (LOGGING, RUNNING, CLOCK, STATUS, WEB_PAGE)
-"""The daemon's own parts, in the order the shipped config shows them."""
 
 
 def spec_of(parts: Iterable[GatewaySettings]) -> str:

@@ -9,10 +9,10 @@ talks to a destination: that is the buffers' job, on their own threads.
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, FrozenSet, Optional, Union
+from typing import Callable, FrozenSet, Optional, Sequence, Union
 
 from gateway.eventloop import EventLoop
-from gateway.frame import Frame, FrameError, RawFrame, parse_values_line
+from gateway.frame import Frame, FrameError, Number, RawFrame, parse_values_line
 from gateway.lines import BadLine
 from gateway.logs import LogThrottle
 from gateway.nodes import NodeDecoder
@@ -114,8 +114,23 @@ class Listener(Plugin):
         self.stats.last_frame_time = frame.time
         self._emit(frame)
 
+    def status_details(self) -> dict:
+        """What ``/status`` shows for this listener beyond the frame counts (per device, say)."""
+        return {}
+
     def reject(self, reason: str, sample) -> None:
         """Count and (rate-limited) log a piece of input that is not a frame."""
         self.stats.frames_bad += 1
         text = sample if isinstance(sample, str) else bytes(sample).decode("utf-8", "backslashreplace")
         self.bad_input("%s: dropped bad input (%s): %.80s", self, reason, text)
+
+
+class Transmitter:
+    """A listener that can send values to radio nodes declares it by deriving from this too;
+    the gateway routes ``transmit`` requests (from buffers, the repeater) to such listeners."""
+
+    def send_frame(self, node: int, values: Sequence[Number]) -> bool:
+        """Send ``values`` to radio node ``node`` (on the loop thread); False if it could not be
+        queued. Raises ValueError for a node or values that cannot be sent."""
+        raise NotImplementedError
+

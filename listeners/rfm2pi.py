@@ -18,6 +18,7 @@ from gateway.frame import FrameError, Number, RawFrame, parse_values_line
 from gateway.logs import LogThrottle
 from protocols import rf12demo
 from protocols.rf12demo import BoardReport, Notice, Packet
+from listeners.base import Transmitter
 from listeners.repeater import RepeaterServer
 from listeners.serialport import SerialPortListener
 
@@ -36,7 +37,7 @@ class RadioStats:
     tx_dropped: int = 0     # radio packets not sent: port down or queue full
 
 
-class RFM2PiListener(SerialPortListener):
+class RFM2PiListener(SerialPortListener, Transmitter):
     SPEC = """
     com_port = string(default='/dev/ttyAMA0')
     com_baud = integer(min=50, max=4000000, default=38400)

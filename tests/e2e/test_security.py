@@ -170,7 +170,7 @@ def test_no_secret_in_any_output_of_a_whole_session(gateway_factory, emoncms):
     import json
     import signal
     import urllib.request
-    from gateway.web import hash_password
+    from gateway.web.auth import hash_password
     from tests.support.web_client import PASSWORD, Browser
     port, status_port, web_port = free_port(), free_port(), free_port()
     password_hash = hash_password(PASSWORD, iterations=1000)

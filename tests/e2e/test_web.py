@@ -14,8 +14,9 @@ import pytest
 from buffers import BUFFERS
 from buffers.spool import SPOOL_SPEC
 from gateway.config import ConfigLoader
-from gateway.web import LoginLimiter, Sessions, WebApp, hash_password, verify_password
-from gateway.webconfig import MASK, ConfigEditError, ConfigEditor
+from gateway.web.auth import LoginLimiter, Sessions, hash_password, verify_password
+from gateway.web.configedit import MASK, ConfigEditError, ConfigEditor
+from gateway.web.page import WebApp
 from listeners import LISTENERS
 from tests.support.daemon import DAEMON, WAIT, free_port, send_lines
 from tests.support.emoncms_server import WRITE_KEY

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from gateway.web import hash_password
+from gateway.web.auth import hash_password
 from tests.support.daemon import WAIT, free_port
 from tests.support.raw_http import answer_code, login_request, parallel_logins
 from tests.support.web_client import PASSWORD, Browser, web_config

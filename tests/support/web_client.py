@@ -5,7 +5,7 @@ import json
 import urllib.error
 import urllib.request
 
-from gateway.web import hash_password
+from gateway.web.auth import hash_password
 from tests.support.configs import listener_config
 from tests.support.proclog import WAIT
 

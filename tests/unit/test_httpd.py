@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from gateway.httpd import BoundedHTTPServer, BufferedRequestHandler
+from gateway.web.httpd import BoundedHTTPServer, BufferedRequestHandler
 from tests.support.daemon import WAIT
 from tests.support.raw_http import answer_code
 
@@ -36,7 +36,8 @@ def server():
 
     def start(**bounds):
         bounds = dict({"header_timeout": 0.3, "body_timeout": 0.3}, **bounds)
-        srv = BoundedHTTPServer("127.0.0.1", 0, Echo, lambda method, path, headers: 100, **bounds)
+        srv = BoundedHTTPServer(**bounds)
+        srv.listen("127.0.0.1", 0, Echo, lambda method, path, headers: 100)
         srv.start()
         started.append(srv)
         return srv

@@ -82,3 +82,20 @@ def test_a_sample_key_the_spec_has_no_default_for_is_refused():
     from gateway.sample import render
     with pytest.raises(ValueError, match="'colour'"):
         render("# the colour\ncolour\n", {"size": "1"}, "")
+
+
+def shared_settings_classes():
+    from buffers.base import Buffer
+    from listeners.base import Listener
+    from listeners.polling import PollingListener
+    from listeners.serialport import SerialPortListener
+    return [Listener, SerialPortListener, PollingListener, Buffer]
+
+
+@pytest.mark.parametrize("cls", shared_settings_classes(), ids=lambda cls: cls.__name__)
+def test_settings_a_family_shares_are_documented_with_their_defaults(cls):
+    """Also for families no shipped type belongs to yet (a new polled device gets them)."""
+    text, defaults = cls.SAMPLE_COMMON, spec_defaults(cls.__dict__["SPEC"])
+    assert [key for key in defaults if not re.search(rf"\b{key}\b", text)] == []
+    shown = COMMENTED_SETTING.findall(text)
+    assert [(key, value) for key, value in shown if defaults.get(key) not in (None, value)] == []

@@ -16,6 +16,9 @@ connection through a selector, with bounds on everything an attacker controls:
 - **threads**: only complete requests reach the ``workers`` threads that run the handler
   (a ``BufferedRequestHandler``: ``http.server``'s request handler fed from memory).
 
+One server may listen on several addresses (``listen``), each with its own handler and body
+limit: they share the thread, the workers and the connection bound.
+
 Between connections the thread blocks in ``select`` with no timeout: an idle server costs no
 CPU. The handler speaks HTTP/1.0 (one request per connection), which every browser handles.
 """
@@ -30,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
-from typing import Callable, Dict, Optional, Set
+from typing import Callable, Dict, NamedTuple, Optional, Set
 
 from gateway.logs import LogThrottle, error_text
 
@@ -42,6 +45,13 @@ ACCEPT_PAUSE = 1.0    # s without accepting after accept() failed (no file descr
 ACCEPTS_PER_PASS = 8  # new connections taken per pass, before reading what the others sent
 
 BodyLimit = Callable[[str, str, Message], int]
+
+
+class Site(NamedTuple):
+    """What one listening address serves: its handler class and its body limit."""
+
+    handler_class: type
+    body_limit: BodyLimit
 
 
 class BufferedRequest:
@@ -86,12 +96,13 @@ class BufferedRequestHandler(BaseHTTPRequestHandler):
 class _Connection:
     """A connection the server thread is reading (or draining after an early answer)."""
 
-    __slots__ = ("sock", "address", "opened", "deadline", "data", "head_end", "expected", "lingering",
-                 "drained")
+    __slots__ = ("sock", "address", "site", "opened", "deadline", "data", "head_end", "expected",
+                 "lingering", "drained")
 
-    def __init__(self, sock: socket.socket, address, now: float, deadline: float):
+    def __init__(self, sock: socket.socket, address, site: Site, now: float, deadline: float):
         self.sock = sock
         self.address = address
+        self.site = site
         self.opened = now
         self.deadline = deadline
         self.data = bytearray()
@@ -102,28 +113,21 @@ class _Connection:
 
 
 class BoundedHTTPServer:
-    """Serves ``handler_class`` on ``bind:port`` within the bounds above (see the module)."""
+    """Serves the addresses given to ``listen`` within the bounds above (see the module)."""
 
-    def __init__(self, bind: str, port: int, handler_class, body_limit: BodyLimit, *,
-                 name: str = "http", log: Optional[logging.Logger] = None,
+    def __init__(self, *, name: str = "http", log: Optional[logging.Logger] = None,
                  max_connections: int = 64, workers: int = 4, header_timeout: float = 10.0,
                  body_timeout: float = 30.0, max_header_bytes: int = 16384):
-        self.handler_class = handler_class
-        self.body_limit = body_limit
         self.name = name
         self.log = log or logging.getLogger(f"oemgateway.{name}")
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.max_header_bytes = max_header_bytes
-        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-        self.socket = socket.create_server((bind, port), family=family, backlog=128)
-        self.socket.setblocking(False)
-        self.server_address = self.socket.getsockname()
+        self._listening: Dict[socket.socket, Site] = {}
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
-        self._selector.register(self.socket, selectors.EVENT_READ)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._reading: Dict[int, _Connection] = {}
         self._busy: Set[socket.socket] = set()   # connections handed to the workers
@@ -134,9 +138,21 @@ class BoundedHTTPServer:
         self._crowded = LogThrottle(self.log, logging.WARNING, 60.0)
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
+    def listen(self, bind: str, port: int, handler_class, body_limit: BodyLimit) -> int:
+        """Serve ``handler_class`` on ``bind:port`` too (before ``start``); a request announcing a
+        body larger than ``body_limit(method, path, headers)`` is refused. Returns the port
+        (the one the system chose if ``port`` is 0). OSError if the address cannot be had."""
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        sock = socket.create_server((bind, port), family=family, backlog=128)
+        sock.setblocking(False)
+        self._listening[sock] = Site(handler_class, body_limit)
+        self._selector.register(sock, selectors.EVENT_READ)
+        return sock.getsockname()[1]
+
     @property
     def port(self) -> int:
-        return self.server_address[1]
+        """The port of the first address listened on."""
+        return next(iter(self._listening)).getsockname()[1]
 
     def start(self) -> None:
         self._thread.start()
@@ -148,7 +164,8 @@ class BoundedHTTPServer:
             self._wake_w.send(b"x")
         except OSError:
             pass
-        self._thread.join(5)
+        if self._thread.ident is not None:   # started
+            self._thread.join(5)
         self._workers.shutdown(wait=False, cancel_futures=True)
         with self._busy_lock:
             for sock in self._busy:
@@ -160,7 +177,8 @@ class BoundedHTTPServer:
             conn.sock.close()
         self._reading.clear()
         self._selector.close()
-        self.socket.close()
+        for sock in self._listening:
+            sock.close()
         self._wake_r.close()
         self._wake_w.close()
         self._crowded.flush()
@@ -179,12 +197,14 @@ class BoundedHTTPServer:
                     self._guarded(self._on_readable, conn)
                 elif key.fileobj is self._wake_r:
                     self._wake_r.recv(64)
-            if any(key.fileobj is self.socket for key, _ in events):
-                self._accept()
+            for key, _ in events:
+                if key.fileobj in self._listening and self._accepting_at is None:
+                    self._accept(key.fileobj)
             now = time.monotonic()
             if self._accepting_at is not None and self._accepting_at <= now:
                 self._accepting_at = None
-                self._selector.register(self.socket, selectors.EVENT_READ)
+                for sock in self._listening:
+                    self._selector.register(sock, selectors.EVENT_READ)
             for conn in [c for c in self._reading.values() if c.deadline <= now]:
                 self._guarded(self._expired, conn)
 
@@ -196,19 +216,20 @@ class BoundedHTTPServer:
             self.log.debug("%s: connection from %s failed", self.name, conn.address[0], exc_info=True)
             self._drop(conn)
 
-    def _accept(self) -> None:
+    def _accept(self, listening: socket.socket) -> None:
         """Take a few of the waiting connections. A few, not all: when full, each newcomer closes
         the oldest connection still sending its request, and a good client that has just
         connected must have its request read (next pass) before a flood of newcomers queued
         behind it makes it the oldest."""
         for _ in range(ACCEPTS_PER_PASS):
             try:
-                sock, address = self.socket.accept()
+                sock, address = listening.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:   # out of file descriptors: pause rather than spin
                 self._crowded("%s: cannot accept a connection: %s", self.name, error_text(exc))
-                self._selector.unregister(self.socket)
+                for other in self._listening:
+                    self._selector.unregister(other)
                 self._accepting_at = time.monotonic() + ACCEPT_PAUSE
                 return
             if len(self._reading) + len(self._busy) >= self.max_connections and not self._evict_oldest():
@@ -218,7 +239,7 @@ class BoundedHTTPServer:
                 continue
             sock.setblocking(False)
             now = time.monotonic()
-            conn = _Connection(sock, address, now, now + self.header_timeout)
+            conn = _Connection(sock, address, self._listening[listening], now, now + self.header_timeout)
             self._reading[sock.fileno()] = conn
             self._selector.register(sock, selectors.EVENT_READ)
 
@@ -277,7 +298,7 @@ class BoundedHTTPServer:
         if not length_text.isdigit():
             self._refuse(conn, 400, "Bad Request")
             return
-        if int(length_text) > self.body_limit(method, path, headers):
+        if int(length_text) > conn.site.body_limit(method, path, headers):
             self._refuse(conn, 413, "Payload Too Large")
             return
         conn.expected = end + int(length_text)
@@ -290,15 +311,15 @@ class BoundedHTTPServer:
             self._busy.add(conn.sock)
         request = BufferedRequest(conn.sock, bytes(conn.data[:conn.expected]))
         try:
-            self._workers.submit(self._handle, request, conn.address)
+            self._workers.submit(self._handle, conn.site.handler_class, request, conn.address)
         except RuntimeError:   # shutting down
             self._handled(conn.sock)
 
-    def _handle(self, request: BufferedRequest, address) -> None:
+    def _handle(self, handler_class, request: BufferedRequest, address) -> None:
         try:
             request.sock.setblocking(True)
             request.sock.settimeout(SEND_TIMEOUT)
-            self.handler_class(request, address, self)
+            handler_class(request, address, self)
         except OSError as exc:   # the client went away mid-answer
             self.log.debug("%s: answering %s failed: %s", self.name, address[0], exc)
         except Exception:   # noqa: BLE001 - a bug: logged, and the next request is served

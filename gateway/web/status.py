@@ -1,18 +1,14 @@
 """What the gateway is doing, for people and for monitoring: ``/status`` (JSON), ``/metrics``
-(Prometheus text) and ``oemgateway --status``.
+(Prometheus text) and ``oemgateway --status`` (``gateway.web.server`` serves the first two).
 
 One snapshot function serves them all, so they never disagree. The snapshot is taken on the
 event loop's thread (the HTTP server's thread asks for it and waits), so it never races a
 config reload; if the loop does not answer within a few seconds, ``/status`` says so.
 """
 
-import json
-import logging
 import threading
 import time
 from typing import Callable, Optional
-
-log = logging.getLogger("oemgateway.status")
 
 LOOP_ANSWER_TIMEOUT = 5.0
 
@@ -32,6 +28,7 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
             "state": getattr(listener, "state", "open"),
             "frames_good": stats.frames_good, "frames_bad": stats.frames_bad,
             "last_frame_age_s": _age(now, stats.last_frame_time),
+            **listener.status_details(),
         }
     buffers = {}
     for name, buffer in gateway.buffers.items():
@@ -144,6 +141,10 @@ def format_status(status: dict) -> str:
     for name, l in status["listeners"].items():
         out.append(f"  {name:<16} {l['type']:<8} {l['state']:<12} {l['frames_good']} good, "
                    f"{l['frames_bad']} bad, last frame {age(l['last_frame_age_s'])}")
+        for device, d in l.get("devices", {}).items():
+            line = (f"  {'':<16} {device:<16} {d['state']:<8} last good read {age(d['last_good_read_age_s'])}, "
+                    f"{d['errors']} errors")
+            out.append(line + (f" (last: {d['last_error']})" if d["errors"] and d["last_error"] else ""))
     out += ["", "buffers:"]
     for name, b in status["buffers"].items():
         dropped = sum(b["dropped"].values())
@@ -174,48 +175,6 @@ def format_status(status: dict) -> str:
 
 def _escape(value) -> str:
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-class StatusServer:
-    """GET /status and GET /metrics, served by ``gateway.httpd`` (bounded connections, read
-    times and request sizes: it has no login, so anyone who reaches the port may try it)."""
-
-    def __init__(self, bind: str, port: int, take_snapshot: Callable[[], Optional[dict]]):
-        # Imported here: a gateway without a status port does not pay the memory for it.
-        from gateway.httpd import BoundedHTTPServer, BufferedRequestHandler
-        self.take_snapshot = take_snapshot
-        server = self
-
-        class Handler(BufferedRequestHandler):
-            def do_GET(self):   # noqa: N802 - http.server's naming
-                path = self.path.split("?", 1)[0]
-                if path not in ("/status", "/metrics"):
-                    return self._answer(404, "text/plain", b"not found: try /status or /metrics\n")
-                status = server.take_snapshot()
-                if status is None:
-                    return self._answer(503, "text/plain", b"the gateway's event loop is not answering\n")
-                if path == "/status":
-                    return self._answer(200, "application/json", json.dumps(status, indent=1).encode())
-                return self._answer(200, "text/plain; version=0.0.4", prometheus(status).encode())
-
-            def _answer(self, code, content_type, body):
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format, *args):   # noqa: A002
-                log.debug("status: " + format, *args)
-
-        self.httpd = BoundedHTTPServer(bind, port, Handler, lambda method, path, headers: 0,
-                                       name="status", log=log)
-
-    def start(self) -> None:
-        self.httpd.start()
-
-    def close(self) -> None:
-        self.httpd.close()
 
 
 def on_loop(loop, fn: Callable[[], dict]) -> Optional[dict]:
