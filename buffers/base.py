@@ -63,6 +63,7 @@ from gateway.clock import PROBES, ClockWatch
 from gateway.frame import Frame, Node
 from gateway.logs import LogThrottle, plural
 from gateway.plugin import Plugin
+from gateway.routing import ROUTING_SPEC
 from buffers.spool import Cursor
 
 
@@ -195,7 +196,7 @@ class Buffer(Plugin):
     max_items = integer(min=0, max=100000000, default=0)
     batch_size = integer(min=1, max=100000, default=500)
     retry_max = float(min=0.01, max=86400, default=5)
-    """
+    """ + ROUTING_SPEC   # from_listeners, from_nodes: see gateway.routing
     SAMPLE_COMMON = """
     # Settings every buffer has:
     #   active = True        False: neither record nor send, but keep what is queued; an
@@ -207,6 +208,11 @@ class Buffer(Plugin):
     #   retry_max = 5        while a destination fails, each retry is one reading; the
     #                        wait doubles from 0.5 s up to this many seconds, a random half
     #                        to all of it (a refused key or URL: 12 x this)
+    #   from_listeners =     take only the readings of these listeners (their section names);
+    #                        empty: every listener. emonhub's subchannels become this.
+    #   from_nodes =         take only the readings of these nodes (id or nodename); empty:
+    #                        every node. With both set, a reading must match both. A name that
+    #                        matches nothing in this file is warned about.
     """
     RETRY_BASE = 0.5          # seconds: the first retry waits 0.25-0.5 s, doubling up to retry_max
     AUTH_RETRY_FACTOR = 12    # a refused key or URL is retried every 12 x retry_max (1 min)

@@ -16,6 +16,7 @@ A base class may have ``SAMPLE_COMMON``: comment text on the settings all its su
 shown once, before the first section of such a type.
 """
 
+import ast
 import re
 import textwrap
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -26,7 +27,7 @@ from gateway.registry import Registry
 HEADER = "[[...]]"
 INDENT = "    "
 _BARE_KEY = re.compile(r"^[a-z_][a-z0-9_]*$")
-_DEFAULT = re.compile(r"default=(?:'([^']*)'|\"([^\"]*)\"|list\(\)|list\('([^']*)'\)|([^,)]+))")
+_DEFAULT = re.compile(r"default=(?:'([^']*)'|\"([^\"]*)\"|list\(\)|list\(([^)]+)\)|([^,)]+))")
 
 FILE_HEADER = """\
 # OEM Gateway configuration.
@@ -42,7 +43,9 @@ FILE_HEADER = """\
 #
 # Relative paths are relative to the folder of this file.
 # Config files of the original oem_gateway (2013) work unchanged: their [[[init_settings]]]
-# and [[[runtime_settings]]] sub-sections and Oem... type names are understood.
+# and [[[runtime_settings]]] sub-sections and Oem... type names are understood. So does an
+# emonhub.conf ([hub], [interfacers], [nodes]): see docs/emonhub.md; to move over for good,
+#   oemgateway --convert-emonhub /etc/emonhub/emonhub.conf > oemgateway.conf
 # This file is what  oemgateway --sample-config  prints; one type's section alone:
 #   oemgateway --sample-config TYPE     (e.g. mqtt, influxdb, serial, rfm2pi)
 """
@@ -64,6 +67,7 @@ SHIPPED_LISTENERS: Sequence[Tuple[str, str, bool]] = (
     ("socket", "socket", True),
     ("usb", "serial", False),
     ("radio", "rfm2pi", False),
+    ("broker", "mqtt", False),
 )
 SHIPPED_BUFFERS: Sequence[Tuple[str, str, bool]] = (
     ("file", "file", True),
@@ -87,7 +91,11 @@ def spec_defaults(spec: str) -> Dict[str, Optional[str]]:
             out[key.strip()] = None
             continue
         quoted, double, listed, bare = match.groups()
-        value = next((v for v in (quoted, double, listed) if v is not None), bare)
+        if listed is not None:
+            out[key.strip()] = ", ".join(f'"{item}"' if re.search(r'[#,"\s]', item) else item
+                                         for item in ast.literal_eval(f"({listed},)"))
+            continue
+        value = quoted if quoted is not None else double if double is not None else bare
         out[key.strip()] = None if value == "None" else ("" if value is None else value.strip())
     return out
 

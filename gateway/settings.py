@@ -57,6 +57,24 @@ shutdown_timeout
 """,
 )
 
+NODE_DECODING = GatewaySettings(
+    spec="""
+node_templates = boolean(default=False)
+emonhub_values = boolean(default=False)
+""",
+    sample="""
+# Decode radio nodes that have no [nodes] section with the built-in templates of
+# OpenEnergyMonitor's hardware (emonTx4, emonTH, emonPi ...), as emonhub's autoconf does:
+# node 17's emonTx4 packets become node emonTx4_17 with inputs MSG, Vrms, P1 ...
+node_templates
+# Values as emonhub makes them, so that an emonhub user's inputs and topics stay the same:
+# whole numbers from text sources are integers (T1:300.00 gives 300), and a node whose
+# first input is MSG also gets 'missed' (packets missed since the first message seen) and
+# 'missedprc' (their percentage). On when an emonhub.conf is run.
+emonhub_values
+""",
+)
+
 CLOCK = GatewaySettings(
     spec="""
 clock = option('auto', 'trusted', 'untrusted', default='auto')

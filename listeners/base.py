@@ -37,7 +37,8 @@ class Listener(Plugin):
     # Settings every listener has:
     #   max_line = 4096      longest accepted line in bytes; longer lines are logged, counted
     #                        and dropped
-    #   nodelistonly = False True: drop frames from nodes that have no section in [nodes]
+    #   nodelistonly = False
+    #                        True: drop frames from nodes that have no section in [nodes]
     """
     LIVE_SETTINGS: FrozenSet[str] = frozenset({"nodelistonly"})
     """Settings ``update()`` applies without re-creating the listener (see ``apply_settings``)."""

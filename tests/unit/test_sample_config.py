@@ -18,7 +18,8 @@ from tests.support.daemon import shipped_config as committed_config
 
 TYPES = [(LISTENERS, name) for name in LISTENERS.names()] + [(BUFFERS, name) for name in BUFFERS.names()]
 # "# key = value" in a sample: a setting commented out (or a shared setting described).
-COMMENTED_SETTING = re.compile(r"^\s*#\s+(\w+) =(?: (\S*))?", re.M)
+# (A shared setting's description follows its value after two spaces or more.)
+COMMENTED_SETTING = re.compile(r"^[ \t]*#[ \t]+(\w+) =(?: ([^\n]*?))?(?:[ \t]{2,}[^\n]*)?$", re.M)
 # The other kind of plugin, so that a config of one sample is complete.
 PARTNER = {"listener": "[buffers]\n[[csv]]\ntype = file\n", "buffer": "[listeners]\n[[tcp]]\ntype = socket\n"}
 
