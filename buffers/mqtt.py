@@ -50,7 +50,7 @@ from buffers.formats import json_time, number_text, site_problem
 from buffers.ha_link import HomeAssistantLink, configured_nodes, input_units
 from gateway.frame import Frame, FrameError, parse_node, parse_number
 from gateway.logs import LogThrottle
-from gateway.mqtt_broker import (BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
+from gateway.mqtt_broker import (BROKER_SAMPLE, BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
                                  broker_problems, broker_url, broker_warnings, tls_context)
 from protocols.ha_discovery import ONLINE, DiscoveryConfig
 
@@ -89,24 +89,7 @@ class MqttBuffer(Buffer):
     # MQTT input read them) in emonhub's topic formats, and passes radio commands back. A
     # reading counts as delivered once the broker has acknowledged it (QoS 1).
     [[...]]
-    host = localhost
-    # 1883, or 8883 with tls = True.
-    # port = 1883
-    username
-    # Never logged nor shown.
-    password
-    # TLS: encrypt, and check the broker's certificate against the system's CAs (or
-    # ca_file, a private CA's PEM file). certfile, keyfile: a client certificate, for a
-    # broker that asks for one. verify_tls = False skips the check (and says what it costs).
-    tls
-    ca_file
-    certfile
-    keyfile
-    verify_tls
-    # Default: oemgateway-<hostname>-<this section's name>.
-    client_id
-    keepalive
-    # 1: a reading is delivered when the broker acknowledges it (nothing is lost);
+""" + BROKER_SAMPLE + """    # 1: a reading is delivered when the broker acknowledges it (nothing is lost);
     # 0: when it is written to the network (a broker restart can lose some).
     qos
     # Retain the readings' messages (the status topic is always retained).

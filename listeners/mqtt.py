@@ -35,7 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.frame import Frame, FrameError, Node, input_name_problem, parse_node, parse_number
-from gateway.mqtt_broker import (BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
+from gateway.mqtt_broker import (BROKER_SAMPLE, BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
                                  broker_problems, broker_url, broker_warnings, tls_context)
 from listeners.base import Listener
 
@@ -146,20 +146,7 @@ class MqttListener(Listener):
     # Subscribed at QoS 1 in a persistent session: what is published while the gateway
     # restarts is read when it is back. Bad messages are counted and logged.
     [[...]]
-    host = localhost
-    # port = 1883
-    username
-    password
-    tls
-    ca_file
-    certfile
-    keyfile
-    verify_tls
-    # Keep it stable: the broker keeps the session under it. Default:
-    # oemgateway-<hostname>-<this section's name>.
-    client_id
-    keepalive
-    # Topic filters to read (+ one level, # the rest). Quote a topic with #: in this
+""" + BROKER_SAMPLE + """    # Topic filters to read (+ one level, # the rest). Quote a topic with #: in this
     # file a bare # starts a comment. Never the topics this gateway publishes itself.
     topics
     base_topic
