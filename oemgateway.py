@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read a password (asked twice on a terminal, else one line of stdin) and "
                              "print its salted hash for [gateway] web_password_hash")
     parser.add_argument("--sample-config", nargs="?", const="", metavar="TYPE",
-                        help="print a sample section of a listener or buffer TYPE, every setting "
+                        help="print a sample section of a listener or buffer TYPE (both, if both have it), every setting "
                              "explained with its default; without TYPE, the whole shipped config")
     parser.add_argument("--version", action="version", version=f"OEM Gateway {__version__}")
     return parser
@@ -409,12 +409,15 @@ def print_sample_config(type_name: str) -> int:
     if not type_name:
         print(shipped_config(LISTENERS, BUFFERS, GATEWAY_PARTS, NODE_SAMPLE), end="")
         return EXIT_OK
+    samples = []   # (a name may be a listener type and a buffer type: mqtt)
     for registry in (LISTENERS, BUFFERS):
         try:
             registry.canonical(type_name)
         except LookupError:
             continue
-        print(plugin_sample(registry, type_name), end="")
+        samples.append(plugin_sample(registry, type_name))
+    if samples:
+        print("\n".join(samples), end="")
         return EXIT_OK
     known = ", ".join(LISTENERS.names() + BUFFERS.names())
     guess = LISTENERS.suggest(type_name) or BUFFERS.suggest(type_name)

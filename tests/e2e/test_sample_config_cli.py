@@ -24,8 +24,10 @@ def test_a_type_prints_its_section_with_the_shared_settings_under_any_of_its_nam
     assert text.startswith("# Paste under [listeners]:")
     assert "#   max_line = 4096" in text
     assert "    [[socket]]\n        type = socket\n" in text and "        # max_clients = 64\n" in text
-    mqtt = sample_config("mqtt").stdout
-    assert "#   retry_max = 5" in mqtt and "    [[mqtt]]\n        type = mqtt\n        host = localhost\n" in mqtt
+    mqtt = sample_config("mqtt").stdout   # a listener type and a buffer type: both
+    listener, buffer = mqtt.split("# Paste under [buffers]:")
+    assert listener.startswith("# Paste under [listeners]:") and "# topics = " in listener
+    assert "#   retry_max = 5" in buffer and "    [[mqtt]]\n        type = mqtt\n        host = localhost\n" in buffer
 
 
 def test_an_unknown_type_is_an_error_naming_the_types():
