@@ -27,6 +27,8 @@ setup(
         "paho-mqtt>=2,<3",    # the MQTT buffer: the Eclipse reference client
     ],
     extras_require={
+        # The RFM69 radio on the Pi's SPI bus (type = rfm69), imported only when one is configured.
+        "radio": ["spidev>=3.5", "gpiod>=2"],
         "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8", "prometheus-client>=0.17",
                  "selenium>=4.10"],
     },
