@@ -110,7 +110,7 @@ class MqttBuffer(Buffer):
     # (its id or its nodename), packed per [nodes] [[node]] [[[tx]]]. Empty: no TX.
     # Whoever may publish there may transmit: restrict it with the broker's ACL.
     tx_topic
-    # The radio listener that transmits (empty: every rfm2pi/rfm12pi listener).
+    # The radio listener that transmits (empty: every rfm2pi, rfm12pi and rfm69 listener).
     tx_listener
     # Messages sent ahead of the broker's acknowledgements.
     max_inflight

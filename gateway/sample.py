@@ -67,6 +67,8 @@ SHIPPED_LISTENERS: Sequence[Tuple[str, str, bool]] = (
     ("socket", "socket", True),
     ("usb", "serial", False),
     ("radio", "rfm2pi", False),
+    ("emontx", "oemserial", False),
+    ("spi", "rfm69", False),
     ("broker", "mqtt", False),
 )
 SHIPPED_BUFFERS: Sequence[Tuple[str, str, bool]] = (
