@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from buffers import BUFFERS
-from buffers.spool import SPOOL_SPEC
+from gateway.spool import SPOOL_SPEC
 from listeners import LISTENERS
 from tests.support.configs import socket_emoncms_config
 from tests.support.daemon import DAEMON, ROOT, shipped_config, free_port, rewrite_config, send_lines

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import oemgateway
-from buffers.spool import SPOOL_SPEC
+from gateway.spool import SPOOL_SPEC
 from gateway.config import GATEWAY_SPEC, spec_keys
 from gateway.settings import restart_keys, spec_of
 

@@ -8,7 +8,7 @@ import pytest
 
 import oemgateway
 from buffers import BUFFERS
-from buffers.spool import SPOOL_SPEC
+from gateway.spool import SPOOL_SPEC
 from gateway.config import ConfigLoader, spec_keys
 from gateway.nodes import NODE_SAMPLE
 from gateway.sample import plugin_sample, shipped_config, spec_defaults
