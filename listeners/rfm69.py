@@ -127,6 +127,67 @@ class Rfm69Listener(Listener, RadioTransmitter):
     repeater_port = integer(min=0, max=65535, default=0)
     repeater_bind = string(default='127.0.0.1')
     """
+    SAMPLE = """
+    # The RFM69 radio on the Pi's SPI bus (emonBase, emonPi2/3, emonHP): receives emonTx4/5/6,
+    # emonTH2 and emonPi nodes, ACKs them and decodes their packets per [nodes] below, with
+    # each packet's RSSI; transmits for the MQTT TX topic, the repeater port and emonGLCD time.
+    # Needs SPI on (dtparam=spi=on), the user in the spi and gpio groups, and the packages
+    # spidev and gpiod (libgpiod 2): pip install 'oemgateway[radio]'.
+    [[...]]
+    # lpl: LowPowerLab packets (emonTx4/5/6, emonTH2, emonPi2/3 firmware); jeelib:
+    # JeeLib's native RFM69 format.
+    radio_format
+    # This receiver's node id (lpl 1-254; jeelib 1-63, 63 hears every node). OEM nodes send to 5.
+    nodeid
+    # The network id (lpl) or group (jeelib), 1-255.
+    group
+    # 43 = 433.00 MHz (firmware before emonTx4 1.7.0), 49 = 433.92 MHz (since), 86, 91,
+    # 31, or MHz. Default: 43 (jeelib: 434).
+    # frequency = 43
+    # 16 characters, or none. Default: OEM's key (lpl), none (jeelib). Never logged.
+    # encryption_key =
+    # Transmit power in dBm, -18 to 13. Default: 4 (lpl), 7 (jeelib).
+    # tx_power = 4
+    # True: also pass on packets addressed to other nodes (never ACKed).
+    promiscuous
+    # ACK the LPL packets that ask for one.
+    auto_ack
+    # True: keep packets with a CRC error so they are counted (else the chip drops them).
+    crc_errors
+    # The default pins: emonbase (DIO0 GPIO25, chip select GPIO7, no reset), emonpi2,
+    # emonpi3, emonhp (GPIO25, GPIO23, reset GPIO8).
+    board
+    # bcm: the pins below are GPIO numbers; header: physical header pins, as emonhub's
+    # interruptPin, selPin and resetPin are.
+    pin_numbering
+    # Pins, each left out: as 'board' wires it; none: not wired (no cs_pin: the SPI
+    # device's own chip select).
+    # irq_pin =
+    # cs_pin =
+    # reset_pin =
+    # The gpiochip of the pins (auto: the Pi header's, found by its label).
+    gpio_chip
+    # /dev/spidev<spi_bus>.<spi_device>, and its clock in Hz.
+    spi_bus
+    spi_device
+    spi_speed
+    # The same packet from a node again within this many seconds is a retry and dropped
+    # (nodes whose [nodes] names start with MSG: the same message counter). 0: keep all.
+    duplicate_window
+    # Seconds without a packet (counted from the first) before the radio is reset and
+    # configured again. 0: never. watchdog_from_start: count from each start instead.
+    watchdog
+    watchdog_from_start
+    # Seconds between reads of the chip when the interrupt line gives no edge events.
+    poll_interval
+    # Broadcast the time [0, hour, minute, 0] every this many seconds for emonGLCD; 0: never.
+    sendtimeinterval
+    # A TCP port whose lines go out on the radio: "node v1 v2 ..." (packed per [nodes]
+    # [[node]] [[[tx]]]) or bytes as 12,34,s (to all) / 12,34,10s (to node 10). 0: none.
+    repeater_port
+    repeater_bind
+    nodelistonly
+    """
     SECRETS = ("encryption_key",)
     LIVE_SETTINGS = Listener.LIVE_SETTINGS | {"sendtimeinterval", "duplicate_window", "watchdog",
                                               "watchdog_from_start"}
