@@ -64,6 +64,21 @@ class DS18B20Listener(PollingListener):
     w1_root = string(default='/sys/bus/w1/devices')
     bulk_read = boolean(default=True)
     """
+    SAMPLE = """
+    # DS18B20 temperature sensors on the Pi's 1-wire bus (dtoverlay=w1-gpio,gpiopin=4 in
+    # config.txt; emonPi2: gpiopin=17), read off the loop (a conversion takes 750 ms); CRC
+    # failures, the 85 C power-on value and -127 are dropped and counted.
+    [[...]]
+    # Sensor ids (as under /sys/bus/w1/devices: 28-000008e2db06, ...) and their
+    # input names, by position; a sensor not listed is reported under its id.
+    ids
+    names
+    nodename
+    # Convert every sensor at once where the kernel can (one 750 ms wait per poll,
+    # not one per sensor); False for sensors on parasite power.
+    bulk_read
+    w1_root
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

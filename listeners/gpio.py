@@ -36,6 +36,20 @@ class GpioListener(EdgeListener):
     nodename = string(default='gpio')
     interval = float(min=0, max=86400, default=10)
     """
+    SAMPLE = """
+    # Digital inputs on GPIOs (a heat pump's DHW or defrost relay): 1 or 0 each, reported at
+    # once on a change and every 'interval' s.
+    [[...]]
+    # The GPIOs (see pin_numbering above); the emonHP's header pin 15 is GPIO22.
+    pins = 22,
+    # Input names by position (default pin<N>, N as written in pins).
+    names
+    # True: a low line reads 1 (the same as active_low).
+    invert
+    nodename
+    # Seconds between reports when nothing changes (0: changes only).
+    interval
+    """
 
     def __init__(self, name, settings, loop, emit, nodes=None, gpiod=None):
         if settings.get("invert"):

@@ -55,6 +55,16 @@ class EdgeListener(Listener):
     active_low = boolean(default=False)
     debounce_ms = float(min=0, max=10000, default=10)
     """
+    SAMPLE_COMMON = """
+    # Settings every GPIO listener (pulse, gpio) has. They need the gpiod package (libgpiod 2):
+    # pip install 'oemgateway[gpio]'. Edges raise events (nothing is sampled), debounced.
+    #   pin_numbering = bcm  bcm: pins are BCM GPIO numbers (GPIO17 is 17); board: the
+    #                        header's pin numbers, as emonhub writes them
+    #   chip = auto          the GPIO chip device; auto finds the Pi's header chip (a Pi 5 too)
+    #   bias = pull_down     the line's resistor: pull_up, pull_down, disabled or as_is
+    #   active_low = False   True when the active level is low (open collector, bias pull_up)
+    #   debounce_ms = 10     milliseconds a level must hold to count (S0 pulses last 30 or more)
+    """
     CONSUMER = "oemgateway"
     SETTLE_EARLY = True
     """Wake when a line's level has held the debounce period, to report it without waiting for

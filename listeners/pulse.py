@@ -50,6 +50,23 @@ class PulseListener(EdgeListener):
     save_interval = float(min=0, max=3600, default=60)
     initial_total = integer(min=0, max=9007199254740992, default=0)
     """
+    SAMPLE = """
+    # Pulse counting on a GPIO (gas, water, electricity meters' pulse outputs): reports the
+    # running total, kept through restarts and power cuts.
+    [[...]]
+    # The pulse output's GPIO (see pin_numbering above).
+    pin = 17
+    nodename
+    input
+    # Seconds between two reports of the total at least.
+    rate_limit
+    # Seconds between saves of the total to the SD card at most while pulses come
+    # (a power cut loses at most these seconds of pulses; kill -9 loses none);
+    # 0: every pulse.
+    save_interval
+    # The total to start from while none is saved (the meter's reading in pulses, say).
+    initial_total
+    """
 
     def __init__(self, name, settings, loop, emit, nodes=None, gpiod=None):
         super().__init__(name, settings, loop, emit, nodes, gpiod)

@@ -1,16 +1,12 @@
 """The DS18B20 listener in the daemon: temperatures reaching emoncms from a w1 sysfs tree in a
-temp folder, each sensor in /status; the shipped config's samples of the sensor listeners."""
+temp folder, each sensor in /status, a read that blocks."""
 
 import json
 import os
-import re
 import urllib.request
 
-from buffers import BUFFERS
-from gateway.config import ConfigLoader
-from listeners import LISTENERS
 from tests.support.configs import listener_config
-from tests.support.daemon import free_port, send_lines, shipped_config
+from tests.support.daemon import free_port, send_lines
 from tests.support.w1_bus import W1Bus
 
 A, B = "28-000008e2db06", "28-000009770529"
@@ -38,24 +34,6 @@ def test_temperatures_reach_emoncms_and_each_sensor_is_in_the_status(gateway_fac
         devices = json.load(reply)["listeners"]["temps"]["devices"]
     assert devices[f"{A} (cylinder_top)"]["last_good_read_age_s"] is not None
     assert devices[B]["errors_by_kind"]["power_on_85"] >= 1 and devices[B]["state"] == "ok"
-
-
-def test_the_shipped_samples_of_the_sensor_listeners_are_valid_once_uncommented(tmp_path):
-    """The shipped config shows every setting of ds18b20, pulse and gpio, commented out (the
-    shipped file runs without hardware); uncommented, with their defaults, they validate."""
-    lines = shipped_config().splitlines()
-    start = lines.index("    # [[temperatures]]")
-    end = next(i for i in range(lines.index("    # [[digital]]"), len(lines)) if not lines[i].strip())
-    uncommented = (re.sub(r"^\s*#\s*(#\s*)?", "", line) for line in lines[start:end])
-    sample = [line for line in uncommented if re.match(r"(\[\[\w+\]\]|\w+ = )", line)]
-    shown = {line.split("=")[0].strip() for line in sample if "=" in line}
-    for type_name in ("ds18b20", "pulse", "gpio"):
-        spec_keys = {line.split("=")[0].strip() for line in LISTENERS.resolve(type_name).settings_spec().splitlines()}
-        assert spec_keys - {"max_line", "nodelistonly"} <= shown, type_name
-    path = tmp_path / "gw.conf"
-    path.write_text("[listeners]\n" + "\n".join(sample) + "\n")
-    config = ConfigLoader(LISTENERS, BUFFERS).load(str(path))
-    assert set(config.listeners) == {"temperatures", "gas", "digital"}
 
 
 def test_a_read_that_blocks_never_delays_other_listeners(gateway_factory, emoncms, tmp_path):
