@@ -9,7 +9,8 @@ port, emonGLCD time).
 The chip is driven by ``protocols.rfm69_radio`` (a blocking driver). Its SPI and GPIO calls never
 run on the loop thread: a receiver thread blocks on the DIO0 interrupt line's edge events (or
 polls RegIrqFlags2 when edge events are not available) and hands each packet to the loop thread;
-a sender thread blocks on a queue of packets to send. The driver's lock keeps the two from
+a sender thread blocks on a queue of packets to send (a packet queued before the receiver
+has opened the radio waits for it). The driver's lock keeps the two from
 talking to the chip at once. ``close()`` wakes the receiver through a pipe it selects on with
 the interrupt line, so nothing wakes up just to see whether it should stop: idle, the
 receiver reads the chip's flags once a second (the driver's safety net for a missed edge).
@@ -210,6 +211,7 @@ class Rfm69Listener(Listener, RadioTransmitter):
         self._wake: Optional[tuple] = None   # a pipe: close() writes to it, the receiver stops waiting
         self._tx_failed: Optional[RadioError] = None   # set by the sender, handled by the receiver
         self._outbox: "queue.Queue" = queue.Queue(TX_QUEUE)
+        self._radio_ready = threading.Condition()   # the sender waits on it for state "open" (or stop)
         self._threads: List[threading.Thread] = []
         self._time_timer = None
         self.tx_problems = LogThrottle(self.log, schedule=self.loop.call_later)
@@ -319,6 +321,7 @@ class Rfm69Listener(Listener, RadioTransmitter):
         """Stop both threads (woken at once through the pipe and the queue) and release the radio."""
         self._stop.set()
         self._wake_receiver()
+        self._tell_sender()
         self._cancel_time()
         self.close_repeater()
         try:
@@ -356,9 +359,9 @@ class Rfm69Listener(Listener, RadioTransmitter):
                     self.watchdog.started()
                 except RadioError as again:
                     self._report(logging.WARNING, "%s: %s: reopening it", self, again)
-                    self.radio.close()
-                    self.state = "failed"
                     self.problem = str(again)
+                    self.state = "failed"        # before closing: the sender holds its packets from now
+                    self.radio.close()
 
     def missing_packages(self) -> List[str]:
         """The packages the radio needs that are not installed: spidev always, gpiod when a pin
@@ -384,6 +387,7 @@ class Rfm69Listener(Listener, RadioTransmitter):
             self.problem, self.state = str(exc), "failed"
             return False
         self.problem, self.state = None, "open"
+        self._tell_sender()
         self.watchdog.started()
         s = self.radio_settings
         how = "waiting on GPIO%s edges" % s.pins.irq if not self.radio.polling else \
@@ -480,6 +484,8 @@ class Rfm69Listener(Listener, RadioTransmitter):
             if item is None or self._stop.is_set():
                 return
             target, data = item
+            if not self._wait_until_open(target):
+                return
             try:
                 self.radio.transmit(target, data)
             except (RadioError, ValueError) as exc:
@@ -488,6 +494,22 @@ class Rfm69Listener(Listener, RadioTransmitter):
                 if isinstance(exc, RadioError) and self.radio.is_open:
                     self._tx_failed = exc      # the receiver initialises the radio again
                     self._wake_receiver()
+
+    def _wait_until_open(self, target: int) -> bool:
+        """Hold a packet until the receiver has opened the radio (packets are queued from the
+        start, the emonGLCD time at once; the radio may take a while, or be retried for long).
+        False when the listener is closing instead."""
+        with self._radio_ready:
+            if self.state != "open" and not self._stop.is_set():
+                self._report(logging.DEBUG, "%s: radio packet for node %s waits until the radio is open",
+                             self, target)
+            self._radio_ready.wait_for(lambda: self.state == "open" or self._stop.is_set())
+        return not self._stop.is_set()
+
+    def _tell_sender(self) -> None:
+        """Wake the sender waiting for the radio (it was opened, or the listener is closing)."""
+        with self._radio_ready:
+            self._radio_ready.notify_all()
 
     def _broadcast_time(self) -> None:
         """Broadcast [0, hour, minute, 0] now and every ``sendtimeinterval`` s (emonGLCD clocks)."""
