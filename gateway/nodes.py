@@ -375,6 +375,8 @@ class NodeDecoder:
         self.table = table or NodeTable()
         self._schedule = schedule
         self._nodes: "OrderedDict[Node, _NodeState]" = OrderedDict()
+        # Told of each decoded frame: (node id as text, values by input name, time) (the page's history).
+        self.on_decoded: Optional[Callable[[str, dict, float], None]] = None
 
     def configure(self, table: NodeTable) -> None:
         """Use a new ``[nodes]`` table from now on; counters are kept."""
@@ -410,6 +412,8 @@ class NodeDecoder:
         node = spec.nodename if spec is not None and spec.nodename is not None else item.node
         frame = Frame(node, values, item.time, names, item.rssi, item.source)
         stats.values = frame.named_values()
+        if self.on_decoded is not None:
+            self.on_decoded(str(item.node), stats.values, item.time)
         return frame
 
     def _values(self, item, spec: Optional[NodeSpec]) -> Tuple[Number, ...]:

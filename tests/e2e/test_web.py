@@ -118,7 +118,13 @@ def editor(tmp_path):
     path = tmp_path / "oemgateway.conf"
     path.write_text(CONFIG)
     path.chmod(0o640)
-    return ConfigEditor(str(path), ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC))
+    return ConfigEditor(str(path), ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC),
+                        backup_folder=str(tmp_path / "state" / "config-backups"))
+
+
+def backups(editor):
+    folder = editor.backup_folder
+    return [open(os.path.join(folder, f)).read() for f in sorted(os.listdir(folder))] if os.path.isdir(folder) else []
 
 
 def test_secrets_are_masked_and_the_rest_of_the_file_kept(editor):
@@ -137,7 +143,8 @@ def test_saving_keeps_masked_secrets_writes_atomically_and_keeps_a_backup(editor
     assert answer["ok"] and answer["problems"] == []
     saved = editor.read()
     assert saved == CONFIG.replace("nodename = house", "nodename = home")
-    assert open(editor.path + ".bak").read() == CONFIG
+    assert backups(editor) == [CONFIG]                       # in the state folder,
+    assert os.listdir(os.path.dirname(editor.path)) == ["oemgateway.conf", "state"]   # nothing beside the config
     assert stat.S_IMODE(os.stat(editor.path).st_mode) == 0o640
     assert not [f for f in os.listdir(os.path.dirname(editor.path)) if f.startswith(".oemgateway-")]
 
@@ -158,7 +165,7 @@ def test_a_bad_value_is_refused_with_its_line_and_the_file_is_untouched(editor):
     assert "too small" in problem["message"] and editor.path in problem["message"]
     with pytest.raises(ConfigEditError):
         editor.save(bad)
-    assert editor.read() == CONFIG and not os.path.exists(editor.path + ".bak")
+    assert editor.read() == CONFIG and backups(editor) == []
 
 
 def test_syntax_errors_and_unknown_keys_are_placed_too(editor):
@@ -371,7 +378,8 @@ def test_saving_applies_the_config_live_and_keeps_the_secrets(web, emoncms):
     assert code == 200 and answer["ok"] and answer["applied"]
     gw.wait_for_log(r"re-read \(saved on the web page\)")
     assert gw.config_path.read_text() == before.replace("nodename = house", "nodename = home")
-    assert (gw.config_path.parent / "oemgateway.conf.bak").read_text() == before
+    [backup] = (gw.config_path.parent / "state" / "config-backups").iterdir()   # in the state folder
+    assert backup.read_text() == before and not (gw.config_path.parent / "oemgateway.conf.bak").exists()
     send_lines(gw.port, b"10 1 2\n")
     assert emoncms.wait_for_rows(2)[-1].node == "home"
 
@@ -384,7 +392,7 @@ def test_a_refused_save_changes_nothing(web):
     code, answer = browser.json("POST", "/api/config", {"text": text.replace("\nport = ", "\nport = -")})
     assert code == 422 and not answer["ok"] and answer["problems"][0]["key"] == "port"
     assert gw.config_path.read_text() == before
-    assert not (gw.config_path.parent / "oemgateway.conf.bak").exists()
+    assert not (gw.config_path.parent / "state" / "config-backups").exists()
 
 
 def test_the_node_form_edits_one_section_live(web, emoncms):
