@@ -94,9 +94,9 @@ def destination_state(b: dict, rates: Optional[Tuple[float, float]]) -> dict:
     if b["state"] in ("refused", "retrying"):
         what = advice(b.get("last_error"))
         if b["state"] == "refused":
-            words = f"refused: {b.get('last_error') or 'the destination refuses the readings'}"
+            words = "refused by the destination: fix the setting, the readings wait"
         else:
-            words = f"cannot deliver, retrying: {b.get('last_error') or 'no answer'}"
+            words = "cannot deliver: retrying"
         if queued:
             words += f"; {queued} readings wait (the oldest for {duration(lag)}), none is lost"
         return {"level": "error", "words": words, "advice": what, "catch_up_s": None}
