@@ -255,9 +255,9 @@ def test_an_external_edit_while_a_form_is_open_is_not_overwritten(browser, gatew
 def test_every_view_at_desktop_and_phone_width(browser, gateway_factory, emoncms):
     """Screenshots for the README; the views must render at both widths."""
     port, web_port = free_port(), free_port()
-    broken = "\n    [[archive]]\n        type = emoncms\n        url = http://127.0.0.1:9/emoncms\n" \
-             f"        apikey = {WRITE_KEY}\n        retry_max = 30\n"
-    config = web_config(emoncms, port, web_port).replace("[nodes]", broken.strip("\n").replace("\n    ", "\n") + "\n    [nodes]", 1)
+    archive = ("[[archive]]", "type = emoncms", "url = http://127.0.0.1:9/emoncms", f"apikey = {WRITE_KEY}",
+               "retry_max = 30", "[nodes]")
+    config = web_config(emoncms, port, web_port).replace("[nodes]", "\n    ".join(archive), 1)
     gw = gateway_factory(config)
     for i in range(3):
         send_lines(port, f"10 {230.5 + i} {241 - i}\n".encode())
