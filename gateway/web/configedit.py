@@ -140,7 +140,7 @@ class ConfigEditor:
             text = text[:start] + value + text[end:]
         return text
 
-    def _scrubbed(self, problems: List[dict], *texts: str) -> List[dict]:
+    def scrubbed(self, problems: List[dict], *texts: str) -> List[dict]:
         """``problems`` with no secret of ``texts`` (nor a URL's credentials) in a message."""
         values = []
         for text in texts:
@@ -202,10 +202,10 @@ class ConfigEditor:
             except ConfigError as exc:
                 problems = exc.problems
             if problems:
-                raise ConfigEditError(self._scrubbed([self._locate(p.replace(temp, self.path), text)
+                raise ConfigEditError(self.scrubbed([self._locate(p.replace(temp, self.path), text)
                                                       for p in problems], text, self.read())) from None
             config.path = self.path
-            return config, self._scrubbed([self._locate(w.replace(temp, self.path), text) for w in config.warnings],
+            return config, self.scrubbed([self._locate(w.replace(temp, self.path), text) for w in config.warnings],
                                           text, self.read())
         finally:
             os.unlink(temp)

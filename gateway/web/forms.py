@@ -166,7 +166,7 @@ def forms(registries: Dict[str, Registry], sample_text: Optional[str] = None) ->
         for type_name in registry.names():
             try:
                 cls = registry.resolve(type_name)
-            except ImportError:   # an optional library missing: the type is offered anyway
+            except Exception:   # noqa: BLE001 - an optional library missing: the type cannot be set up here
                 continue
             own = getattr(cls, "sample_config", None)
             sample = own() if callable(own) else getattr(cls, "SAMPLE", None) or samples.get(type_name)

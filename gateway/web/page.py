@@ -186,7 +186,8 @@ class WebApp:
                 or not isinstance(values, dict)):
             return 400, {"error": "expected {section: [listeners|buffers, name], values: {key: value}}"}
         try:
-            config, _ = self.editor.load(self.editor.unmask(self.editor.section_text(section, values)))
+            text = self.editor.unmask(self.editor.section_text(section, values))
+            config, _ = self.editor.load(text)
         except ConfigEditError as exc:
             return 422, {"ok": False, "message": "fix the problems first", "problems": exc.problems}
         kind, name = section
@@ -197,6 +198,8 @@ class WebApp:
             status = self.take_snapshot() or {}
             running = status.get("listeners", {}).get(name)
             answer = trial.test_device(plugin.cls, name, plugin.settings, running)
+        [scrubbed] = self.editor.scrubbed([{"message": answer["message"]}], text)   # no secret in the answer
+        answer["message"] = scrubbed["message"]
         log.info("web page: test of %s '%s': %s", kind[:-1], name, "ok" if answer["ok"] else "failed")
         return 200, answer
 

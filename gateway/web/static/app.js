@@ -495,7 +495,8 @@ function changedValues(form) {
 function sectionForm(path, fields, values, { isNew = false, onSaved = null, title = null, extraTop = [] } = {}) {
   const form = el("form", { class: "section", "data-section": path.join("/"), novalidate: true });
   form.append(el("h3", {}, title || path.slice(1).join(" ")), ...extraTop);
-  const main = fields.filter(f => !f.advanced), more = fields.filter(f => f.advanced);
+  const set = key => values[key] !== undefined && values[key] !== "";   // a setting the file sets is never hidden
+  const main = fields.filter(f => !f.advanced || set(f.key)), more = fields.filter(f => f.advanced && !set(f.key));
   form.append(el("div", { class: "settings" }, main.map(f => settingRow(f, values[f.key]))));
   if (more.length) form.append(el("details", { class: "more" }, el("summary", {}, `More settings (${more.length})`),
                                   el("div", { class: "settings" }, more.map(f => settingRow(f, values[f.key])))));
@@ -583,8 +584,7 @@ function renderNewNodes() {
   if (!state.status || !state.config) return;
   const listed = new Set(Object.keys((state.config.sections || {}).nodes || {}));
   const holder = $("new-nodes");
-  const open = holder.querySelector("form.dirty");
-  if (open) return;
+  if (holder.querySelector("form.dirty") || holder.contains(document.activeElement)) return;   // being typed in
   const fresh = Object.entries(state.status.nodes).filter(([node]) => !listed.has(node));
   holder.replaceChildren(...fresh.map(([node, n]) => {
     const raw = Object.values(n.values || {}).map(number).join("  ");
