@@ -13,6 +13,7 @@ LISTENERS = Registry(
         "serial": "listeners.serial:SerialListener",
         "rfm2pi": "listeners.rfm2pi:RFM2PiListener",
         "rfm12pi": "listeners.rfm2pi:RFM12PiListener",
+        "mqtt": "listeners.mqtt:MqttListener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",
