@@ -453,10 +453,10 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
         data_folder = os.path.dirname(folders["cold"]) if folders.get("cold") else None
         from gateway.web.history import InputHistory
         history = InputHistory()   # the inputs' last 24 h, kept from now on, page open or not
-        gateway.nodes.on_decoded = history.record
+        gateway.nodes.on_decoded = history.record_frame
         return page_app(config, loader, take_snapshot, redactor, lambda: gateway.config.gateway["web_password_hash"],
                         lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True),
-                        data_folder, [f for f in folders.values() if f], history)
+                        data_folder, [f for f in folders.values() if f], history, gateway.router.skipped)
 
     http = None
     if config.gateway["status_port"] or config.gateway["web_port"]:

@@ -27,7 +27,7 @@ MAX_INPUTS = 32      # per node; an emonTx has 7 to 15
 class _NodeHistory:
     """One node's ring: the minute each slot holds, the frames counted in it, each input's mean."""
 
-    __slots__ = ("minutes", "counts", "inputs", "last_time", "interval")
+    __slots__ = ("minutes", "counts", "inputs", "last_time", "interval", "last_frame")
 
     def __init__(self):
         self.minutes = array.array("i", [-1]) * SLOTS
@@ -35,6 +35,7 @@ class _NodeHistory:
         self.inputs: Dict[str, array.array] = {}
         self.last_time: Optional[float] = None
         self.interval: Optional[float] = None   # seconds between the node's last two frames
+        self.last_frame = None                  # the last Frame (which destinations it is for)
 
     def add(self, values: Mapping[str, float], when: float) -> None:
         if self.last_time is not None and when > self.last_time:
@@ -81,7 +82,11 @@ class InputHistory:
         self._nodes: "OrderedDict[str, _NodeHistory]" = OrderedDict()
         self._lock = threading.Lock()
 
-    def record(self, node: str, values: Optional[Mapping[str, float]], when: float) -> None:
+    def record_frame(self, node: str, frame) -> None:
+        """Record a decoded Frame of node id ``node`` (``NodeDecoder.on_decoded``)."""
+        self.record(node, frame.named_values(), frame.time, frame)
+
+    def record(self, node: str, values: Optional[Mapping[str, float]], when: float, frame=None) -> None:
         if not values:
             return
         with self._lock:
@@ -93,6 +98,7 @@ class InputHistory:
             else:
                 self._nodes.move_to_end(node)
             history.add(values, when)
+            history.last_frame = frame
 
     def series(self, now: float, minutes: int = SLOTS, node: Optional[str] = None) -> Dict[str, dict]:
         """Per node (or only ``node``), the last ``minutes`` minutes: ``{"start", "step",
@@ -105,6 +111,11 @@ class InputHistory:
         """Per node, the seconds between its last two frames (None after one frame)."""
         with self._lock:
             return {name: h.interval for name, h in self._nodes.items()}
+
+    def last_frames(self) -> dict:
+        """Per node, its last Frame (when recorded with one)."""
+        with self._lock:
+            return {name: h.last_frame for name, h in self._nodes.items() if h.last_frame is not None}
 
     def nbytes(self) -> int:
         """The bytes the arrays hold (their Python object headers aside)."""

@@ -60,13 +60,15 @@ class WebApp:
 
     def __init__(self, take_snapshot: Callable[[], Optional[dict]], editor: ConfigEditor,
                  password_hash: Callable[[], str], apply_config: Callable[[], bool],
-                 recent_log: Optional[RecentLog] = None, history: Optional[InputHistory] = None):
+                 recent_log: Optional[RecentLog] = None, history: Optional[InputHistory] = None,
+                 skipped: Optional[Callable[[object], frozenset]] = None):
         self.take_snapshot = take_snapshot
         self.editor = editor
         self.password_hash = password_hash
         self.apply_config = apply_config
         self.recent_log = recent_log
         self.history = history if history is not None else InputHistory()
+        self.skipped = skipped   # the buffers a frame is not for (routing), or None: every buffer
         self.rates = watch.DeliveryRates()
         self._forms: Optional[dict] = None
         self.sessions = Sessions()
@@ -119,9 +121,11 @@ class WebApp:
         rates = self.rates.update(status["buffers"])
         for name, b in status["buffers"].items():
             b.update(watch.destination_state(b, rates.get(name)))
-        intervals = self.history.intervals()
+        intervals, last = self.history.intervals(), self.history.last_frames()
         for node, n in status["nodes"].items():
             n["interval_s"] = intervals.get(node)
+            frame = last.get(node)
+            n["not_for"] = sorted(self.skipped(frame)) if frame is not None and self.skipped else []
         try:
             status["config_version"] = self.editor.version()
         except OSError:
@@ -222,10 +226,11 @@ class WebApp:
 def page_app(config, loader, take_snapshot: Callable[[], Optional[dict]], redactor,
              password_hash: Callable[[], str], apply_config: Callable[[], bool],
              data_folder: Optional[str] = None, protected: Sequence[str] = (),
-             history: Optional[InputHistory] = None) -> WebApp:
+             history: Optional[InputHistory] = None, skipped=None) -> WebApp:
     """The page of the gateway running ``config``, its recent log lines collected from now on.
     Files named by settings saved from the page must be under ``data_folder`` or a folder of
-    ``[gateway] file_roots``, and never in ``protected`` (``gateway.fileroots``). Backups of the
+    ``[gateway] file_roots``, and never in ``protected`` (``gateway.fileroots``). ``skipped(frame)``:
+    the buffers a frame is not for (``gateway.routing``). Backups of the
     config go to ``config-backups`` in the state folder (``data_folder``, else
     ``[gateway] state_dir``'s)."""
     recent = RecentLog(RedactingFormatter(redactor))
@@ -233,7 +238,7 @@ def page_app(config, loader, take_snapshot: Callable[[], Optional[dict]], redact
     state = data_folder or _state_folder(config)
     backups = os.path.join(state, "config-backups") if state else None
     return WebApp(take_snapshot, ConfigEditor(config.path, loader, data_folder, protected, backups),
-                  password_hash, apply_config, recent, history)
+                  password_hash, apply_config, recent, history, skipped)
 
 
 def _state_folder(config) -> Optional[str]:

@@ -470,3 +470,16 @@ def test_the_test_button_never_sends_a_kept_key_to_a_new_address(web, emoncms):
     code, answer = browser.json("POST", "/api/config/section/check", {"section": ["listeners", "tcp"],
                                                                       "values": {"port": "0"}})
     assert code == 422 and answer["problems"][0]["key"] == "port"
+
+
+def test_each_node_says_which_destinations_it_is_not_for(gateway_factory, emoncms):
+    port, web_port = free_port(), free_port()
+    routed = "[[only99]]\n    type = file\n    path = readings/{node}.csv\n    from_nodes = 99\n    [nodes]"
+    gw = gateway_factory(web_config(emoncms, port, web_port).replace("[nodes]", routed, 1))
+    gw.wait_for_log("web page on")
+    browser = Browser(web_port)
+    browser.login()
+    send_lines(port, b"10 1 2\n99 3\n")
+    emoncms.wait_for_rows(3)
+    nodes = browser.json("GET", "/api/status")[1]["nodes"]
+    assert nodes["10"]["not_for"] == ["only99"] and nodes["99"]["not_for"] == []

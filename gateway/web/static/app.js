@@ -153,9 +153,9 @@ function render(status) {
 // -- Watch: inputs ------------------------------------------------------------------------------
 function nodeLabel(node, n) { return n.nodename ? n.nodename : `node ${node}`; }
 
-// Where the node's last reading went: one chip per destination.
+// Where the node's last reading went: one chip per destination it is for (routing: from_nodes, from_listeners).
 function deliveryChips(node, n, status) {
-  return Object.entries(status.buffers).map(([name, b]) => {
+  return Object.entries(status.buffers).filter(([name]) => !(n.not_for || []).includes(name)).map(([name, b]) => {
     if (b.level === "off") return el("span", { class: "chip off", title: b.words }, `${name}: off`);
     const refused = (b.rejected_by_node || {})[n.nodename || node] || (b.rejected_by_node || {})[node];
     if (refused) return el("span", { class: "chip error", title: `${refused} readings refused` }, `${name}: refused`);
