@@ -483,3 +483,20 @@ def test_each_node_says_which_destinations_it_is_not_for(gateway_factory, emoncm
     emoncms.wait_for_rows(3)
     nodes = browser.json("GET", "/api/status")[1]["nodes"]
     assert nodes["10"]["not_for"] == ["only99"] and nodes["99"]["not_for"] == []
+
+
+def test_a_listener_that_cannot_start_is_shown_with_why(gateway_factory, emoncms):
+    import socket
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken, web_port = holder.getsockname()[1], free_port()
+    try:
+        gw = gateway_factory(web_config(emoncms, taken, web_port))
+        gw.wait_for_log("web page on")
+        browser = Browser(web_port)
+        browser.login()
+        tcp = browser.json("GET", "/api/status")[1]["listeners"]["tcp"]
+        assert tcp["state"] == "not running" and "in use" in tcp["error"]
+    finally:
+        holder.close()
