@@ -150,3 +150,49 @@ def test_testing_a_destination_sends_one_reading_and_explains_a_refusal(emoncms)
     assert not refused["ok"] and "API key" in refused["message"] and "Setup > My Account" in refused["advice"]
     dead = trial.test_destination(EmoncmsBuffer, "emoncms", dict(good, url="http://127.0.0.1:9"))
     assert not dead["ok"] and "connection refused" in dead["message"] and "is the server running" in dead["advice"]
+
+
+def test_testing_a_device_reads_it_once_and_says_what_came():
+    from listeners.polling import PollingListener
+
+    class Meter(PollingListener):
+        def poll(self):
+            return [self.frame("meter", (230.25, 5))]
+
+    settings = {"interval": 10.0, "retry_max": 300.0, "max_line": 4096, "nodelistonly": False}
+    answer = trial.test_device(Meter, "meter", settings)
+    assert answer == {"ok": True, "message": "read: node meter: 230.25 5", "advice": None}
+
+    class Silent(Meter):
+        def poll(self):
+            raise OSError("no answer from the meter at address 7")
+
+    assert trial.test_device(Silent, "meter", settings) == {
+        "ok": False, "message": "no answer from the meter at address 7", "advice": None}
+    running = {"state": "open", "last_frame_age_s": 3.2, "frames_good": 12, "frames_bad": 1}
+    assert trial.test_device(Meter, "meter", settings, running)["message"] == \
+        "running: last frame 3 s ago, 12 good, 1 bad"
+
+
+def test_testing_a_serial_device_reads_one_line(tmp_path):
+    import pty
+    import threading
+    controller, device = pty.openpty()
+    stop = threading.Event()
+
+    def sending():   # a device sends a reading every 0.1 s, whether anyone listens or not
+        while not stop.wait(0.1):
+            os.write(controller, b"10 230.5 241\r\n")
+
+    sender = threading.Thread(target=sending)
+    sender.start()
+    try:
+        answer = trial.test_device(None, "usb", {"com_port": os.ttyname(device), "com_baud": 9600})
+    finally:
+        stop.set()
+        sender.join()
+    assert answer["ok"] and answer["message"].endswith("10 230.5 241"), answer
+    missing = trial.test_device(None, "usb", {"com_port": str(tmp_path / "ttyUSB9"), "com_baud": 9600})
+    assert not missing["ok"] and "cannot open" in missing["message"] and "plugged in" in missing["advice"]
+    os.close(controller)
+    os.close(device)
