@@ -43,7 +43,7 @@ class RecentLog(logging.Handler):
         if record.name == log.name and record.levelno < logging.INFO:
             return   # the page's own requests: they would crowd out everything else
         try:
-            self._lines.append({"time": record.created, "level": record.levelname,
+            self._lines.append({"time": record.created, "level": record.levelname, "source": record.name,
                                 "text": self.format(record)})
         except Exception:   # noqa: BLE001 - logging must never raise
             self.handleError(record)

@@ -270,6 +270,11 @@ def test_every_view_at_desktop_and_phone_width(browser, gateway_factory, emoncms
         page.screenshot("watch")
         page.find('#inputs .node[data-node="10"] tr[data-input="power"] td.value').click()
         page.visible("#chart svg.chart")
+        if size == DESKTOP:   # the pointer over the chart reads the values out
+            from selenium.webdriver.common.action_chains import ActionChains
+            area = page.find("#chart svg.chart rect")   # at its right end: this minute
+            ActionChains(page.driver).move_to_element_with_offset(area, area.size["width"] // 2 - 1, 0).perform()
+            assert "power 23" in page.text_in("#chart .readout", " W")
         page.driver.execute_script("document.getElementById('chart-panel').scrollIntoView()")
         page.screenshot("chart")
         page.tab("setup")

@@ -361,7 +361,30 @@ function timeChart(series, start, step, width) {
       }
     });
   }
+  chart.append(...hoverReadout(series, start, step, x, left, right, top, bottom, width, height, count));
   return chart;
+}
+
+// A vertical line and the values under the pointer (mouse or finger): time, then each series.
+function hoverReadout(series, start, step, x, left, right, top, bottom, width, height, count) {
+  const cursor = svg("line", { y1: top, y2: height - bottom, class: "cursor", visibility: "hidden" });
+  const label = svg("text", { x: left + 4, y: top + 10, class: "readout" });
+  const area = svg("rect", { x: left, y: top, width: width - left - right, height: height - top - bottom, fill: "transparent" });
+  const show = event => {
+    const box = area.getBoundingClientRect();
+    const point = event.touches ? event.touches[0] : event;
+    const i = Math.max(0, Math.min(count - 1, Math.round((point.clientX - box.left) / box.width * (count - 1))));
+    const when = new Date((start + i * step) * 1000);
+    const parts = series.filter(s => s.values[i] !== null).map(s => `${s.name} ${number(s.values[i])}${s.unit ? " " + s.unit : ""}`);
+    cursor.setAttribute("x1", x(i));
+    cursor.setAttribute("x2", x(i));
+    cursor.setAttribute("visibility", "visible");
+    label.textContent = `${when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}  ${parts.join("   ") || "nothing received"}`;
+  };
+  area.addEventListener("mousemove", show);
+  area.addEventListener("touchmove", show, { passive: true });
+  area.addEventListener("mouseleave", () => { cursor.setAttribute("visibility", "hidden"); label.textContent = ""; });
+  return [cursor, label, area];
 }
 
 // -- Watch: destinations, devices, log ----------------------------------------------------------
@@ -381,7 +404,8 @@ function renderDestinations(status) {
         (b.queued ? ` (oldest ${age(b.oldest_queued_age_s).replace(" ago", "")})` : "") +
         (b.catch_up_s ? `, caught up in about ${age(b.catch_up_s).replace(" ago", "")}` : "") +
         (dropped ? `, dropped: ${dropped}` : "") + (b.replayed ? `, ${b.replayed} sent again` : "")),
-      b.last_error && b.level === "error" ? el("p", { class: "error" }, `Last error: ${b.last_error}`) : null);
+      b.last_error && b.level === "error" ? el("p", { class: "error" }, `Last error: ${b.last_error}`) : null,
+      recentProblems(status, `oemgateway.buffer.${name}`));
   });
   $("destinations").replaceChildren(...(cards.length ? cards : [el("p", { class: "note" },
     "No destination yet: readings are not sent anywhere. Add one in ", el("a", { href: "#setup", "data-go": "setup" }, "Set up"), ".")]));
@@ -390,6 +414,14 @@ function renderDestinations(status) {
   $("spool").textContent = `Waiting readings take ${Math.round(spool.memory_bytes / 1024)} KiB in memory and ` +
     `${Math.round(spool.disk_bytes / 1024)} KiB on disk (durability: ${spool.durability}` +
     (spool.disk_errors ? `; ${spool.disk_errors} disk errors` : "") + ").";
+}
+
+// The destination's last warnings and errors in the log, newest first.
+function recentProblems(status, source) {
+  const lines = ((status.log || {}).problems || []).filter(line => line.source === source).slice(-3).reverse();
+  if (!lines.length) return null;
+  return el("details", { class: "recent" }, el("summary", {}, `Last ${lines.length === 1 ? "problem" : `${lines.length} problems`} in the log`),
+            lines.map(line => el("div", { class: `log ${line.level}` }, line.text)));
 }
 
 function renderDevices(status) {
