@@ -18,7 +18,7 @@ setup(
     license="GPL-3.0-or-later",
     python_requires=">=3.9",
     py_modules=["oemgateway"],
-    packages=["gateway", "gateway.web", "listeners", "buffers", "protocols"],
+    packages=["gateway", "gateway.spool", "gateway.web", "listeners", "buffers", "protocols"],
     package_data={"gateway.web": ["static/*.html", "static/*.js", "static/*.css"]},   # the web page
     install_requires=[
         "configobj>=5.0.6",   # the config format users know; validation with configspecs
@@ -27,6 +27,8 @@ setup(
         "paho-mqtt>=2,<3",    # the MQTT buffer: the Eclipse reference client
     ],
     extras_require={
+        # The RFM69 radio on the Pi's SPI bus (type = rfm69), imported only when one is configured.
+        "radio": ["spidev>=3.5", "gpiod>=2"],
         "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8", "prometheus-client>=0.17",
                  "selenium>=4.10"],
     },

@@ -13,6 +13,8 @@ LISTENERS = Registry(
         "serial": "listeners.serial:SerialListener",
         "rfm2pi": "listeners.rfm2pi:RFM2PiListener",
         "rfm12pi": "listeners.rfm2pi:RFM12PiListener",
+        "rfm69": "listeners.rfm69:Rfm69Listener",
+        "oemserial": "listeners.oem_serial:OemSerialListener",
         "mqtt": "listeners.mqtt:MqttListener",
     },
     aliases={

@@ -243,7 +243,7 @@ def page_app(config, loader, take_snapshot: Callable[[], Optional[dict]], redact
 
 def _state_folder(config) -> Optional[str]:
     """The gateway's state folder, or None (logged: saves then keep no backup) if none is usable."""
-    from buffers.spool import state_dir
+    from gateway.spool import state_dir
     try:
         return state_dir(config.gateway["state_dir"])
     except Exception as exc:   # noqa: BLE001 - UnsafeFolderError, OSError: said, and the page works on

@@ -16,22 +16,10 @@ TEST_NODE, TEST_INPUT = "oemgateway", "test"
 SERIAL_WAIT = 5.0   # seconds a serial device is given to send one line
 
 
-def _standalone_buffer(cls, name: str, settings: dict):
-    """A buffer of ``cls`` outside the gateway: no sender thread, an in-memory queue of its own."""
-    try:
-        return cls(name, settings)   # the plugin contract without a queue
-    except TypeError:
-        from buffers.spool import BufferStats, Spool, SpoolSettings
-        from buffers.storage import MemoryFiles
-        spool = Spool(MemoryFiles(), None, SpoolSettings())
-        spool.open()
-        return cls(name, settings, spool.register(f".test-{name}", BufferStats()))
-
-
 def test_destination(cls, name: str, settings: dict) -> dict:
     """Send one reading (node ``oemgateway``, input ``test`` = 1) with ``settings``:
     ``{"ok", "message", "advice"}``."""
-    buffer = _standalone_buffer(cls, name, settings)
+    buffer = cls(name, settings)   # a buffer plugin alone: no queue, no sender thread
     try:
         inactive = buffer.inactive_reason()
         if inactive:

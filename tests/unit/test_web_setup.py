@@ -9,8 +9,8 @@ import pytest
 
 from buffers import BUFFERS
 from buffers.emoncms import EmoncmsBuffer
-from buffers.spool import SPOOL_SPEC
 from gateway.config import ConfigLoader
+from gateway.spool import SPOOL_SPEC
 from gateway.web import forms, textedit, trial
 from gateway.web.configedit import BACKUPS_KEPT, MASK, ConfigConflict, ConfigEditor
 from listeners import LISTENERS
