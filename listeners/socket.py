@@ -67,6 +67,28 @@ class SocketListener(Listener):
     idle_timeout = float(min=0, max=604800, default=0)
     token = string(default='')
     """
+    SAMPLE = """
+    # A TCP socket any program can send lines to:  printf '14 15 26\\r\\n' > /dev/tcp/127.0.0.1/50011
+    [[...]]
+    # Address to listen on. 127.0.0.1 accepts only programs on this machine; 0.0.0.0 (or
+    # :: for IPv6) accepts the whole network (warned about unless 'allow' or 'token' is
+    # set). A legacy section with only 'port_nb' and no 'bind' listens on all interfaces,
+    # as the original gateway did.
+    bind = 127.0.0.1
+    # TCP port. (The original name 'port_nb' is accepted too.)
+    port = 50011
+    # Addresses or networks allowed to connect, e.g. 192.168.1.0/24, 10.0.0.7 (empty:
+    # anyone who can reach 'bind'). Others are refused and logged.
+    allow
+    # Most connections at once. When full, a new connection is let in and the one idle
+    # longest is closed (one that never sent a whole line first); logged, rate-limited.
+    max_clients
+    # Close a connection that sends no complete line for this many seconds (0 = never).
+    idle_timeout
+    # If set, the first line of every connection must be this token (a shared secret;
+    # never logged); a connection that starts otherwise, or sends nothing for 10 s, is closed.
+    token
+    """
     SECRETS = ("token",)
     RENAMED = {"port_nb": "port"}
     ACCESS_DEFAULTS = {"allow": [], "max_clients": 64, "idle_timeout": 0.0, "token": ""}
