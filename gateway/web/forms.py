@@ -1,18 +1,19 @@
 """What the page's Set up forms are built from: each plugin type's settings, read from its
-``SPEC`` (the configspec the loader validates with) and its sample config.
+``SPEC`` (the configspec the loader validates with) and its ``SAMPLE`` (``gateway.sample``).
 
 For every setting: its kind of input (number, yes/no, one of a list, text, list), default,
-bounds, allowed values, whether it is a secret, and its description. The description and the
-starting values of a new section come from the plugin's sample config: ``cls.sample_config()``
-or ``cls.SAMPLE`` when the plugin has one, else the plugin's section in the shipped
-``oemgateway.conf`` (its comments are the settings' documentation). The forms never hold a
-rule of their own: validation is the loader's (``ConfigEditor.check``).
+bounds, allowed values, whether it is a secret, and its description. The descriptions and the
+starting values of a new section come from the plugin's sample section, rendered as
+``oemgateway --sample-config TYPE`` renders it (the settings its kind shares are described in
+its base classes' ``SAMPLE_COMMON``); a plugin without one falls back to its section in the
+shipped ``oemgateway.conf``, then to its spec's defaults. The forms hold no rule of their own:
+validation is the loader's (``ConfigEditor.check``).
 """
 
 import os
 import re
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from validate import Validator
 
@@ -25,6 +26,8 @@ _HEADER = re.compile(r"^(\s*)(#\s?)?(\s*)\[\[([^\]]+)\]\]\s*$")
 _TOP_HEADER = re.compile(r"^\s*#?\s*\[([^\[\]]+)\]\s*$")
 _SETTING = re.compile(r"^\s*(#\s*)?([A-Za-z_][\w.-]*)\s*=\s*(.*?)\s*$")
 _VALIDATOR = Validator()
+_COMMON_SETTING = re.compile(r"^\s*#\s+([a-z_][a-z0-9_]*)\s*=\s?(.*?)(?:\s{2,}(.*))?$")
+_COMMON_MORE = re.compile(r"^\s*#\s{6,}(\S.*)$")
 
 
 def shipped_config() -> str:
@@ -99,6 +102,41 @@ def descriptions(sample: str, keys) -> Dict[str, str]:
     return found
 
 
+def common_descriptions(text: str) -> Dict[str, str]:
+    """Descriptions from a ``SAMPLE_COMMON`` block: ``#   key = default   what it does``, the
+    description going on over the lines below it."""
+    found: Dict[str, str] = {}
+    key = None
+    for line in text.splitlines():
+        setting = _COMMON_SETTING.match(line)
+        more = _COMMON_MORE.match(line)
+        if setting and not more:
+            key = setting.group(1)
+            found[key] = (setting.group(3) or "").strip()
+        elif more and key:
+            found[key] = f"{found[key]} {more.group(1).strip()}".strip()
+        else:
+            key = None
+    return found
+
+
+def _own_sample(cls: type, type_name: str) -> Optional[Tuple[str, Dict[str, str]]]:
+    """The plugin's sample section and the descriptions of its kind's shared settings, or None
+    if it has no ``SAMPLE``."""
+    try:
+        from gateway import sample
+    except ImportError:   # a gateway without sample configs made from the code
+        return None
+    try:
+        text = "\n".join(sample.section(cls, type_name, type_name)) + "\n"
+    except ValueError:
+        return None
+    shared: Dict[str, str] = {}
+    for _, block in sample.common_blocks(cls):
+        shared.update(common_descriptions(block))
+    return text, shared
+
+
 def field(key: str, check: str, secret: bool, description: str) -> dict:
     """One setting as the page's form shows it."""
     try:
@@ -128,15 +166,17 @@ def field(key: str, check: str, secret: bool, description: str) -> dict:
     return out
 
 
-def plugin_form(cls: type, type_name: str, sample: Optional[str]) -> dict:
+def plugin_form(cls: type, type_name: str, sample: Optional[str], shared: Optional[Dict[str, str]] = None) -> dict:
     """The form of one plugin type: its settings in the order of its sample (then of its spec),
-    and the sample section new sections start from."""
+    and the sample section new sections start from. ``shared``: descriptions of the settings
+    every plugin of its kind has."""
     spec_lines = [line.strip() for line in cls.settings_spec().splitlines() if "=" in line]
     checks = {line.split("=", 1)[0].strip(): line.split("=", 1)[1].strip() for line in spec_lines}
     sample = sample or _sample_from_spec(type_name, checks)
-    described = descriptions(sample, checks)
-    shown = re.findall(r"^\s*([A-Za-z_][\w.-]*)\s*=", sample, re.MULTILINE)
-    order = [k for k in shown if k in checks] + [k for k in checks if k not in shown]
+    described = dict(shared or {}, **{k: v for k, v in descriptions(sample, checks).items() if v})
+    shown = re.findall(r"^\s*([A-Za-z_][\w.-]*)\s*=", sample, re.MULTILINE)   # set in the sample
+    mentioned = re.findall(r"^\s*(?:#\s*)?([A-Za-z_][\w.-]*)\s*=", sample, re.MULTILINE)
+    order = [k for k in mentioned if k in checks] + [k for k in checks if k not in mentioned]
     starting = {m.group(1): m.group(2) for m in re.finditer(r"^\s*([A-Za-z_][\w.-]*)\s*=[ \t]*(.*?)\s*$",
                                                               sample, re.MULTILINE) if m.group(1) in checks}
     fields = [dict(field(key, checks[key], is_secret(key, cls), described.get(key, "")), advanced=key not in shown)
@@ -168,7 +208,7 @@ def forms(registries: Dict[str, Registry], sample_text: Optional[str] = None) ->
                 cls = registry.resolve(type_name)
             except Exception:   # noqa: BLE001 - an optional library missing: the type cannot be set up here
                 continue
-            own = getattr(cls, "sample_config", None)
-            sample = own() if callable(own) else getattr(cls, "SAMPLE", None) or samples.get(type_name)
-            out[kind][type_name] = plugin_form(cls, type_name, sample)
+            own = _own_sample(cls, type_name)
+            sample, shared = own if own is not None else (samples.get(type_name), {})
+            out[kind][type_name] = plugin_form(cls, type_name, sample, shared)
     return out

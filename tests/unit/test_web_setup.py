@@ -129,6 +129,7 @@ def test_a_form_has_descriptions_defaults_bounds_choices_and_masks_secrets():
     assert fields["timeout"]["description"] == "Seconds to wait for emoncms to answer." and fields["timeout"]["advanced"]
     assert fields["verify_tls"]["choices"] == ["True", "False"]
     assert emoncms["start"] == {"url": "http://localhost/emoncms", "apikey": ""}
+    assert fields["active"]["description"].startswith("False: neither record nor send")   # every buffer's
     mqtt = forms.forms({"buffers": BUFFERS})["buffers"]["mqtt"]      # commented out in the shipped file
     assert {f["key"]: f for f in mqtt["fields"]}["qos"]["description"].startswith("1: a reading is delivered")
 
