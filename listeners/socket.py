@@ -37,6 +37,7 @@ from gateway.logs import LogThrottle
 from listeners.base import Listener
 
 RECV_SIZE = 65536
+STOP_READS = 16        # reads per client at a stop (1 MiB): what it sent is read, a flood cannot hold the stop
 TOKEN_WAIT = 10.0      # s a new connection has to send the token, when one is set
 RESERVED_FILES = 64    # descriptors kept for the rest of the gateway (spool, servers, ports)
 ACCEPT_PAUSE = 1.0     # s without accepting when the process is out of descriptors
@@ -192,7 +193,12 @@ class SocketListener(Listener):
         self.log.info("%s: listening on %s:%d", self, host, port)
 
     def close(self) -> None:
+        """Whole lines a client sent before the stop and the loop had not read yet are read
+        first (a half line is dropped: the client had not finished it)."""
         for sock in list(self._silent) + list(self._talking):
+            for _ in range(STOP_READS):
+                if not self._read(sock):
+                    break
             self._drop_client(sock)
         for timer in (self._idle_timer, self._accept_timer):
             if timer is not None:
@@ -334,14 +340,15 @@ class SocketListener(Listener):
         self._reschedule_idle_check()
 
     # -- reading ------------------------------------------------------------------------
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, sock: socket.socket) -> bool:
+        """Read once from a client; False when there was nothing (more) to read."""
         client = self._talking.get(sock) or self._silent.get(sock)
         if client is None:
-            return
+            return False
         try:
             data = sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             self.log.debug("%s: connection error: %s", self, exc)
             data = b""
@@ -359,18 +366,20 @@ class SocketListener(Listener):
             if not client.authenticated:
                 if not self._check_token(client, line):
                     self._drop_client(sock)
-                    return
+                    return False
                 continue
             self.handle_line(line)
         if not data:
             self.log.debug("%s: connection closed by the client", self)
             self._drop_client(sock)
-        elif spoke:
+            return False
+        if spoke:
             client.last_line = time.monotonic()
             if self._silent.pop(sock, None) is not None:
                 self._talking[sock] = client
             else:
                 self._talking.move_to_end(sock)
+        return True
 
     def _check_token(self, client: Client, line) -> bool:
         """The first line of a connection must be the token when one is set."""
