@@ -69,6 +69,9 @@ function age(seconds) {
   return `${Math.round(seconds / 86400)} days ago`;
 }
 
+// "1 frame", "2 frames".
+function plural(count, noun) { return `${count} ${noun}${count === 1 ? "" : "s"}`; }
+
 // How late a node is: "fresh", "stale" (late: missed a few of its usual frames) or "dead".
 function freshness(n) {
   const seconds = n.last_seen_age_s, every = n.interval_s;
@@ -158,7 +161,7 @@ function deliveryChips(node, n, status) {
   return Object.entries(status.buffers).filter(([name]) => !(n.not_for || []).includes(name)).map(([name, b]) => {
     if (b.level === "off") return el("span", { class: "chip off", title: b.words }, `${name}: off`);
     const refused = (b.rejected_by_node || {})[n.nodename || node] || (b.rejected_by_node || {})[node];
-    if (refused) return el("span", { class: "chip error", title: `${refused} readings refused` }, `${name}: refused`);
+    if (refused) return el("span", { class: "chip error", title: `${plural(refused, "reading")} refused` }, `${name}: refused`);
     const waiting = b.queued && (b.oldest_queued_age_s || 0) >= (n.last_seen_age_s || 0);
     if (waiting) return el("span", { class: `chip ${b.level === "error" ? "error" : "behind"}`, title: b.words },
                            `${name}: waiting ${age(b.oldest_queued_age_s).replace(" ago", "")}`);
@@ -190,7 +193,7 @@ function renderInputs(status) {
       el("span", { class: `age age-${fresh}`, title: fresh === "fresh" ? "on time" : fresh === "stale"
                    ? "late: missed its usual time" : "silent for long" },
          `last heard ${age(n.last_seen_age_s)}` + (n.interval_s >= 1 ? `, every ${Math.round(n.interval_s)} s` : "")),
-      el("span", { class: "note" }, `${n.frames} frames${radio ? " · " + radio : ""}`),
+      el("span", { class: "note" }, `${plural(n.frames, "frame")}${radio ? " · " + radio : ""}`),
       el("span", { class: "chips" }, deliveryChips(node, n, status)));
     const units = n.units || {};
     const rows = Object.entries(n.values || {}).map(([name, value], index) => {
