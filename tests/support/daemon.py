@@ -24,8 +24,12 @@ READY = r"INFO oemgateway: ready"
 # ``runtime_dir``/``state_dir`` of GatewayProcess: folders private to the config's folder.
 BESIDE_CONFIG = "beside the config"
 
-__all__ = ["ROOT", "DAEMON", "FIXTURES", "WAIT", "GatewayProcess", "free_port", "send_lines",
+__all__ = ["ROOT", "DAEMON", "FIXTURES", "WAIT", "GatewayProcess", "ListenerNotRunning", "free_port", "send_lines",
            "runtime_dir_for", "rewrite_config", "shipped_config"]
+
+
+class ListenerNotRunning(RuntimeError):
+    """The gateway said it is ready, but some listener could not start."""
 
 
 def free_port() -> int:
@@ -105,8 +109,14 @@ class GatewayProcess:
         """Block until ``count`` log lines match the regex ``pattern``; return the last match."""
         return self.output.wait_for(pattern, count, timeout)
 
-    def wait_ready(self, timeout: float = WAIT) -> "GatewayProcess":
-        self.wait_for_log(READY, timeout=timeout)
+    def wait_ready(self, timeout: float = WAIT, all_listeners: bool = True) -> "GatewayProcess":
+        """Block until the gateway is ready. With ``all_listeners``, a gateway ready without
+        some listener (its port taken, between ``free_port()`` and the daemon's bind, by another
+        program) raises ListenerNotRunning at once, not a confusing error at the first send."""
+        ready = self.wait_for_log(READY + ".*", timeout=timeout)
+        if all_listeners and "; not running: " in ready:
+            errors = [line for line in self.log.splitlines() if " ERROR " in line]
+            raise ListenerNotRunning(f"the gateway started without a listener: {ready}\n" + "\n".join(errors))
         return self
 
     def alive(self) -> bool:
