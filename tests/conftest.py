@@ -23,13 +23,13 @@ def gateway_factory(tmp_path):
     started = []
 
     def start(config_text: str, name: str = "oemgateway.conf", wait_ready=True, extra_args=(), env=None,
-              all_listeners=True):
+              every_port=True):
         path = tmp_path / name
         path.write_text(textwrap.dedent(config_text))
         gateway = GatewayProcess(path, extra_args, env)
         started.append(gateway)
         if wait_ready:
-            gateway.wait_ready(all_listeners=all_listeners)
+            gateway.wait_ready(every_port=every_port)
         return gateway
 
     yield start

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.support.configs import listener_config, values_by_node
-from tests.support.daemon import DAEMON, WAIT, ListenerNotRunning, free_port, send_lines
+from tests.support.daemon import DAEMON, WAIT, PortNotBound, free_port, send_lines
 from tests.support.raw_http import closed_by_server
 
 
@@ -149,7 +149,7 @@ def test_a_port_taken_before_the_gateway_binds_it_fails_the_start_not_the_first_
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        with pytest.raises(ListenerNotRunning, match=rf"(?s)not running: listener 'tcp'.*cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(PortNotBound, match=rf"(?s)not running: listener 'tcp'.*cannot listen on 127.0.0.1:{port}"):
             gateway_factory(config(port, emoncms))
 
 
@@ -168,7 +168,7 @@ def test_port_in_use_is_reported_the_rest_runs_and_it_starts_once_free(gateway_f
     [[busy]]
     type = socket
     port = {busy}
-    [buffers]"""), env={"NOTIFY_SOCKET": notify_path}, all_listeners=False)
+    [buffers]"""), env={"NOTIFY_SOCKET": notify_path}, every_port=False)
         error = gw.wait_for_log(r" ERROR oemgateway: listener 'busy': cannot listen")
         assert f"cannot listen on 127.0.0.1:{busy}: Address already in use (another program, or " \
                "another listener, is using that port); trying again in 1 s" in error
