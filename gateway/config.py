@@ -264,13 +264,19 @@ class _Notes:
         return f"{self.at(section, key)} {self.name(section, key)}"
 
     def message(self, section: Tuple[str, ...], message: str, settings=()) -> str:
-        """A plugin's message about its section, placed at the key it starts with, if any."""
+        """A plugin's message about its section, placed at the key it starts with, if any; one
+        about a sub-section it declares (``meters: heat: address: ...``) at that key in there."""
         match = _LEADING_KEY.match(message)
         key = match.group(1) if match and match.group(1) in settings else None
+        inner = _SUBSECTION_KEY.match(message) if key and isinstance(settings[key], dict) else None
+        if inner and isinstance(settings[key].get(inner.group(1)), dict):
+            sub = section + (key, inner.group(1))
+            return f"{self.at(sub, inner.group(2) if inner.group(2) in settings[key][inner.group(1)] else None)}: {message}"
         return f"{self.at(section, key)}: {message}"
 
 
 _LEADING_KEY = re.compile(r"^([A-Za-z_][\w.-]*)\s*(?:=|:)")
+_SUBSECTION_KEY = re.compile(r"^[\w.-]+: ([^:\s]+): ([A-Za-z_][\w.-]*)?")
 _NODE_SECTION = re.compile(r"^\[nodes\] \[\[([^\]]+)\]\]")
 
 
@@ -377,8 +383,8 @@ class ConfigLoader:
             if (kind, name) in invalid:
                 continue
             section = config[kind][name]   # (a setting it does not know is warned about, not kept)
-            settings = {k: v for k, v in section.items() if k != "type" and k in section.configspec
-                        and not isinstance(v, Section)}
+            settings = {k: v.dict() if isinstance(v, Section) else v for k, v in section.items()
+                        if k != "type" and k in section.configspec}   # (sub-sections its spec declares)
             problems += [notes.message((kind, name), m, settings) for m in cls.check_settings(settings)]
             renamed = {key: notes.names[((kind, name), key)] for key in settings
                        if ((kind, name), key) in notes.names}
@@ -691,9 +697,10 @@ class ConfigLoader:
     def _elsewhere(self, name: str) -> str:
         """``; it is a setting of socket listeners, not of [gateway]`` when it is one."""
         for kind, registry in self.registries.items():
-            for type_name in registry.names():
-                if name in spec_keys(registry.resolve(type_name).settings_spec()):
-                    return f"; it is a setting of {type_name} {registry.kind}s: put it in their section"
+            types = [t for t in registry.names() if name in spec_keys(registry.resolve(t).settings_spec())]
+            if types:
+                listed = " and ".join(filter(None, (", ".join(types[:-1]), types[-1])))
+                return f"; it is a setting of {listed} {registry.kind}s: put it in their section"
         return ""
 
     @staticmethod

@@ -13,6 +13,10 @@ LISTENERS = Registry(
         "serial": "listeners.serial:SerialListener",
         "rfm2pi": "listeners.rfm2pi:RFM2PiListener",
         "rfm12pi": "listeners.rfm2pi:RFM12PiListener",
+        "modbus": "listeners.modbus:ModbusListener",
+        "modbus_tcp": "listeners.modbus:ModbusTcpListener",
+        "mbus": "listeners.mbus:MBusListener",
+        "mbus_tcp": "listeners.mbus:MBusTcpListener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",

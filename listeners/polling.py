@@ -59,6 +59,10 @@ class PolledDevice:
     def release(self) -> None:
         """Close connections and ports; runs on the worker thread once polling has stopped."""
 
+    def describe(self) -> dict:
+        """What ``/status`` shows of this device besides its polls (its address, its units)."""
+        return {}
+
 
 class _ListenerDevice(PolledDevice):
     """A listener that is one device: its own ``poll()`` and ``release()``."""
@@ -218,6 +222,7 @@ class PollingListener(Listener):
                 else round(max(0.0, now - status.last_good_read), 1),
                 "latency_s": None if status.latency_s is None else round(status.latency_s, 4),
                 "last_error": status.last_error, "retry_in_s": status.retry_in_s,
+                **schedule.device.describe(),
             }
         return {"devices": devices}
 

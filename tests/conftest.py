@@ -204,6 +204,15 @@ def gateway_factory(tmp_path):
     shutil.rmtree(runtime_dir_for(tmp_path), ignore_errors=True)
 
 
+@pytest.fixture
+def running():
+    """The event loop running on a thread, for a listener tested in this process."""
+    from tests.loop_thread import LoopThread
+    loop = LoopThread()
+    yield loop
+    loop.stop()
+
+
 def rewrite_config(path: Path, text: str) -> None:
     """Replace a config file atomically, as editors do, with a new mtime."""
     tmp = path.with_suffix(".tmp")

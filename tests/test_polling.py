@@ -10,7 +10,6 @@ import pytest
 from buffers import BUFFERS
 from buffers.spool import SPOOL_SPEC, build_spool
 from gateway.config import ConfigLoader
-from gateway.eventloop import EventLoop
 from gateway.logs import Redactor
 from gateway.registry import Registry
 from listeners.polling import PolledDevice, PollError, PollingListener
@@ -18,58 +17,6 @@ from tests.polled_counter import CounterListener
 from tests.proclog import WAIT
 
 SETTINGS = {"interval": 0.1, "retry_max": 1.0, "node": 30, "max_line": 4096, "nodelistonly": False}
-
-
-class LoopThread:
-    """The daemon's event loop on a thread of its own; ``call`` runs a function on it and waits."""
-
-    def __init__(self):
-        self.loop = EventLoop()
-        self.frames = []
-        self.got = threading.Condition()
-        self.thread = threading.Thread(target=self.loop.run, daemon=True)
-        self.thread.start()
-
-    def emit(self, frame):
-        with self.got:
-            self.frames.append(frame)
-            self.got.notify_all()
-
-    def call(self, fn):
-        done, box = threading.Event(), {}
-
-        def run():
-            box["value"] = fn()
-            done.set()
-
-        self.loop.call_soon_threadsafe(run)
-        assert done.wait(WAIT), "the event loop did not answer"
-        return box["value"]
-
-    def until(self, condition):
-        """Wait until ``condition()`` (checked on the loop thread) holds."""
-        got = threading.Event()
-
-        def check():
-            if condition():
-                got.set()
-            else:
-                self.loop.call_later(0.01, check)
-
-        self.loop.call_soon_threadsafe(check)
-        assert got.wait(WAIT), "the condition never held"
-
-    def stop(self):
-        self.loop.stop()
-        self.thread.join(WAIT)
-        self.loop.close()
-
-
-@pytest.fixture
-def running():
-    loop = LoopThread()
-    yield loop
-    loop.stop()
 
 
 def counter(running, name="meter", gate=None, **settings):
