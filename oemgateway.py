@@ -27,7 +27,7 @@ try:
     from gateway.eventloop import EventLoop
     from gateway.frame import Frame, RawFrame
     from gateway.logs import LogThrottle, Redactor, apply_log_levels, error_text, plural, setup_logging
-    from gateway.status import StatusServer, format_status, on_loop, snapshot
+    from gateway.web.status import format_status, on_loop, snapshot
     from gateway.systemd import Notifier
     from gateway.nodes import NodeDecoder
     from listeners import LISTENERS
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.hash_password:
-        from gateway.web import read_password_hash
+        from gateway.web.auth import read_password_hash
         return read_password_hash()
     if args.config_emoncms:
         print("oemgateway: --config-emoncms is no longer supported (emoncms' raspberrypi module "
@@ -435,18 +435,21 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     def take_snapshot():
         return on_loop(loop, lambda: snapshot(gateway, __version__, started, redactor.redact))
 
-    status = start_status_server(config, take_snapshot)
-    web = None
-    if config.gateway["web_port"]:
-        from gateway.web import serve_page   # only a gateway with the page on pays for it
+    def page():
+        from gateway.web.page import page_app   # only a gateway with the page on pays for it
         # The page may name files only in the gateway's data folder (where the spool keeps its
         # disk tier) or [gateway] file_roots, never in the spool's own folders.
         folders = {tier.name: getattr(tier.files, "folder", None) for tier in (spool.hot, spool.cold)
                    if tier is not None}
         data_folder = os.path.dirname(folders["cold"]) if folders.get("cold") else None
-        web = serve_page(config, loader, take_snapshot, redactor, lambda: gateway.config.gateway["web_password_hash"],
-                         lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True),
-                         data_folder, [f for f in folders.values() if f])
+        return page_app(config, loader, take_snapshot, redactor, lambda: gateway.config.gateway["web_password_hash"],
+                        lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True),
+                        data_folder, [f for f in folders.values() if f])
+
+    http = None
+    if config.gateway["status_port"] or config.gateway["web_port"]:
+        from gateway.web.server import serve   # a gateway with neither address does not pay for it
+        http = serve(config.gateway, take_snapshot, page)
     if systemd.watchdog_interval:
         ping_watchdog(loop, systemd)
     systemd.ready(gateway.summary())
@@ -457,10 +460,8 @@ def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> 
     try:
         loop.run()
     finally:
-        if status is not None:
-            status.close()
-        if web is not None:
-            web.close()
+        if http is not None:
+            http.close()
         lost = gateway.shutdown()
         loop.close()
     log.info("stopped%s", f" ({plural(lost, 'reading')} kept for the next start)" if lost else "")
@@ -503,21 +504,6 @@ def ping_watchdog(loop: EventLoop, systemd: Notifier) -> None:
     """Tell systemd the loop is alive, every half watchdog period, from the loop itself."""
     systemd.watchdog()
     loop.call_later(systemd.watchdog_interval, lambda: ping_watchdog(loop, systemd))
-
-
-def start_status_server(config: GatewayConfig, take_snapshot) -> Optional[StatusServer]:
-    port = config.gateway["status_port"]
-    if not port:
-        return None
-    bind = config.gateway["status_bind"]
-    try:
-        server = StatusServer(bind, port, take_snapshot)
-    except OSError as exc:
-        log.error("cannot serve the status on %s:%d: %s", bind, port, error_text(exc))
-        return None
-    server.start()
-    log.info("status on http://%s:%d/status and /metrics", bind, port)
-    return server
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ setup(
     license="GPL-3.0-or-later",
     python_requires=">=3.9",
     py_modules=["oemgateway"],
-    packages=["gateway", "listeners", "buffers"],
-    package_data={"gateway": ["web/*.html", "web/*.js", "web/*.css"]},   # the web page
+    packages=["gateway", "gateway.web", "listeners", "buffers", "protocols"],
+    package_data={"gateway.web": ["static/*.html", "static/*.js", "static/*.css"]},   # the web page
     install_requires=[
         "configobj>=5.0.6",   # the config format users know; validation with configspecs
         "requests>=2.25",     # HTTP with connection reuse, timeouts and TLS verification

@@ -104,7 +104,7 @@ def send_paced(port: int, first: int, count: int) -> None:
 def flash_cost(quick: bool) -> dict:
     healthy_s, outage_s = (10, 30) if quick else (60, 180)
     server = make_server("inproc")
-    from tests.emoncms_server import WRITE_KEY
+    from tests.support.emoncms_server import WRITE_KEY
     result = {}
     with loop_mounted_ext4() as (mount, device), tempfile.TemporaryDirectory() as work:
         port = free_port()
@@ -178,7 +178,7 @@ def synthetic_spool(folder: Path, megabytes: int) -> int:
 def recovery_time(quick: bool) -> dict:
     megabytes = 8 if quick else 64
     server = make_server("inproc")
-    from tests.emoncms_server import WRITE_KEY
+    from tests.support.emoncms_server import WRITE_KEY
     with tempfile.TemporaryDirectory() as work:
         state = Path(work) / "state"
         readings = synthetic_spool(state / "spool", megabytes)

@@ -1,15 +1,12 @@
 """The daemon under test as a subprocess, its config, and the load generator's TCP helpers.
 
-Modelled on ``tests/conftest.py`` (GatewayProcess) but free of pytest: the daemon's stderr log
-is read by a thread into a bounded list guarded by a Condition, so readiness is awaited, not
+The daemon runs in the tests' harness (``tests.support.daemon``, free of pytest): its log is
+read by a thread into a bounded list guarded by a Condition, so readiness is awaited, not
 polled. Resource figures come from psutil and, where finer resolution is needed, from
 ``/proc/PID/task/*/schedstat`` (nanoseconds on CPU per thread).
 """
 
-import collections
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,9 +19,9 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.daemon import ROOT, GatewayProcess, free_port  # noqa: F401 (free_port: the bench's)
+
 DAEMON = ROOT / "oemgateway.py"  # the daemon under test; see set_gateway_dir()
-READY = re.compile(r"oemgateway: ready")
 
 
 def set_gateway_dir(folder) -> Path:
@@ -44,13 +41,6 @@ class DaemonError(RuntimeError):
     def __init__(self, message: str, log: str):
         super().__init__(message)
         self.log = log
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now (bind port 0, read what the kernel picked)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(folder: Path, listen_port: int, server_url: str, apikey: str,
@@ -94,63 +84,37 @@ def check_config(path: Path, timeout: float = 30) -> Tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
-class Daemon:
-    """``python oemgateway.py --config-file PATH`` with its log collected by a thread."""
+class Daemon(GatewayProcess):
+    """The tests' daemon harness (``tests.support.daemon.GatewayProcess``) running the daemon
+    under test (see :func:`set_gateway_dir`), keeping only the last lines of its log, with the
+    process's resource figures.
+
+    ``runtime_dir``/``state_dir``: the spool's folders, as systemd's RuntimeDirectory=/
+    StateDirectory= give them to the service; private to this run, so no run sees another's
+    readings (nor the system's). ``None`` leaves the environment's.
+    """
 
     KEEP_LINES = 2000
 
     def __init__(self, config_path: Path, runtime_dir: Optional[str] = None,
                  state_dir: Optional[str] = None):
-        self.config_path = Path(config_path)
-        # The spool's folders, as systemd's RuntimeDirectory=/StateDirectory= give them to the
-        # service: private to this run, so no run sees another's readings (nor the system's).
+        super().__init__(config_path, daemon=DAEMON, runtime_dir=runtime_dir, state_dir=state_dir,
+                         keep_lines=self.KEEP_LINES)
         self.runtime_dir = runtime_dir
-        env = dict(os.environ)
-        if runtime_dir:
-            env["RUNTIME_DIRECTORY"] = runtime_dir
-        if state_dir:
-            env["STATE_DIRECTORY"] = state_dir
-        self.lines: collections.deque = collections.deque(maxlen=self.KEEP_LINES)
-        self._ready = False
-        self._cond = threading.Condition()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(DAEMON), "--config-file", str(self.config_path)],
-            cwd=str(self.config_path.parent), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", env=env)
         self.ps = psutil.Process(self.proc.pid)
-        self._reader = threading.Thread(target=self._read, name="daemon-log", daemon=True)
-        self._reader.start()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                if READY.search(line):
-                    self._ready = True
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
 
     def log_tail(self, n: int = 20) -> str:
-        with self._cond:
-            return "\n".join(list(self.lines)[-n:])
+        return self.output.tail(n)
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._ready or not self._reader.is_alive(), timeout)
-            if not self._ready:
-                state = "exited with %s" % self.proc.poll() if self.proc.poll() is not None \
-                    else f"not ready within {timeout:g} s"
-                tail = self.log_tail(40)
-                last = tail.splitlines()[-1].strip() if tail else "(no log)"
-                raise DaemonError(f"daemon {state} before 'ready': {last}", tail)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    def wait_ready(self, timeout: float = 30) -> "Daemon":
+        try:
+            return super().wait_ready(timeout)
+        except AssertionError:
+            state = "exited with %s" % self.proc.poll() if self.proc.poll() is not None \
+                else f"not ready within {timeout:g} s"
+            tail = self.log_tail(40)
+            last = tail.splitlines()[-1].strip() if tail else "(no log)"
+            raise DaemonError(f"daemon {state} before 'ready': {last}", tail) from None
 
     # -- resources -------------------------------------------------------------------------
     def cpu_seconds(self) -> float:
@@ -206,22 +170,6 @@ class Daemon:
     def spool_ram_mb(self) -> Optional[float]:
         """Memory the spool's hot tier takes on its tmpfs (outside the RSS), or None."""
         return None if not self.runtime_dir else dir_bytes(self.runtime_dir) / 2 ** 20
-
-    # -- ending ----------------------------------------------------------------------------
-    def kill(self) -> None:
-        """SIGKILL (the bench never needs the graceful shutdown) and reap."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._reader.join(5)
-        if self.proc.stderr:
-            self.proc.stderr.close()
 
 
 def tmpfs_folder(prefix: str) -> str:

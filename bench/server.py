@@ -1,6 +1,6 @@
 """The fake emoncms server as the benchmarks use it: rows counted, checked and timestamped.
 
-``tests.emoncms_server.FakeEmoncms`` stores one Row per input value written. The benchmarks
+``tests.support.emoncms_server.FakeEmoncms`` stores one Row per input value written. The benchmarks
 also need *when* each row was stored (latency, end-to-end rates), so :class:`TimedFake` wraps
 the fake's input store and appends ``time.monotonic()`` to ``arrivals`` for every row, under
 the fake's own Condition; waiting for rows is a ``Condition.wait_for`` on that Condition (no
@@ -25,6 +25,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -33,41 +34,28 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.emoncms_server import WRITE_KEY, FakeEmoncms  # noqa: E402
+from tests.support.emoncms_server import WRITE_KEY, FakeEmoncms  # noqa: E402
 
 __all__ = ["WRITE_KEY", "TimedFake", "InProcServer", "ProcServer", "make_server"]
 
 
 class TimedFake:
-    """A started FakeEmoncms whose stored rows also get an arrival time (monotonic seconds)."""
+    """A started FakeEmoncms whose stored rows also get an arrival time (monotonic seconds),
+    taken by the fake's ``on_stored`` hook as each row is stored."""
 
     def __init__(self):
-        self.fake = FakeEmoncms()
-        # The fake has no public arrival hook: wrap its input store's one write path. If the fake
-        # is restructured this fails loudly here rather than measuring something else.
-        try:
-            store = self.fake._store
-            self.cond = self.fake._cond
-            original = store.process_node
-            self._rows = store.rows
-        except AttributeError as exc:  # pragma: no cover - depends on tests/emoncms_server.py
-            raise RuntimeError("bench.server: tests.emoncms_server.FakeEmoncms changed; cannot "
-                               f"hook row arrival times ({exc})") from None
+        self.cond = threading.Condition()
+        self._rows: list = []
         self.arrivals: List[float] = []
-        cond, rows, arrivals = self.cond, self._rows, self.arrivals
-
-        def process_node(node, time_, inputs):
-            with cond:  # the fake's Condition holds an RLock: process_node re-enters it
-                before = len(rows)
-                try:
-                    original(node, time_, inputs)
-                finally:
-                    added = len(rows) - before
-                    if added > 0:
-                        arrivals.extend([time.monotonic()] * added)
-
-        store.process_node = process_node
+        self.fake = FakeEmoncms(on_stored=self._stored)
         self.fake.start()
+
+    def _stored(self, rows) -> None:
+        now = time.monotonic()
+        with self.cond:
+            self._rows.extend(rows)
+            self.arrivals.extend([now] * len(rows))
+            self.cond.notify_all()
 
     # -- the operations both front ends offer ------------------------------------------------
     def info(self) -> dict:
@@ -91,8 +79,9 @@ class TimedFake:
         return time.monotonic()
 
     def reset(self) -> None:
+        self.fake.reset()
         with self.cond:
-            self.fake.reset()
+            self._rows.clear()
             self.arrivals.clear()
 
     def arrivals_of(self, name: str = "1") -> list:

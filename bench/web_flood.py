@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench import harness
-from tests.raw_http import answer_code, login_request, parallel_logins
+from tests.support.raw_http import answer_code, login_request, parallel_logins
 
 PASSWORD = "bench password"
 

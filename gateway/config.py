@@ -25,6 +25,7 @@ from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label
 from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials, parse_log_levels
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
+from gateway.web import WEB_SPEC
 
 GATEWAY_SPEC = """
 loglevel = loglevel(default='INFO')
@@ -35,11 +36,7 @@ log_levels = force_list(default=list())
 log_max_mb = float(min=0.01, max=1024, default=5)
 log_backups = integer(min=0, max=100, default=1)
 syslog = boolean(default=False)
-status_port = integer(min=0, max=65535, default=0)
-status_bind = string(default='127.0.0.1')
-web_port = integer(min=0, max=65535, default=0)
-web_bind = string(default='127.0.0.1')
-web_password_hash = string(default='')
+""" + WEB_SPEC + """
 file_roots = force_list(default=list())
 """
 

@@ -6,7 +6,7 @@ Each meter names a preset (``meter = kamstrup_multical``, ``heat_meter``, ``sont
 ``address``. A read resets the meter's link (SND_NKE), selects a page where the preset needs one,
 requests its data (REQ_UD2) and follows a meter that answers in several telegrams, asking
 again for an answer lost or garbled (a bad checksum) with the same FCB
-(``listeners.mbus_meters.MeterRead``). Telegrams are decoded by ``listeners.mbus_telegram``
+(``protocols.mbus_meters.MeterRead``). Telegrams are decoded by ``protocols.mbus_telegram``
 (EN 13757-3), energy in kWh, volume m³, power W, flow m³/h, temperatures °C.
 
 An adapter that echoes what it sends is fine: the echo is recognised (a master's frame) and
@@ -42,11 +42,11 @@ from typing import List, Optional
 import serial
 
 from gateway.logs import error_text
-from listeners.mbus_meters import Exchange, MeterRead, MeterSettings, meter_settings
-from listeners.mbus_telegram import Ack, FrameError, FrameParser, LongFrame, reply_timeout
 from listeners.meters import MeterBusListener, MeterDevice, input_name
 from listeners.polling import PollError
 from listeners.serialport import describe_open_error
+from protocols.mbus_meters import Exchange, MeterRead, MeterSettings, meter_settings
+from protocols.mbus_telegram import Ack, FrameError, FrameParser, LongFrame, reply_timeout
 
 TCP_CONNECT_TIMEOUT = 5.0
 

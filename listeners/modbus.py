@@ -3,7 +3,7 @@
 
 Each meter names a preset (``meter = sdm120``) or lists its registers as emonhub does
 (``registers``, ``names``, ``units``, ``scales``, ``datatypes``, ``functioncodes``,
-``byteorder``... see ``listeners.modbus_meters`` and ``listeners.modbus_registers``), and its
+``byteorder``... see ``protocols.modbus_meters`` and ``protocols.modbus_registers``), and its
 ``address`` (1-247). Its registers are read in as few requests as the map allows; a register
 the meter refuses (Modbus exception 2) is read on its own, so one bad address costs only its
 value. Requests and answers go through pymodbus, on the listener's worker thread.
@@ -36,12 +36,12 @@ import serial
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from gateway.frame import input_name_problem
 from listeners.meters import MeterBusListener, MeterDevice
-from listeners.modbus_meters import MeterSettings, meter_settings
-from listeners.modbus_registers import DeviceError, read_requests
 from listeners.polling import PollError
 from listeners.serialport import describe_open_error
-from gateway.frame import input_name_problem
+from protocols.modbus_meters import MeterSettings, meter_settings
+from protocols.modbus_registers import DeviceError, read_requests
 
 PARITY = {"none": "N", "even": "E", "odd": "O"}
 # pymodbus 3.10 renamed the device address keyword ``slave`` to ``device_id``.

@@ -1,6 +1,6 @@
 """RFM2Pi listener: an RFM12Pi / RFM69Pi / emonPi radio board running RF12demo firmware.
 
-Reads the packets the board receives (both firmware generations, see ``listeners.rf12demo``)
+Reads the packets the board receives (both firmware generations, see ``protocols.rf12demo``)
 and emits them as RawFrames: the node decoder turns their bytes into values. Keeps the board's
 radio settings as configured (``baseid``, ``frequency``, ``group``, ``quiet``): the board is
 asked for its settings whenever the port opens (at start, after a replug) and only the ones
@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence
 
 from gateway.frame import FrameError, Number, RawFrame, parse_values_line
 from gateway.logs import LogThrottle
-from listeners import rf12demo
-from listeners.rf12demo import BoardReport, Notice, Packet
+from protocols import rf12demo
+from protocols.rf12demo import BoardReport, Notice, Packet
 from listeners.base import Transmitter
 from listeners.repeater import RepeaterServer
 from listeners.serialport import SerialPortListener

@@ -1,0 +1,231 @@
+"""The polling contract: a device that implements only ``poll()`` gets a schedule, a worker
+thread, the hand-off to the loop, error counting, backoff and per-device status."""
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from buffers import BUFFERS
+from buffers.spool import SPOOL_SPEC, build_spool
+from gateway.config import ConfigLoader
+from gateway.logs import Redactor
+from gateway.registry import Registry
+from listeners.polling import PolledDevice, PollError, PollingListener
+from tests.support.polled_counter import CounterListener
+from tests.support.proclog import WAIT
+
+SETTINGS = {"interval": 0.1, "retry_max": 1.0, "node": 30, "max_line": 4096, "nodelistonly": False}
+
+
+def counter(running, name="meter", gate=None, **settings):
+    listener = CounterListener(name, dict(SETTINGS, **settings), running.loop, running.emit)
+    listener.gate = gate
+    running.call(listener.open)
+    return listener
+
+
+def device_status(running, listener, device=None):
+    return running.call(lambda: listener.status_details()["devices"][device or listener.name])
+
+
+def test_a_device_that_implements_only_poll_is_read_every_interval(running):
+    listener = counter(running)
+    running.until(lambda: len(running.frames) >= 3)
+    running.call(listener.close)
+    frame = running.frames[0]
+    assert (frame.node, frame.values, frame.names, frame.source) == (30, (1, 230.5), ("count", "vrms"), "meter")
+    assert [f.values[0] for f in running.frames[:3]] == [1, 2, 3]
+    status = device_status(running, listener)
+    assert status["state"] == "ok" and status["errors"] == 0 and status["last_good_read_age_s"] is not None
+    assert status["latency_s"] is not None and status["polls"] >= 3
+    assert listener.stats.frames_good >= 3
+
+
+def test_polls_of_one_device_never_overlap_and_a_slow_device_delays_no_other(running):
+    slow, fast = counter(running, "slow", threading.Event(), node=1), counter(running, "fast", node=2)
+    assert slow.entered.acquire(timeout=WAIT)
+    running.until(lambda: fast.count >= 5)   # five intervals and more went by
+    assert not slow.entered.acquire(blocking=False), "a second poll began while the first ran"
+    assert running.call(lambda: slow.status_details()["devices"]["slow"]["polls"]) == 0
+    slow.gate.set()
+    running.until(lambda: any(f.node == 1 for f in running.frames))
+    running.call(slow.close)
+    running.call(fast.close)
+
+
+def test_a_failing_device_is_counted_logged_once_and_asked_less_and_less_often(running, caplog):
+    caplog.set_level(logging.INFO, logger="oemgateway.listener.meter")
+    listener = CounterListener("meter", dict(SETTINGS), running.loop, running.emit)
+    listener.fail_with = PollError("no answer from meter 1 within 0.5 s")
+    waits = []
+    original = listener.poll
+
+    def poll():   # the wait the base chose before this poll
+        waits.append(listener.status_details()["devices"]["meter"]["retry_in_s"])
+        return original()
+
+    listener.poll = poll
+    running.call(listener.open)
+    running.until(lambda: listener.status_details()["devices"]["meter"]["errors"] >= 7)
+    assert waits[:7] == [None, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    status = device_status(running, listener)
+    assert status["state"] == "failing" and status["last_error"] == "no answer from meter 1 within 0.5 s"
+    assert status["last_good_read_age_s"] is None and running.call(lambda: listener.state) == "failing"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings   # the first failure, then one throttled line
+    assert "no answer from meter 1" in warnings[0] and "then less often" in warnings[0]
+
+    listener.fail_with = None
+    running.until(lambda: running.frames)
+    assert any("answers again" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+    status = device_status(running, listener)
+    assert status["state"] == "ok" and status["retry_in_s"] is None and status["errors"] >= 7
+    running.call(listener.close)
+
+
+def test_a_fault_in_a_device_s_code_is_logged_with_its_traceback_and_polling_goes_on(running, caplog):
+    listener = CounterListener("meter", dict(SETTINGS), running.loop, running.emit)
+    listener.fail_with = KeyError("register")
+    running.call(listener.open)
+    running.until(lambda: listener.status_details()["devices"]["meter"]["errors"] >= 2)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and errors[0].exc_info and "polling meter failed" in errors[0].getMessage()
+    assert "internal error: KeyError" in device_status(running, listener)["last_error"]
+    listener.fail_with = None
+    running.until(lambda: running.frames)
+    running.call(listener.close)
+
+
+def test_closing_while_a_poll_blocks_returns_at_once_and_drops_what_that_poll_reads(running):
+    listener = counter(running, gate=threading.Event())
+    assert listener.entered.acquire(timeout=WAIT)
+    running.call(listener.close)   # (the loop answers: close did not wait for the device)
+    assert not listener.released.is_set()   # the port stays with the poll that uses it
+    listener.gate.set()
+    assert listener.released.wait(WAIT)
+    running.call(lambda: None)   # whatever the poll handed to the loop has run by now
+    assert listener.count == 1 and running.frames == []
+
+
+class TwoMeters(PollingListener):
+    """Two devices of one listener: ``lane`` says whether they share a bus."""
+
+    SPEC = "shared_bus = boolean(default=True)"
+
+    def devices(self):
+        lane = "bus" if self.settings["shared_bus"] else None
+        return [Meter(self, 1, lane or "a"), Meter(self, 2, lane or "b")]
+
+
+class Meter(PolledDevice):
+    def __init__(self, listener, address, lane):
+        super().__init__(f"meter{address}", listener.settings["interval"], lane)
+        self.listener, self.address = listener, address
+        self.gate, self.polls, self.active = None, 0, 0
+        self.most_active = listener.most_active = getattr(listener, "most_active", [0])
+
+    def poll(self):
+        self.polls += 1
+        self.active += 1
+        self.most_active[0] = max(self.most_active[0], sum(m.active for m in self.listener.meters))
+        if self.gate is not None:
+            self.gate.wait()
+        self.active -= 1
+        return [self.listener.frame(self.address, [self.polls])]
+
+
+def two_meters(running, shared_bus):
+    listener = TwoMeters("bus", dict(SETTINGS, shared_bus=shared_bus), running.loop, running.emit)
+    listener.meters = listener.devices()
+    listener.devices = lambda: listener.meters
+    return listener
+
+
+def test_devices_on_one_bus_are_asked_one_after_another(running):
+    listener = two_meters(running, shared_bus=True)
+    running.call(listener.open)
+    running.until(lambda: min(m.polls for m in listener.meters) >= 5)
+    running.call(listener.close)
+    assert listener.most_active == [1]
+    assert set(running.call(lambda: listener.status_details()["devices"])) == {"meter1", "meter2"}
+
+
+def test_a_hung_device_on_its_own_lane_never_delays_the_others(running):
+    listener = two_meters(running, shared_bus=False)
+    hung, other = listener.meters
+    hung.gate = threading.Event()
+    running.call(listener.open)
+    running.until(lambda: other.polls >= 5)
+    assert hung.polls == 1
+    hung.gate.set()
+    running.until(lambda: any(f.node == 1 for f in running.frames))
+    running.call(listener.close)
+
+
+# -- through the gateway: config, buffers, reload ----------------------------------------------
+def gateway_config(tmp_path: Path, interval: float) -> Path:
+    path = tmp_path / "gw.conf"
+    path.write_text(f"""
+[gateway]
+durability = none
+config_check_interval = 0
+[listeners]
+[[meter]]
+type = counter
+interval = {interval}
+node = 31
+[buffers]
+[[file]]
+type = file
+path = {tmp_path}/readings.csv
+""")
+    return path
+
+
+@pytest.fixture
+def gateway(tmp_path, running):
+    import oemgateway
+    loader = ConfigLoader(Registry("listener", {"counter": "tests.support.polled_counter:CounterListener"}),
+                          BUFFERS, SPOOL_SPEC)
+    config = loader.load(str(gateway_config(tmp_path, 0.1)))
+    hub = oemgateway.Gateway(running.loop, loader, Redactor(), build_spool(config.gateway))
+    hub.spool.open(config.buffers)
+    running.call(lambda: hub.start(config))
+    yield hub
+    running.call(hub.shutdown)
+
+
+def test_a_polled_device_s_readings_reach_the_buffers(tmp_path, running, gateway):
+    running.until(lambda: gateway.buffers["file"].stats.delivered >= 2)
+    rows = (tmp_path / "readings.csv").read_text().splitlines()
+    assert rows[0] == "time,local_time,node,values"
+    assert [row.split(",")[2:] for row in rows[1:3]] == [["31", "1", "230.5"], ["31", "2", "230.5"]]
+
+
+def test_a_reload_while_a_poll_blocks_replaces_the_listener_at_once(tmp_path, running, gateway):
+    old = gateway.listeners["meter"]
+    running.until(lambda: old.count >= 1)
+    old.gate = threading.Event()
+    assert old.waiting.acquire(timeout=WAIT)
+    read_before = running.call(lambda: old.count)
+    gateway_config(tmp_path, 0.2)
+    running.call(lambda: gateway.reload("test"))
+    new = gateway.listeners["meter"]
+    assert new is not old and new.settings["interval"] == 0.2
+    running.until(lambda: new.count >= 2)
+    assert not old.released.is_set()
+    old.gate.set()
+    assert old.released.wait(WAIT)
+    running.call(lambda: None)
+    assert old.count == read_before + 1 and old.stats.frames_good == read_before   # (that poll's reading: dropped)
+
+
+def test_status_shows_each_device(running, gateway):
+    from gateway.web.status import format_status, snapshot
+    running.until(lambda: gateway.buffers["file"].stats.delivered >= 1)
+    status = running.call(lambda: snapshot(gateway, "test", 0.0, str))
+    device = status["listeners"]["meter"]["devices"]["meter"]
+    assert device["state"] == "ok" and device["errors"] == 0 and device["last_good_read_age_s"] is not None
+    assert "meter" in format_status(status).split("listeners:")[1].splitlines()[2]
