@@ -55,16 +55,21 @@ def check(tmp_path, listener: str):
                           capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("meter, message", [
-    ("meter = sdm12", ":7: [listeners] [[bus]] [[[meters]]] [[[[m]]]]: meters: m: meter: unknown meter preset "
-                      "'sdm12' (known: "),
-    ("registers = 12\ndatatypes = int33", ":8: [listeners] [[bus]] [[[meters]]] [[[[m]]]]: meters: m: datatypes: "
-                                          "'int33' is not a data type"),
-    ("meter = sdm120\naddress = 300", ":8: [listeners] [[bus]] [[[meters]]] [[[[m]]]]: meters: m: address: '300' "
-                                      "is not a Modbus device address (1-247)"),
+MODBUS_BUS = "[[bus]]\ntype = modbus\ncom_port = /dev/ttyUSB0\n[[[meters]]]\n[[[[m]]]]"
+MBUS_BUS = "[[bus]]\ntype = mbus\ncom_port = /dev/ttyUSB1\n[[[meters]]]\n[[[[m]]]]"
+AT_METER = ": [listeners] [[bus]] [[[meters]]] [[[[m]]]]: meters: m: "
+
+
+@pytest.mark.parametrize("bus, meter, message", [
+    (MODBUS_BUS, "meter = sdm12", ":7" + AT_METER + "meter: unknown meter preset 'sdm12' (known: "),
+    (MODBUS_BUS, "registers = 12\ndatatypes = int33", ":8" + AT_METER + "datatypes: 'int33' is not a data type"),
+    (MODBUS_BUS, "meter = sdm120\naddress = 300", ":8" + AT_METER + "address: '300' is not a Modbus device "
+                                                "address (1-247)"),
+    (MBUS_BUS, "meter = kamstrup", ":7" + AT_METER + "meter: unknown M-Bus meter preset 'kamstrup' (known: "),
+    (MBUS_BUS, "address = 251", ":7" + AT_METER + "address '251' is not an M-Bus primary address"),
 ])
-def test_modbus_config_errors_name_the_file_the_meter_section_and_the_key(tmp_path, meter, message):
-    result = check(tmp_path, f"[[bus]]\ntype = modbus\ncom_port = /dev/ttyUSB0\n[[[meters]]]\n[[[[m]]]]\n{meter}")
+def test_config_errors_name_the_file_the_meter_section_and_the_key(tmp_path, bus, meter, message):
+    result = check(tmp_path, f"{bus}\n{meter}")
     assert result.returncode == 1
     assert f"{tmp_path / 'gw.conf'}{message}" in result.stderr, result.stderr
 
@@ -100,15 +105,3 @@ def test_heat_meter_readings_reach_emoncms(mbus_bus, gateway_factory, emoncms, t
     gw.wait_for_log(r"INFO .*listener 'MBUS': polling 2 meters on .*ttyMBUS at 2400 baud every 0.5 s")
     assert gw.stop() == 0
     assert "Traceback" not in gw.log and " WARNING " not in gw.log.split("ready")[1]
-
-
-@pytest.mark.parametrize("meter, message", [
-    ("meter = kamstrup", ":7: [listeners] [[mbus]] [[[meters]]] [[[[heat]]]]: meters: heat: meter: unknown M-Bus "
-                         "meter preset 'kamstrup' (known: "),
-    ("address = 251", ":7: [listeners] [[mbus]] [[[meters]]] [[[[heat]]]]: meters: heat: address '251' is not an "
-                      "M-Bus primary address"),
-])
-def test_mbus_config_errors_name_the_file_the_meter_section_and_the_key(tmp_path, meter, message):
-    result = check(tmp_path, f"[[mbus]]\ntype = mbus\ncom_port = /dev/ttyUSB1\n[[[meters]]]\n[[[[heat]]]]\n{meter}")
-    assert result.returncode == 1
-    assert f"{tmp_path / 'gw.conf'}{message}" in result.stderr, result.stderr
