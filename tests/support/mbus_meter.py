@@ -12,6 +12,7 @@ import os
 import select
 import socket
 import threading
+import time
 import tty
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -122,7 +123,9 @@ def multi_telegram_meter(address: int = 2) -> SimulatedMeter:
 class MeterBus:
     """Meters on one M-Bus, served on a pseudo-terminal (the adapter the listener opens at
     ``link``) or a TCP port (an M-Bus to Ethernet gateway), by a thread. Every meter hears every
-    frame; the one addressed answers. ``echo`` plays an adapter that echoes what it sends."""
+    frame; the one addressed answers. ``echo`` plays an adapter that echoes what it sends.
+    ``answered`` holds the monotonic time of every telegram sent (the benchmarks time a reading
+    from it)."""
 
     def __init__(self, meters: Sequence[SimulatedMeter], echo: bool = False):
         self.meters = list(meters)
@@ -131,9 +134,13 @@ class MeterBus:
         self._fds: List[int] = []
         self._thread: Optional[threading.Thread] = None
         self.link: Optional[Path] = None
+        self.answered: List[float] = []
 
     def _reply(self, data: bytes) -> bytes:
-        return (data if self.echo else b"") + b"".join(meter.answer(data) for meter in self.meters)
+        answer = b"".join(meter.answer(data) for meter in self.meters)
+        if len(answer) > 1:   # a telegram (not an E5 acknowledgement)
+            self.answered.append(time.monotonic())
+        return (data if self.echo else b"") + answer
 
     def start_serial(self, link: Path) -> Path:
         master, slave = os.openpty()

@@ -6,13 +6,15 @@ RS-485 line (several meters on it, and noise when a test asks for it).
 address (or lists of raw words), the rest of its range zeros; an address beyond its highest is
 refused with exception 2 (illegal data address), as real meters do. ``silent`` units never
 answer; ``garble`` is how many of the next answers to damage (a flipped CRC byte after a burst
-of garbage bytes), so the listener sees garbage on the line.
+of garbage bytes), so the listener sees garbage on the line. ``answered`` holds the monotonic
+time of every answer sent (the benchmarks time a reading from it).
 """
 
 import asyncio
 import os
 import selectors
 import threading
+import time
 import tty
 from collections import Counter
 from pathlib import Path
@@ -59,6 +61,7 @@ class ModbusServer:
         self.silent: set = set()
         self.garble = 0
         self.requests: Counter = Counter()      # requests seen, by unit
+        self.answered: List[float] = []          # time.monotonic() of each answer sent
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server = None
@@ -113,6 +116,7 @@ class ModbusServer:
             if self.garble:
                 self.garble -= 1
                 return NOISE + data[:-1] + bytes([data[-1] ^ 0xFF])
+            self.answered.append(time.monotonic())
         return data
 
 

@@ -152,6 +152,20 @@ def test_devices_on_one_bus_are_asked_one_after_another(running):
     assert set(running.call(lambda: listener.status_details()["devices"])) == {"meter1", "meter2"}
 
 
+def test_devices_of_one_bus_due_together_hand_their_readings_over_together(running):
+    """One wake-up of the loop and one delivery per bus and interval, not one per device."""
+    listener = two_meters(running, shared_bus=True)
+    first, second = listener.meters
+    second.gate = threading.Event()
+    running.call(listener.open)
+    running.until(lambda: second.polls == 1)   # (so the first meter's poll is over)
+    assert first.polls == 1 and running.call(lambda: list(running.frames)) == []
+    second.gate.set()
+    running.until(lambda: len(running.frames) >= 2)
+    running.call(listener.close)
+    assert [f.node for f in running.frames[:2]] == [1, 2]
+
+
 def test_a_hung_device_on_its_own_lane_never_delays_the_others(running):
     listener = two_meters(running, shared_bus=False)
     hung, other = listener.meters
