@@ -95,3 +95,32 @@ def test_the_page_in_chromium(chrome, gateway_factory, emoncms):
 
     chrome.find_element(By.CSS_SELECTOR, 'nav button[data-tab="status"]').click()
     text_in(node_row, "home (10)")
+
+
+def test_a_meter_bus_shows_each_meter_under_its_listener(chrome, gateway_factory, emoncms, modbus_server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.support.modbus_server import SDM120_REGISTERS, SimulatedMeter
+    from tests.support.web_client import PASSWORD_HASH, listener_config
+
+    modbus = modbus_server(SimulatedMeter(1, input=SDM120_REGISTERS))
+    meter_port, web_port = modbus.start_tcp(), free_port()
+    modbus.silent.add(9)
+    indent = "\n    "
+    gw = gateway_factory(listener_config(emoncms, indent.join((
+        "[[bus]]", "type = modbus_tcp", "host = 127.0.0.1", f"port = {meter_port}", "timeout = 0.3",
+        "[[[meters]]]", "[[[[electric]]]]", "meter = sdm120", "address = 1", "[[[[gone]]]]", "meter = sdm120",
+        "address = 9")), gateway=indent.join(("clock = trusted", f"web_port = {web_port}",
+                                               f"web_password_hash = {PASSWORD_HASH}"))))
+    gw.wait_for_log("gone: no reading")
+    wait = WebDriverWait(chrome, WAIT)
+    chrome.get(f"http://127.0.0.1:{web_port}/")
+    wait.until(seen.visibility_of_element_located((By.ID, "password"))).send_keys(PASSWORD)
+    chrome.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    rows = (By.CSS_SELECTOR, "#listeners tbody tr.device")
+    wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, "#listeners tbody"), "no answer"))
+    electric, gone = [row.text for row in chrome.find_elements(*rows)]
+    assert electric.startswith("\u21b3 electric address 1 ok 1 0") and "read in" in electric
+    assert gone.startswith("\u21b3 gone address 9 failing 0 1 never") and "no answer from address 9" in gone

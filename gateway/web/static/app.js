@@ -98,9 +98,10 @@ function render(status) {
   state.status = status;
   $("summary").textContent = `${status.version}, up ${age(status.uptime_s).replace(" ago", "")}` +
     `, clock ${status.clock.synchronised ? "synchronised" : "NOT synchronised"}`;
-  fillTable("listeners", Object.entries(status.listeners).map(([name, l]) => el("tr", {},
+  fillTable("listeners", Object.entries(status.listeners).flatMap(([name, l]) => [el("tr", {},
     el("td", {}, name), el("td", {}, l.type), stateCell(l.state), el("td", { class: "num" }, l.frames_good),
-    el("td", { class: "num" }, l.frames_bad), el("td", {}, age(l.last_frame_age_s)))));
+    el("td", { class: "num" }, l.frames_bad), el("td", {}, age(l.last_frame_age_s))),
+    ...Object.entries(l.devices || {}).map(([device, d]) => deviceRow(device, d))]));
   fillTable("buffers", Object.entries(status.buffers).map(([name, b]) => bufferRow(name, b)));
   const spool = status.spool;
   $("spool").textContent = `Queued readings: ${spool.memory_bytes} bytes in memory, ${spool.disk_bytes} bytes on disk ` +
@@ -108,6 +109,16 @@ function render(status) {
   fillTable("nodes", Object.entries(status.nodes).map(([node, n]) => nodeRow(node, n)));
   renderLog("log-problems", status.log ? status.log.problems.slice().reverse() : []);
   renderLog("log-recent", status.log ? status.log.recent.slice().reverse() : []);
+}
+
+// A polled device (a meter) under its listener: good and failed polls, its last good read.
+function deviceRow(name, d) {
+  const read = d.latency_s === null ? "" : `, read in ${Math.round(d.latency_s * 1000)} ms`;
+  return el("tr", { class: "device" }, el("td", {}, `\u21b3 ${name}`),
+    el("td", {}, d.address === undefined ? "" : `address ${d.address}`), stateCell(d.state),
+    el("td", { class: "num" }, d.polls - d.errors), el("td", { class: "num" }, d.errors),
+    el("td", { title: d.last_error || "" }, age(d.last_good_read_age_s) + read +
+       (d.state === "failing" && d.last_error ? `; ${d.last_error}` : "")));
 }
 
 function bufferRow(name, b) {
