@@ -157,6 +157,11 @@ class PollingListener(Listener):
     retry_max = float(min=1, max=86400, default=300)
     """
 
+    @classmethod
+    def settings_spec(cls) -> str:
+        """The stream listeners' ``max_line`` means nothing to a device that is polled: left out."""
+        return "\n".join(line for line in super().settings_spec().splitlines() if not line.startswith("max_line"))
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._schedules: Dict[str, _Schedule] = {}

@@ -10,7 +10,7 @@ import pytest
 from listeners.mbus import MBusListener, MBusTcpListener
 from tests.support.mbus_meter import kamstrup_601 as kamstrup, multi_telegram_meter
 
-COMMON = {"interval": 0.2, "retry_max": 2.0, "max_line": 4096, "nodelistonly": False, "nodename": "",
+COMMON = {"interval": 0.2, "retry_max": 2.0, "nodelistonly": False, "nodename": "",
           "validate_checksum": True, "link_reset": True}
 KAMSTRUP_601 = {"energy": 37351, "volume": 561.08, "flow_temp": 101.69, "return_temp": 46.16,
                 "delta_temp": 55.53, "power": 34700, "flow": 0.543, "on_time": 985}

@@ -7,7 +7,7 @@ import logging
 from listeners.modbus import ModbusListener, ModbusTcpListener
 from tests.support.modbus_server import SDM120_REGISTERS, SimulatedMeter
 
-COMMON = {"interval": 0.2, "retry_max": 2.0, "max_line": 4096, "nodelistonly": False, "nodename": "",
+COMMON = {"interval": 0.2, "retry_max": 2.0, "nodelistonly": False, "nodename": "",
           "datatype": "float32"}
 SDM120 = SDM120_REGISTERS
 SDM120_VALUES = {"V": 230.5, "I": 6.5, "P": 1498.2, "VA": 1500.0, "PF": 0.998, "FR": 50.0, "EI": 1234.5,

@@ -16,7 +16,7 @@ from listeners.polling import PolledDevice, PollError, PollingListener
 from tests.support.polled_counter import CounterListener
 from tests.support.proclog import WAIT
 
-SETTINGS = {"interval": 0.1, "retry_max": 1.0, "node": 30, "max_line": 4096, "nodelistonly": False}
+SETTINGS = {"interval": 0.1, "retry_max": 1.0, "node": 30, "nodelistonly": False}
 
 
 def counter(running, name="meter", gate=None, **settings):
