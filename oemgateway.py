@@ -30,6 +30,7 @@ try:
     from gateway.web.status import format_status, on_loop, snapshot
     from gateway.systemd import Notifier
     from gateway.nodes import NodeDecoder
+    from gateway.routing import Router
     from listeners import LISTENERS
     from listeners.base import Listener, Transmitter
 except ImportError as exc:   # started outside its virtual environment, as the 2013 gateway was
@@ -57,6 +58,7 @@ class Gateway:
         self.loader = loader
         self.redactor = redactor
         self.nodes = NodeDecoder(schedule=loop.call_later)
+        self.router = Router(self.nodes.node_id)
         self._tx_problems = LogThrottle(log, logging.WARNING, 60.0, loop.call_later)
         self.config: Optional[GatewayConfig] = None
         self.listeners: Dict[str, Listener] = {}
@@ -77,7 +79,7 @@ class Gateway:
         frame = self.nodes.decode(item)
         if frame is None:
             return
-        correction = self.clock.note(self.spool.append(frame))
+        correction = self.clock.note(self.spool.append(frame, self.router.skipped(frame)))
         if correction is not None:
             self.spool.correct_times(*correction)
         elif self.clock.pending and self._clock_timer is None:
@@ -112,7 +114,8 @@ class Gateway:
         self.clock.use(PROBES[config.gateway["clock"]])   # before any listener reads
         self._apply_spool_settings(old, config)
         self.redactor.set_secrets(config.secrets())
-        self.nodes.configure(config.nodes)
+        self.nodes.configure(config.nodes, config.gateway["node_templates"], config.gateway["emonhub_values"])
+        self.router.configure({name: plugin.settings for name, plugin in config.buffers.items()})
         apply_log_levels(config.gateway["loglevel"], config.gateway["log_levels"])   # (problems: config warnings)
         if old is not None:
             for name in list(self.listeners):
@@ -343,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validate the config, print every problem, exit 0 if it is usable, 1 if not")
     parser.add_argument("--status", action="store_true",
                         help="show the running gateway's status (needs [gateway] status_port)")
+    parser.add_argument("--convert-emonhub", metavar="FILE",
+                        help="print FILE, an emonhub.conf, as an oemgateway.conf (comments kept where "
+                             "they map) and exit; an emonhub.conf also runs as it is with --config-file")
     parser.add_argument("--hash-password", action="store_true",
                         help="read a password (asked twice on a terminal, else one line of stdin) and "
                              "print its salted hash for [gateway] web_password_hash")
@@ -361,6 +367,9 @@ def main(argv=None) -> int:
         return EXIT_CONFIG
     path = args.config_file or default_config_path()
     loader = ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC)
+    if args.convert_emonhub:
+        from gateway.emonhub import convert_file
+        return convert_file(args.convert_emonhub, loader)
     try:
         config = loader.load(path)
     except ImportError as exc:   # a plugin's package (imported when the config names it)

@@ -63,6 +63,7 @@ from gateway.clock import PROBES, ClockWatch
 from gateway.frame import Frame, Node
 from gateway.logs import LogThrottle, plural
 from gateway.plugin import Plugin
+from gateway.routing import ROUTING_SPEC
 from buffers.spool import Cursor
 
 
@@ -195,7 +196,7 @@ class Buffer(Plugin):
     max_items = integer(min=0, max=100000000, default=0)
     batch_size = integer(min=1, max=100000, default=500)
     retry_max = float(min=0.01, max=86400, default=5)
-    """
+    """ + ROUTING_SPEC   # from_listeners, from_nodes: see gateway.routing
     RETRY_BASE = 0.5          # seconds: the first retry waits 0.25-0.5 s, doubling up to retry_max
     AUTH_RETRY_FACTOR = 12    # a refused key or URL is retried every 12 x retry_max (1 min)
     RETRY_AFTER_LIMIT = 300.0  # a server's Retry-After is honoured up to this many seconds

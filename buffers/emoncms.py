@@ -66,7 +66,11 @@ class EmoncmsBuffer(HttpBuffer):
     protocol = string(default=None)
     domain = string(default=None)
     path = string(default=None)
+    send_names = boolean(default=True)
     """
+    # send_names: False sends each reading as emonhub does with sendnames = 0: under the
+    # node's id (17, not emonTx4_17), its values unnamed (emoncms calls the inputs 1, 2, ...)
+    # and the signal strength as the last of them; True: the node's name and its inputs' names.
     SECRETS = ("apikey",)
 
     @classmethod
@@ -121,6 +125,8 @@ class EmoncmsBuffer(HttpBuffer):
         return None
 
     def send(self, batch: List[Frame]) -> None:
+        if not self.settings.get("send_names", True):
+            batch = [self._unnamed(frame) for frame in batch]
         synchronised = self.clock.synchronised()
         if len(batch) == 1 and synchronised:
             frame = batch[0]
@@ -137,6 +143,12 @@ class EmoncmsBuffer(HttpBuffer):
             # clock (row time - sentat + its now), which cancels our error.
             form["sentat"] = str(int(time.time()))
         self._judge(self.post(f"{self.url}/input/bulk", data=form), "ok", batch, synchronised)
+
+    def _unnamed(self, frame: Frame) -> Frame:
+        """``frame`` as emonhub's ``sendnames = 0`` sends it (see ``send_names``)."""
+        node = self.nodes.node_id(frame.node) if self.nodes is not None else frame.node
+        values = frame.values + ((frame.rssi,) if frame.rssi else ())
+        return Frame(node, values, frame.time, None, None, frame.source)
 
     # -- emoncms' answers ---------------------------------------------------------------
     def _judge(self, reply: requests.Response, expected: str, batch: List[Frame],

@@ -1,6 +1,8 @@
 """How readings are written as text by the buffers and the spool."""
 
 import json
+import re
+from typing import Optional
 
 from gateway.frame import Number
 
@@ -17,3 +19,16 @@ def number_text(value: Number) -> str:
 def json_time(seconds: float) -> Number:
     """A reading's time for JSON: whole seconds as an integer, else to the millisecond."""
     return int(seconds) if seconds == int(seconds) else round(seconds, 3)
+
+
+_SITE = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
+
+
+def site_problem(site: str) -> Optional[str]:
+    """Why ``site`` cannot name a site (it becomes a topic level, an InfluxDB tag, a JSON
+    field), or None."""
+    site = site.strip()
+    if site and not _SITE.fullmatch(site):
+        return (f"site = {site!r}: expected up to 64 letters, digits, '_', '.' and '-' "
+                f"(it is a topic level and a tag)")
+    return None

@@ -11,13 +11,14 @@ One point per reading, stamped with the time it was received (``precision=s``)::
 
 The measurement is ``measurement`` (``emon``), the ``node`` tag is the node's name from
 ``[nodes]`` (else its id), and every value is a float field, so a value that is sometimes whole
-never causes a field type conflict. Re-sending a point overwrites it with the same values,
+never causes a field type conflict. With ``site`` set, every point also has a ``site`` tag
+(``emon,node=emontx,site=school-12 ...``), so one bucket holds a fleet of gateways. Re-sending a point overwrites it with the same values,
 so a batch sent twice (after a crash) is harmless.
 """
 
 from typing import List, Optional
 
-from buffers.formats import number_text
+from buffers.formats import number_text, site_problem
 from buffers.http import HttpBuffer, error_detail
 from gateway.frame import Frame
 
@@ -34,6 +35,7 @@ class InfluxDBBuffer(HttpBuffer):
     username = string(default='')
     password = string(default='')
     measurement = string(default='emon')
+    site = string(default='')
     """
     SECRETS = ("token", "password")
 
@@ -45,6 +47,9 @@ class InfluxDBBuffer(HttpBuffer):
         measurement = settings["measurement"]
         if not measurement or measurement.startswith("#") or any(c in measurement for c in "\r\n"):
             problems.append(f"measurement = {measurement!r}: expected a name (not starting with #)")
+        problem = site_problem(settings["site"])
+        if problem:
+            problems.append(problem)
         return problems
 
     # -- plugin hooks -------------------------------------------------------------------
@@ -77,20 +82,22 @@ class InfluxDBBuffer(HttpBuffer):
         return None
 
     def send(self, batch: List[Frame]) -> None:
-        body = "\n".join(point(self.settings["measurement"], frame) for frame in batch).encode("utf-8")
+        measurement, site = self.settings["measurement"], self.settings["site"].strip()
+        body = "\n".join(point(measurement, frame, site) for frame in batch).encode("utf-8")
         reply = self.post(self._write_url, params=self._params, data=body,
                           headers=self._headers, auth=self._auth)
         if not 200 <= reply.status_code < 300:
             self.judge(reply, "InfluxDB", error_detail(reply))
 
 
-def point(measurement: str, frame: Frame) -> str:
-    """One reading as a line-protocol point: ``measurement,node=<node> <fields> <seconds>``."""
+def point(measurement: str, frame: Frame, site: str = "") -> str:
+    """One reading as a line-protocol point: ``measurement,node=<node>[,site=<site>] <fields>
+    <seconds>`` (tags in key order, as InfluxDB prefers)."""
     # An integer written without the ``i`` suffix is a float to InfluxDB.
     fields = ",".join(f"{_escape(name, ' ,=')}={number_text(value)}"
                       for name, value in frame.named_values().items())
-    return (f"{_escape(measurement, ' ,')},node={_escape(str(frame.node), ' ,=')} "
-            f"{fields} {int(frame.time)}")
+    tags = f"node={_escape(str(frame.node), ' ,=')}" + (f",site={site}" if site else "")
+    return f"{_escape(measurement, ' ,')},{tags} {fields} {int(frame.time)}"
 
 
 def _escape(text: str, special: str) -> str:

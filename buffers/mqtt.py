@@ -21,6 +21,16 @@ Topic formats (``formats``, any combination, in emonhub's shapes)::
 Only ``json`` carries the time a reading was received, so it is the format for destinations
 that store history (emoncms' MQTT input honours ``time``); the others are stamped by the
 receiver on arrival, which is wrong for a backlog sent after an outage.
+
+Home Assistant (``ha_discovery``, ``buffers/ha_link.py``): retained discovery configs make each
+node a device and each input a sensor, and the nodevar topics become its state topics, carrying
+the latest value of each input only (not every reading of a backlog: Home Assistant would store
+them all at the time they arrive).
+
+Fleets (``site``, ``persistent_session``): the site name prefixes every topic (``<site>/emon/
+<node>``), so one central broker and its consumers (Telegraf's ``mqtt_consumer`` with
+``topic_parsing``) tell sites apart and a broker ACL can give each site its own subtree; see
+``docs/fleet.md``.
 """
 
 import json
@@ -36,37 +46,25 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from buffers.base import AuthError, Buffer, TransientError
-from buffers.formats import json_time, number_text
+from buffers.formats import json_time, number_text, site_problem
+from buffers.ha_link import HomeAssistantLink, configured_nodes, input_units
 from gateway.frame import Frame, FrameError, parse_node, parse_number
 from gateway.logs import LogThrottle
+from gateway.mqtt_broker import (BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
+                                 broker_problems, broker_url, broker_warnings, tls_context)
+from protocols.ha_discovery import ONLINE, DiscoveryConfig
 
 FORMATS = ("json", "nodevar", "csv")
 NODE_PLACEHOLDER = "{node}"
 BASE_PLACEHOLDER = "{base}"
 CLOSE_WAIT = 2.0   # s a clean close waits for the broker to take the "offline" status
-# CONNACK refusals that no retry will cure until the settings change
-_REFUSALS = {"Bad user name or password": "wrong username or password",
-             "Not authorized": "not authorised (check username and password)",
-             "Client identifier not valid": "client_id refused",
-             "Unsupported protocol version": "MQTT 3.1.1 not supported"}
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
-Message = Tuple[str, str]   # topic, payload
+Message = Tuple[str, str, bool]   # topic, payload, retained
+_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class MqttBuffer(Buffer):
-    SPEC = """
-    host = string(default='localhost')
-    port = integer(min=1, max=65535, default=None)
-    username = string(default='')
-    password = string(default='')
-    client_id = string(default='')
-    keepalive = integer(min=5, max=65535, default=60)
-    tls = boolean(default=False)
-    ca_file = path(default='')
-    certfile = path(default='')
-    keyfile = path(default='')
-    verify_tls = boolean(default=True)
+    SPEC = BROKER_SPEC + """
     qos = integer(min=0, max=1, default=1)
     retain = boolean(default=False)
     formats = force_list(default=list('json'))
@@ -77,8 +75,21 @@ class MqttBuffer(Buffer):
     tx_listener = string(default='')
     max_inflight = integer(min=1, max=10000, default=100)
     timeout = float(min=0.1, max=3600, default=10)
+    site = string(default='')
+    persistent_session = boolean(default=False)
+    ha_discovery = boolean(default=False)
+    ha_prefix = string(default='homeassistant')
+    ha_status_topic = string(default='homeassistant/status')
+    ha_style = option('device', 'entity', default='device')
+    ha_gateway_id = string(default='')
+    emonhub_payloads = boolean(default=False)
     """
-    SECRETS = ("password",)
+    # emonhub_payloads: payloads byte for byte as emonhub's MQTT interfacer writes them, for
+    # receivers that compare text: JSON spaced as Python's json.dumps (", ", ": "), its names
+    # in order, then "time" (seconds as a float, as stamped), then "rssi"; only named values
+    # in JSON; no rssi when it is 0. (Set when an emonhub.conf is run; see docs/emonhub.md.)
+    SECRETS = BROKER_SECRETS
+    _emonhub_payloads = False   # (set from the settings in configure)
 
     # -- settings -----------------------------------------------------------------------
     @classmethod
@@ -97,46 +108,55 @@ class MqttBuffer(Buffer):
         if tx and (tx.split("/").count(NODE_PLACEHOLDER) != 1 or any(c in tx for c in "+#\0")):
             problems.append(f"tx_topic = {tx!r}: expected a topic with one level {NODE_PLACEHOLDER} "
                             f"(e.g. emonhub/tx/{NODE_PLACEHOLDER}/values), or empty for no TX")
-        if (settings["certfile"] or settings["keyfile"]) and not settings["tls"]:
-            problems.append("certfile/keyfile need tls = True")
-        if settings["keyfile"] and not settings["certfile"]:
-            problems.append("keyfile needs certfile (the client certificate)")
+        problems += broker_problems(settings)
+        problem = site_problem(settings["site"])
+        if problem:
+            problems.append(problem)
+        for key in ("ha_prefix", "ha_status_topic"):
+            topic = settings[key]
+            if any(c in topic for c in "+#\0") or not topic.strip("/"):
+                problems.append(f"{key} = {topic!r}: expected a topic without wildcards (+ #)")
+        if settings["ha_gateway_id"] and _ID_CHARS.search(settings["ha_gateway_id"]):
+            problems.append(f"ha_gateway_id = {settings['ha_gateway_id']!r}: expected letters, "
+                            f"digits, _ and - (Home Assistant's ID characters)")
         return problems
 
     @classmethod
     def warn_settings(cls, settings: dict) -> List[str]:
-        warnings = []
-        if settings["tls"] and not settings["verify_tls"]:
-            warnings.append("verify_tls = False: the broker's certificate is not checked, so anyone "
-                            "on the network path can read or alter what is sent (use ca_file to "
-                            "trust a private CA instead)")
-        if not settings["tls"] and settings["ca_file"]:
-            warnings.append("ca_file is only used with tls = True")
-        if settings["password"] and not settings["tls"] and settings["host"] not in _LOOPBACK:
-            warnings.append(f"the password travels in clear to {settings['host']}: set tls = True "
-                            "if the broker offers it")
+        warnings = broker_warnings(settings)
         if settings["qos"] == 0:
             warnings.append("qos = 0: readings count as delivered once written to the network; "
                             "a broker restart or a network cut can lose some")
+        if settings["persistent_session"] and settings["qos"] == 0:
+            warnings.append("persistent_session = True with qos = 0: the broker keeps nothing "
+                            "for a QoS 0 subscription while the gateway is away")
         return warnings
 
     def __init__(self, *args, **kwargs):
         self._connection: Optional[_Connection] = None
         self._tx_log: Optional[LogThrottle] = None
+        self._ha: Optional[HomeAssistantLink] = None
+        self._ha_table = None          # the [nodes] table Home Assistant was last told about
         super().__init__(*args, **kwargs)
 
     # -- plugin hooks -------------------------------------------------------------------
     def configure(self) -> None:
         settings = self.settings
+        site = settings["site"].strip()
+        prefix = f"{site}/" if site else ""
         self._formats = [f.strip().lower() for f in settings["formats"] if f.strip()]
-        self._base = settings["base_topic"].strip("/")
-        self._csv_base = settings["csv_base_topic"].strip("/")
-        self._status_topic = settings["status_topic"].replace(BASE_PLACEHOLDER, self._base).strip("/")
-        self._tx_levels = settings["tx_topic"].strip("/").split("/") if settings["tx_topic"] else None
-        tls = settings["tls"]
-        self._port = settings["port"] or (8883 if tls else 1883)
-        self._where = f"{'mqtts' if tls else 'mqtt'}://{settings['host']}:{self._port}"
-        self._client_id = settings["client_id"] or f"oemgateway-{socket.gethostname()}-{self.name}"
+        self._emonhub_payloads = settings.get("emonhub_payloads", False)
+        self._base = prefix + settings["base_topic"].strip("/")
+        self._csv_base = prefix + settings["csv_base_topic"].strip("/")
+        status = settings["status_topic"].strip("/")
+        self._status_topic = (status.replace(BASE_PLACEHOLDER, self._base) if BASE_PLACEHOLDER in status
+                              else prefix + status if status else "")
+        self._tx_levels = (prefix + settings["tx_topic"].strip("/")).split("/") if settings["tx_topic"] else None
+        self._port = broker_port(settings)
+        self._where = broker_url(settings)
+        self._client_id = settings["client_id"] or f"oemgateway-{site or socket.gethostname()}-{self.name}"
+        self._ha = self._ha_link() if settings["ha_discovery"] else None
+        self._ha_table = None
         if self._tx_log is None:
             self._tx_log = LogThrottle(self.log, logging.WARNING, 60.0)
             self._retained_log = LogThrottle(self.log, logging.WARNING, 3600.0)
@@ -145,10 +165,18 @@ class MqttBuffer(Buffer):
 
     def send(self, batch: List[Frame]) -> None:
         connection = self._connect()
-        messages = [message for frame in batch for message in self._messages(frame)]
+        messages = self._ha_removals() if self._ha is not None else []
+        for frame in batch:
+            if self._ha is not None:
+                messages += self._ha.before(frame)
+            messages += self._messages(frame)
+        if self._ha is not None:
+            # Caught up when nothing is queued behind this batch: then the latest values go
+            # to Home Assistant; during a backlog they wait (the latest per input).
+            messages += self._ha.states(batch, caught_up=len(self.queue) <= len(batch))
         try:
-            connection.publish_all(messages, self.settings["qos"], self.settings["retain"],
-                                   self.settings["max_inflight"], self.settings["timeout"])
+            connection.publish_all(messages, self.settings["qos"], self.settings["max_inflight"],
+                                   self.settings["timeout"])
         except TransientError:
             self._disconnect(clean=False)   # paho must not re-send what it still holds
             raise
@@ -160,21 +188,107 @@ class MqttBuffer(Buffer):
 
     # -- messages -----------------------------------------------------------------------
     def _messages(self, frame: Frame) -> List[Message]:
-        """The messages of one reading, in the configured formats."""
+        """The messages of one reading, in the configured formats (with Home Assistant on,
+        the nodevar topics carry its states instead: see ``HomeAssistantLink.states``)."""
+        if self._emonhub_payloads:
+            return self._emonhub_messages(frame)
         named = frame.named_values()
+        retain = self.settings["retain"]
         out: List[Message] = []
         for fmt in self._formats:
             if fmt == "json":
                 payload = dict(named, time=json_time(frame.time))
-                out.append((f"{self._base}/{frame.node}", json.dumps(payload, separators=(",", ":"))))
+                out.append((f"{self._base}/{frame.node}", json.dumps(payload, separators=(",", ":")),
+                            retain))
             elif fmt == "nodevar":
-                out += [(f"{self._base}/{frame.node}/{name}", number_text(value))
-                        for name, value in named.items()]
+                if self._ha is None:
+                    out += [(f"{self._base}/{frame.node}/{name}", number_text(value), retain)
+                            for name, value in named.items()]
             else:
                 values = list(frame.values) + ([frame.rssi] if frame.rssi is not None else [])
                 node_id = self.nodes.table.node_id(frame.node) if self.nodes is not None else frame.node
-                out.append((f"{self._csv_base}/rx/{node_id}/values", ",".join(map(number_text, values))))
+                out.append((f"{self._csv_base}/rx/{node_id}/values", ",".join(map(number_text, values)),
+                            retain))
         return out
+
+    def _emonhub_messages(self, frame: Frame) -> List[Message]:
+        """The messages emonhub's MQTT interfacer publishes for ``frame`` (EmonHubMqttInterfacer
+        ``_process_post``, v2.7.19): see ``emonhub_payloads``."""
+        names = frame.names or ()
+        retain = self.settings["retain"]
+        rssi = frame.rssi if frame.rssi else None
+        out: List[Message] = []
+        for fmt in self._formats:
+            if fmt == "json":
+                payload = dict(zip(names, frame.values), time=float(frame.time))
+                if rssi is not None:
+                    payload["rssi"] = rssi
+                out.append((f"{self._base}/{frame.node}", json.dumps(payload), retain))
+            elif fmt == "nodevar":
+                out += [(f"{self._base}/{frame.node}/{names[i] if i < len(names) else i + 1}", str(value), retain)
+                        for i, value in enumerate(frame.values)]
+                if rssi is not None:
+                    out.append((f"{self._base}/{frame.node}/rssi", str(rssi), retain))
+            else:
+                node_id = self.nodes.table.node_id(frame.node) if self.nodes is not None else frame.node
+                values = list(frame.values) + ([rssi] if rssi is not None else [])
+                out.append((f"{self._csv_base}/rx/{node_id}/values", ",".join(map(str, values)), retain))
+        return out
+
+    # -- Home Assistant -----------------------------------------------------------------
+    def _ha_link(self) -> HomeAssistantLink:
+        settings = self.settings
+        gateway_id = settings["ha_gateway_id"] or _ID_CHARS.sub(
+            "_", settings["site"].strip() or socket.gethostname())
+        config = DiscoveryConfig(gateway_id=gateway_id, prefix=settings["ha_prefix"].strip("/"),
+                                 base_topic=self._base, status_topic=self._status_topic,
+                                 style=settings["ha_style"], qos=settings["qos"],
+                                 gateway_name=f"OEM Gateway {settings['site'].strip() or gateway_id}")
+        return HomeAssistantLink(config, self._units_of)
+
+    def _units_of(self, node) -> dict:
+        if self.nodes is None:
+            return {}
+        return input_units(self.nodes.table, node, getattr(self.nodes, "units", None))
+
+    def _ha_removals(self) -> List[Message]:
+        """Empty retained configs for the nodes ``[nodes]`` no longer lists (after a reload)."""
+        table = self.nodes.table if self.nodes is not None else None
+        if table is self._ha_table:
+            return []
+        old, self._ha_table = self._ha_table, table
+        configured = configured_nodes(table)
+        if old is None:   # (the manifest an earlier run left is compared on paho's thread)
+            return [self._ha.manifest(configured)]
+        gone = configured_nodes(old) - configured
+        self._log_removed(gone)
+        return self._ha.removed(gone) + [self._ha.manifest(configured)]
+
+    def _log_removed(self, gone) -> None:
+        if gone:
+            self.log.info("%s: node(s) %s left [nodes]: removing them from Home Assistant", self,
+                          ", ".join(map(str, sorted(gone, key=str))))
+
+    def on_ha_manifest(self, message: "mqtt.MQTTMessage", publish) -> None:
+        """The retained list of nodes Home Assistant was told about (paho's thread): nodes no
+        longer in ``[nodes]`` (removed while the gateway was stopped) are deleted."""
+        table = self.nodes.table if self.nodes is not None else None
+        messages, gone = self._ha.reconcile(message.payload.decode("utf-8", "replace"),
+                                            configured_nodes(table))
+        self._log_removed(gone)
+        for topic, payload, retain in messages:
+            publish(topic, payload, retain)
+
+    def on_ha_status(self, message: "mqtt.MQTTMessage", publish) -> None:
+        """Home Assistant's status topic (paho's thread): on ``online`` (it has started), send
+        every config and the latest states again."""
+        if self._ha is None or message.payload.decode("utf-8", "replace").strip() != ONLINE:
+            return
+        messages = self._ha.everything()
+        self.log.info("%s: Home Assistant is online: sending its %d discovery and state "
+                      "messages again", self, len(messages))
+        for topic, payload, retain in messages:
+            publish(topic, payload, retain)
 
     # -- the connection -----------------------------------------------------------------
     def _connect(self) -> "_Connection":
@@ -200,23 +314,29 @@ class MqttBuffer(Buffer):
             connection.close(clean)
 
     def _tls_context(self) -> ssl.SSLContext:
-        settings = self.settings
         try:
-            context = ssl.create_default_context(cafile=settings["ca_file"] or None)
-            if settings["certfile"]:
-                context.load_cert_chain(settings["certfile"], settings["keyfile"] or None)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise AuthError(f"cannot load the TLS files (ca_file, certfile, keyfile): {exc}") from None
-        if not settings["verify_tls"]:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+            return tls_context(self.settings)
+        except TlsFilesError as exc:
+            raise AuthError(str(exc)) from None
 
     # -- receiving (paho's thread) ------------------------------------------------------
     def subscriptions(self) -> List[str]:
-        if self._tx_levels is None:
-            return []
-        return ["/".join("+" if level == NODE_PLACEHOLDER else level for level in self._tx_levels)]
+        topics = []
+        if self._tx_levels is not None:
+            topics.append("/".join("+" if level == NODE_PLACEHOLDER else level
+                                   for level in self._tx_levels))
+        if self._ha is not None:
+            topics += [self.settings["ha_status_topic"].strip("/"), self._ha.manifest_topic]
+        return topics
+
+    def on_message(self, message: "mqtt.MQTTMessage", publish) -> None:
+        """A message on a subscribed topic (paho's thread); ``publish(topic, payload, retain)``."""
+        if self._ha is not None and message.topic == self.settings["ha_status_topic"].strip("/"):
+            self.on_ha_status(message, publish)
+        elif self._ha is not None and message.topic == self._ha.manifest_topic:
+            self.on_ha_manifest(message, publish)
+        else:
+            self.on_tx(message)
 
     def on_tx(self, message: "mqtt.MQTTMessage") -> None:
         """A message on the TX topic: CSV values for the node named in the topic."""
@@ -259,12 +379,16 @@ class _Connection:
         self.acked: set = set()    # message ids paho reported done, not yet consumed
         settings = buffer.settings
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=buffer._client_id,
-                             clean_session=True, protocol=mqtt.MQTTv311)
+                             clean_session=not settings["persistent_session"],
+                             protocol=mqtt.MQTTv311)
         client.connect_timeout = settings["timeout"]
-        # Room for the window of readings plus the two status messages; never more: a message
-        # beyond it is refused (MQTT_ERR_QUEUE_SIZE), not queued by paho.
+        # Room for the window of readings plus the two status messages. Without Home Assistant,
+        # never more: a message beyond it is refused (MQTT_ERR_QUEUE_SIZE), not queued by paho.
+        # With it, Home Assistant's restart makes paho's thread publish every config at once:
+        # those wait in paho's queue (the client is thrown away with them after a failure, and
+        # a new connection sends them all again).
         client.max_inflight_messages_set(settings["max_inflight"] + 2)
-        client.max_queued_messages_set(settings["max_inflight"] + 2)
+        client.max_queued_messages_set(0 if buffer._ha is not None else settings["max_inflight"] + 2)
         client.reconnect_delay_set(1, max(1, int(settings["retry_max"])))
         if settings["username"]:
             client.username_pw_set(settings["username"], settings["password"] or None)
@@ -310,12 +434,11 @@ class _Connection:
             raise TransientError(f"{where} closed the connection before answering CONNECT")
         if connack.is_failure:
             reason = str(connack)
-            if reason in _REFUSALS:
-                raise AuthError(f"{where} refused the connection: {_REFUSALS[reason]} ({reason})")
+            if reason in REFUSALS:
+                raise AuthError(f"{where} refused the connection: {REFUSALS[reason]} ({reason})")
             raise TransientError(f"{where} refused the connection: {reason}")
 
-    def publish_all(self, messages: List[Message], qos: int, retain: bool, window: int,
-                    timeout: float) -> None:
+    def publish_all(self, messages: List[Message], qos: int, window: int, timeout: float) -> None:
         """Publish ``messages`` in order, at most ``window`` unacknowledged at a time, and return
         once every one is acknowledged. TransientError on a lost connection, or when no
         acknowledgement came for ``timeout`` seconds."""
@@ -326,7 +449,7 @@ class _Connection:
         deadline = time.monotonic() + timeout
         while True:
             while index < total and len(outstanding) < window:
-                topic, payload = messages[index]
+                topic, payload, retain = messages[index]
                 info = client.publish(topic, payload, qos, retain)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     raise TransientError(f"lost the connection to {where} "
@@ -368,12 +491,16 @@ class _Connection:
 
     # -- paho's callbacks (its network thread) -----------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            self._after_connect(client)
+        # Only now is the connection the sender's: what the broker must see first (the TX
+        # subscription, "online", Home Assistant's configs) is queued ahead of any reading.
         with self.cond:
             self.connack = reason_code
             self.connected = not reason_code.is_failure
             self.cond.notify_all()
-        if reason_code.is_failure:
-            return
+
+    def _after_connect(self, client) -> None:
         buffer = self.buffer
         try:
             # Subscribe first: the broker takes a client's packets in order, so whoever sees
@@ -382,6 +509,9 @@ class _Connection:
                 client.subscribe(topic, qos=buffer.settings["qos"])
             if buffer._status_topic:
                 client.publish(buffer._status_topic, "online", qos=1, retain=True)
+            if buffer._ha is not None:   # the broker may have lost them (no persistence)
+                for topic, payload, retain in buffer._ha.everything(states=False):
+                    self._publish_extra(topic, payload, retain)
         except Exception:   # paho would end its thread on an exception
             self.log.exception("%s: after connecting", buffer)
 
@@ -398,8 +528,12 @@ class _Connection:
             self.acked.add(mid)
             self.cond.notify_all()
 
+    def _publish_extra(self, topic: str, payload: str, retain: bool) -> None:
+        """Publish beside the batches (Home Assistant's configs and states); paho queues them."""
+        self.client.publish(topic, payload, qos=self.buffer.settings["qos"], retain=retain)
+
     def _on_message(self, client, userdata, message) -> None:
         try:
-            self.buffer.on_tx(message)
+            self.buffer.on_message(message, self._publish_extra)
         except Exception:   # paho would end its thread on an exception
             self.log.exception("%s: handling a message on %s", self.buffer, message.topic)

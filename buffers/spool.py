@@ -29,7 +29,7 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
+from typing import AbstractSet, Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from buffers import journal
 from buffers.storage import Files, MemoryFiles, OsFiles, UnsafeFolderError, open_regular, private_folder
@@ -583,8 +583,9 @@ class Spool:
             cursor.inactive_since = None
 
     # -- the loop thread ----------------------------------------------------------------
-    def append(self, frame: Frame) -> int:
-        """Accept a reading for every recording buffer; returns its sequence number."""
+    def append(self, frame: Frame, skip: AbstractSet[str] = frozenset()) -> int:
+        """Accept a reading for every recording buffer but those named in ``skip`` (routing:
+        it is not for them); returns its sequence number."""
         line = journal.encode_reading(frame)
         with self._lock:
             self.head += 1
@@ -592,7 +593,14 @@ class Spool:
             self._pending.append(line)
             self._recent.append((seq, frame))
             for cursor in self.cursors.values():
-                if cursor.recording:
+                if skip and cursor.name in skip and cursor.recording:
+                    if cursor.acked == seq - 1:
+                        cursor.acked = seq   # holding nothing: nothing to remember
+                    elif cursor.skips and cursor.skips[-1][1] == seq - 1:
+                        cursor.skips[-1][1] = seq
+                    else:
+                        cursor.skips.append([seq, seq])
+                elif cursor.recording:
                     cursor.stats.accepted += 1
                     if cursor.max_items and seq - cursor.acked > cursor.max_items:
                         self._drop(cursor, seq - cursor.max_items, "overflow")

@@ -7,7 +7,8 @@ first), each reading with the time it was received (Unix seconds, to the millise
 
 ``node`` is the node's name from ``[nodes]`` (else its id, a number). A batch may be sent
 twice after a crash: a receiver that must not count a reading twice can key it on
-``node`` + ``time``. Headers (``headers``, e.g. ``Authorization: Bearer ...``) are secrets:
+``node`` + ``time``. With ``site`` set, each reading also has ``"site": "<site>"`` (after
+``node``), so one endpoint can take a fleet of gateways. Headers (``headers``, e.g. ``Authorization: Bearer ...``) are secrets:
 never logged nor shown.
 """
 
@@ -15,7 +16,7 @@ import json
 import re
 from typing import Dict, List, Optional
 
-from buffers.formats import json_time
+from buffers.formats import json_time, site_problem
 from buffers.http import HttpBuffer, error_detail
 from gateway.frame import Frame
 
@@ -27,6 +28,7 @@ class WebhookBuffer(HttpBuffer):
     SPEC = """
     url = string(default='')
     headers = force_list(default=list())
+    site = string(default='')
     """
     SECRETS = ("headers",)
 
@@ -41,6 +43,9 @@ class WebhookBuffer(HttpBuffer):
                 problems.append("headers: each header is 'Name: value' (e.g. "
                                 "headers = \"Authorization: Bearer ...\", \"X-Site: home\")")
                 break
+        problem = site_problem(settings["site"])
+        if problem:
+            problems.append(problem)
         return problems
 
     @classmethod
@@ -69,7 +74,8 @@ class WebhookBuffer(HttpBuffer):
         return None
 
     def send(self, batch: List[Frame]) -> None:
-        body = json.dumps([{"node": frame.node, "time": json_time(frame.time),
+        site = {"site": self.settings["site"].strip()} if self.settings["site"].strip() else {}
+        body = json.dumps([{"node": frame.node, **site, "time": json_time(frame.time),
                             "values": frame.named_values()} for frame in batch],
                           separators=(",", ":"))
         reply = self.post(self.settings["url"], data=body.encode("utf-8"), headers=self._headers)

@@ -20,11 +20,13 @@ from urllib.parse import unquote
 from configobj import ConfigObj, ConfigObjError, ParseError, Section, flatten_errors, get_extra_values
 from validate import ValidateError, Validator, VdtValueError, is_float
 
-from gateway import missing_dependency
+from gateway import emonhub, missing_dependency
 from gateway.confighelp import TOP_SECTIONS, Places, did_you_mean, section_label, suggest, syntax_problems
 from gateway.logs import MASK, URL_USERINFO, Redactor, mask_url_credentials, parse_log_levels
 from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
+from gateway.node_templates import template_node_name
+from gateway.routing import listener_node_names, rule_warnings
 from gateway.web import WEB_SPEC
 
 GATEWAY_SPEC = """
@@ -38,6 +40,8 @@ log_backups = integer(min=0, max=100, default=1)
 syslog = boolean(default=False)
 """ + WEB_SPEC + """
 file_roots = force_list(default=list())
+node_templates = boolean(default=False)
+emonhub_values = boolean(default=False)
 """
 
 GATEWAY_SECRETS = ("web_password_hash",)
@@ -328,6 +332,10 @@ class ConfigLoader:
         problems: List[str] = _too_deep(path, raw)
         if problems:
             raise ConfigError(path, problems)
+        translated: List[str] = []   # what an emonhub.conf's translation says about it
+        emonhub_file = emonhub.is_emonhub_config(raw)
+        if emonhub_file:
+            raw, translated = self._from_emonhub(raw, places)
         if not raw.scalars and not raw.sections:
             raise ConfigError(path, [f"{path}: the file is empty (or holds only comments): the gateway "
                                      "would read nothing and send nothing. Start from the shipped "
@@ -397,7 +405,10 @@ class ConfigLoader:
             {k: v for k, v in config["nodes"].items() if ("nodes", k) not in invalid})
         problems += [self._node_message(places, message) for message in node_problems]
         warnings += [self._node_message(places, message) for message in node_warnings]
-        warnings += self._nothing_to_do(path, raw)
+        # (an emonhub file's translation names each interfacer that does not run)
+        warnings += translated if emonhub_file else self._nothing_to_do(path, raw)
+        warnings += self._routing_warnings(notes, plugins, nodes if not node_problems else None,
+                                           gateway_ok and config["gateway"]["node_templates"])
         problems = sorted((secrets.redact(p) for p in problems), key=_line_of)
         warnings = sorted((secrets.redact(w) for w in warnings), key=_line_of)
         if problems:
@@ -407,6 +418,29 @@ class ConfigLoader:
                              file_secrets)
 
     # -- steps --------------------------------------------------------------------------
+    def available(self, kind: str, type_name: str) -> Optional[type]:
+        """The plugin class of our ``type_name`` of ``kind``, or None if there is none."""
+        try:
+            return self.registries[kind].resolve(type_name)
+        except LookupError:
+            return None
+
+    def _from_emonhub(self, raw: ConfigObj, places: Places) -> Tuple[ConfigObj, List[str]]:
+        """An emonhub.conf as our sections (``gateway.emonhub``), its messages placed at the
+        lines of the emonhub file; messages about our sections point there too."""
+        translation = emonhub.translate(raw, self.available)
+        for (ours, our_key), (theirs, their_key) in translation.origins.items():
+            line = places.line(theirs, their_key)
+            if line is None:
+                continue
+            if our_key is None:
+                places.sections.setdefault(ours, line)
+            else:
+                places.keys.setdefault((ours, our_key), line)
+        messages = [f"{places.at(where, key)}: {section_label(where)}{' ' + key if key else ''}: {message}"
+                    for where, key, message in translation.warnings]
+        return translation.config, messages
+
     @staticmethod
     def _read(path: str) -> str:
         if not os.path.exists(path):
@@ -694,11 +728,23 @@ class ConfigLoader:
     def _elsewhere(self, name: str) -> str:
         """``; it is a setting of socket listeners, not of [gateway]`` when it is one."""
         for kind, registry in self.registries.items():
-            types = [t for t in registry.names() if name in spec_keys(registry.resolve(t).settings_spec())]
+            types = [type_name for type_name in registry.names()
+                     if name in spec_keys(registry.resolve(type_name).settings_spec())]
             if types:
-                listed = " and ".join(filter(None, (", ".join(types[:-1]), types[-1])))
-                return f"; it is a setting of {listed} {registry.kind}s: put it in their section"
+                which = " or ".join([", ".join(types[:-1]), types[-1]] if len(types) > 1 else types)
+                return f"; it is a setting of {which} {registry.kind}s: put it in their section"
         return ""
+
+    @staticmethod
+    def _routing_warnings(notes, plugins, nodes: Optional[NodeTable], templates: bool) -> List[str]:
+        """Routing rules (``from_listeners``, ``from_nodes``) that can match nothing."""
+        known = listener_node_names({n: p.settings for n, p in plugins["listeners"].items()})
+        if nodes is not None:
+            for node, entry in nodes.describe().items():
+                known += [str(node)] + ([str(entry["nodename"])] if entry.get("nodename") else [])
+        is_template_name = template_node_name if templates else (lambda name: False)
+        return rule_warnings({n: p.settings for n, p in plugins["buffers"].items()}, plugins["listeners"], known,
+                             lambda buffer, key: notes.key(("buffers", buffer), key), is_template_name)
 
     @staticmethod
     def _node_message(places: Places, message: str) -> str:

@@ -301,3 +301,9 @@ class TemplateMatcher:
 def templates_of_size(size: int, templates: Sequence[Template] = TEMPLATES) -> List[Template]:
     """The templates whose packets are ``size`` bytes, in file order."""
     return [t for t in templates if t.size == size]
+
+
+def template_node_name(name: str, templates: Sequence[Template] = TEMPLATES) -> bool:
+    """Whether ``name`` is a node name a template gives (``emonTx4_17``: template, node id)."""
+    base, _, node = name.rpartition("_")
+    return node.isdigit() and int(node) <= 255 and any(t.name == base for t in templates)

@@ -32,6 +32,7 @@ from validate import VdtValueError
 
 from gateway.frame import NAME_MAX, Frame, FrameError, Node, Number, RawFrame, input_name_problem, parse_node
 from gateway.logs import LogThrottle, plural
+from gateway.units import UnitBook
 
 log = logging.getLogger("oemgateway.nodes")
 
@@ -290,7 +291,9 @@ def _check_datacodes(value, *args, **kwargs):
 
 def _check_names(value, *args, **kwargs):
     names = [str(n).strip() for n in _as_list(value) if str(n).strip()]
-    if any(input_name_problem(n) for n in names) or len(set(names)) != len(names):
+    # Spaces inside a name are allowed, as emonhub's own templates have them ("external
+    # temperature" of the emonTH) and emoncms and MQTT topics take them.
+    if any(input_name_problem(n.replace(" ", "_")) for n in names) or len(set(names)) != len(names):
         raise VdtValueError(value)
     return names
 
@@ -316,7 +319,7 @@ _CODES_TEXT = "b B h H i I l L q Q f d (little-endian struct codes)"
 CHECKS: Dict[str, Tuple[Callable, str]] = {
     "datacode": (_check_datacode, f"one of {_CODES_TEXT}, or 0 for numbers as sent"),
     "datacodes": (_check_datacodes, f"a list of {_CODES_TEXT}"),
-    "names": (_check_names, f"a list of different names of letters, digits, _ . and -, at most "
+    "names": (_check_names, f"a list of different names of letters, digits, spaces, _ . and -, at most "
                             f"{NAME_MAX} characters each"),
     "numbers": (_check_numbers, "a list of numbers"),
     "nodename": (_check_nodename, f"a node name of letters, digits, _ and -, at most {NAME_MAX} "
@@ -358,6 +361,9 @@ class _NodeState:
     problems: LogThrottle
     in_trouble: bool = False
     warned: set = field(default_factory=set)
+    first_msg: Optional[int] = None   # emonhub's count of missed packets (``emonhub_values``)
+    last_msg: Optional[int] = None
+    missed: int = 0
 
 
 class NodeDecoder:
@@ -373,22 +379,50 @@ class NodeDecoder:
     def __init__(self, table: Optional[NodeTable] = None,
                  schedule: Optional[Callable[[float, Callable[[], None]], object]] = None):
         self.table = table or NodeTable()
+        self.units = UnitBook()   # units listeners declare (device presets), for the buffers
         self._schedule = schedule
         self._nodes: "OrderedDict[Node, _NodeState]" = OrderedDict()
+        self.templates = None        # a TemplateMatcher when [gateway] node_templates is on
+        self.emonhub_values = False   # [gateway] emonhub_values
 
-    def configure(self, table: NodeTable) -> None:
-        """Use a new ``[nodes]`` table from now on; counters are kept."""
+    def configure(self, table: NodeTable, node_templates: bool = False, emonhub_values: bool = False) -> None:
+        """Use a new ``[nodes]`` table from now on; counters are kept. ``node_templates``: radio
+        nodes without a ``[nodes]`` section are decoded with the built-in templates of OEM's
+        hardware (``gateway.node_templates``), as emonhub's ``autoconf`` does.
+        ``emonhub_values``: values as emonhub makes them, so its users' inputs and topics stay
+        the same: whole numbers from text sources are integers (``T1:300.00`` gives 300), and a
+        node whose first input is ``MSG`` gets two more, ``missed`` and ``missedprc``."""
         self.table = table
         for state in self._nodes.values():
             state.warned.clear()
+        if not node_templates:
+            self.templates = None
+        elif self.templates is None:
+            from gateway.node_templates import TemplateMatcher   # (it imports this module)
+            self.templates = TemplateMatcher(announce=lambda found: log.info("%s", found.describe()))
+        else:
+            self.templates.forget()   # [nodes] may now describe a node matched before
+        self.emonhub_values = emonhub_values
 
     def is_listed(self, node: Node) -> bool:
         return node in self.table
+
+    def node_id(self, node: Node) -> Node:
+        """The id of a node by its name (``[nodes]`` nodename, or a template's ``emonTx4_17``),
+        else ``node`` itself."""
+        found = self.table.node_id(node)
+        if found == node and self.templates is not None and isinstance(node, str):
+            for node_id, match in self.templates.matches().items():
+                if match.template.nodename(node_id) == node:
+                    return node_id
+        return found
 
     # -- receiving ----------------------------------------------------------------------
     def decode(self, item: Union[Frame, RawFrame]) -> Optional[Frame]:
         """The Frame to deliver for ``item``, or None if it is dropped (logged and counted)."""
         spec = self.table.get(item.node)
+        if spec is None and self.templates is not None and isinstance(item, RawFrame):
+            spec = self.templates.spec_for(item.node, len(item.payload))
         state = self._state(item.node)
         try:
             values = self._values(item, spec)
@@ -408,6 +442,8 @@ class NodeDecoder:
         stats.last_seen = item.time
         stats.rssi = item.rssi if item.rssi is not None else stats.rssi
         node = spec.nodename if spec is not None and spec.nodename is not None else item.node
+        if self.emonhub_values and names and names[0].lower() == MSG_NAME and isinstance(values[0], int):
+            values, names = self._with_missed(state, values, names)
         frame = Frame(node, values, item.time, names, item.rssi, item.source)
         stats.values = frame.named_values()
         return frame
@@ -418,6 +454,9 @@ class NodeDecoder:
             payload = item.payload
         elif rx.decodes_bytes and item.names is None:
             payload = _bytes_of(item.values)
+        elif self.emonhub_values:
+            return rx.apply_scales(tuple(int(v) if isinstance(v, float) and v.is_integer() else v
+                                         for v in item.values))
         else:
             return rx.apply_scales(item.values)
         if spec is not None and spec.whitening:
@@ -464,6 +503,20 @@ class NodeDecoder:
                 stats.missed += msg - stats.last_msg - 1
         stats.last_msg = msg
         return False
+
+    @staticmethod
+    def _with_missed(state: _NodeState, values, names):
+        """``values`` and ``names`` with emonhub's ``missed`` (packets missed since the first
+        message seen, or since the counter went back) and ``missedprc`` (their percentage of
+        the messages since: 0 for the first, a float after), computed as emonhub does."""
+        msg = values[0]
+        if state.last_msg is None or msg < state.last_msg:
+            state.first_msg, state.last_msg, state.missed = msg, msg - 1, 0
+        state.missed += msg - state.last_msg - 1
+        state.last_msg = msg
+        count = msg - state.first_msg
+        percent = 100.0 * state.missed / count if count else 0
+        return tuple(values) + (state.missed, percent), tuple(names) + ("missed", "missedprc")
 
     def _state(self, node: Node) -> _NodeState:
         state = self._nodes.get(node)

@@ -17,6 +17,7 @@ LISTENERS = Registry(
         "modbus_tcp": "listeners.modbus:ModbusTcpListener",
         "mbus": "listeners.mbus:MBusListener",
         "mbus_tcp": "listeners.mbus:MBusTcpListener",
+        "mqtt": "listeners.mqtt:MqttListener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",

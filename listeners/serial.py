@@ -4,7 +4,10 @@ Three line formats (``format``; ``auto`` tells them apart line by line):
 
 * ``nodeid_values``: ``10 230.5 -12`` -- parsed exactly as the socket listener parses it;
 * ``keyvalue``: ``MSG:123,Vrms:240.12,P1:100`` -- emonTx4 / emonPi2 on USB or UART (115200 baud);
-* ``json``: ``{"MSG":123,"Vrms":240.12}`` -- one JSON object per line.
+* ``json``: ``{"MSG":123,"Vrms":240.12}`` -- one JSON object per line;
+* ``oem``: what emonhub's OEM interfacer reads: key:value and JSON lines, and radio packets a
+  board relays as RF12demo prints them (``OK 17 11 5 ... (-42)``: node, payload bytes, RSSI),
+  decoded per ``[nodes]`` as an rfm2pi board's are.
 
 A line of names and values has no node id: the node is the listener's ``nodename`` (by default
 the section's name). The names become the inputs' names.
@@ -16,8 +19,9 @@ import re
 import time
 from typing import List, Tuple
 
-from gateway.frame import NAME_MAX, Frame, FrameError, input_name_problem, parse_node, parse_number
+from gateway.frame import NAME_MAX, Frame, FrameError, RawFrame, input_name_problem, parse_node, parse_number
 from listeners.serialport import SerialPortListener
+from protocols import rf12demo
 
 _RF12_LINE = re.compile(r"OK\s+\d|\?\s+\d")
 
@@ -70,7 +74,7 @@ def _checked(names: List[str], values: list):
 
 class SerialListener(SerialPortListener):
     SPEC = """
-    format = option('auto', 'nodeid_values', 'keyvalue', 'json', default='auto')
+    format = option('auto', 'nodeid_values', 'keyvalue', 'json', 'oem', default='auto')
     nodename = string(default=None)
     """
     LIVE_SETTINGS = SerialPortListener.LIVE_SETTINGS | {"format", "nodename"}
@@ -99,6 +103,11 @@ class SerialListener(SerialPortListener):
 
     def handle_text(self, text: str) -> None:
         fmt = self.settings["format"]
+        if fmt == "oem":
+            if _RF12_LINE.match(text):
+                self._relayed_packet(text)
+                return
+            fmt = "auto"
         if fmt == "auto":
             fmt = "json" if text.startswith("{") else "keyvalue" if ":" in text else "nodeid_values"
         if fmt == "nodeid_values":
@@ -114,7 +123,15 @@ class SerialListener(SerialPortListener):
             return
         self.emit(Frame(self.node, values, time.time(), names, None, self.name))
 
+    def _relayed_packet(self, text: str) -> None:
+        """An ``OK`` line: a radio packet the board relays (``format = oem``)."""
+        item = rf12demo.parse_line(text, rf12demo.HEADER_MASKS["rf69"])
+        if not isinstance(item, rf12demo.Packet):
+            self.reject(getattr(item, "reason", "a radio packet with a bad CRC"), text)
+        elif item.payload:
+            self.emit(RawFrame(item.node, item.payload, time.time(), item.rssi, self.name))
+
     def reject(self, reason: str, sample) -> None:
-        if isinstance(sample, str) and _RF12_LINE.match(sample):
+        if isinstance(sample, str) and _RF12_LINE.match(sample) and self.settings["format"] != "oem":
             reason += "; this looks like an RFM2Pi board's output: use type = rfm2pi"
         super().reject(reason, sample)

@@ -57,6 +57,14 @@ def test_readings_go_as_json_arrays_with_node_time_and_values(gateway_factory, h
     assert TOKEN not in gw.log
 
 
+def test_a_site_name_goes_with_every_reading(gateway_factory, hook):
+    port = free_port()
+    gw = gateway_factory(config(port, hook.hook_url, NODES, site="school-12"))
+    send_lines(port, b"10 230 241.5\n5 1 2\n")
+    assert [(r.site, r.node) for r in hook.wait_for_readings(2)] == [("school-12", "emontx"), ("school-12", 5)]
+    gw.stop()
+
+
 def test_a_reading_the_receiver_refuses_is_dropped_counted_and_the_rest_delivered(gateway_factory):
     with FakeWebhook(refuse_value=666) as hook:
         port = free_port()

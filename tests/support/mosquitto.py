@@ -151,11 +151,15 @@ class Broker:
     """``mosquitto -c <generated config>`` on 127.0.0.1:``port``.
 
     ``users``: name -> password (anonymous clients are then refused); ``tls``: Certificates
-    (the listener speaks TLS only; ``require_certificate`` asks clients for theirs).
+    (the listener speaks TLS only; ``require_certificate`` asks clients for theirs);
+    ``acl``: the text of an ACL file; ``persistence``: sessions, their queued messages and the
+    retained messages are saved in the folder (at a clean stop, and every second) and survive
+    a restart, as on a central broker.
     """
 
     def __init__(self, folder: Path, users: Optional[dict] = None,
-                 tls: Optional[Certificates] = None, require_certificate: bool = False):
+                 tls: Optional[Certificates] = None, require_certificate: bool = False,
+                 acl: Optional[str] = None, persistence: bool = False):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -164,13 +168,17 @@ class Broker:
         config = [f"listener {self.port} 127.0.0.1",
                   f"allow_anonymous {'false' if users else 'true'}",
                   f"user {getpass.getuser()}",          # as root, do not drop to 'mosquitto'
-                  "persistence false",
+                  *([f"persistence true", f"persistence_location {self.folder}/", "autosave_interval 1"]
+                    if persistence else ["persistence false"]),
                   "log_dest stderr",
                   "log_type error", "log_type warning", "log_type notice", "log_type information",
                   "connection_messages true",
                   "max_queued_messages 100000"]
         if users:
             config.append(f"password_file {password_file(self.folder / 'passwords', users)}")
+        if acl is not None:
+            (self.folder / "acl").write_text(acl)
+            config.append(f"acl_file {self.folder / 'acl'}")
         if tls:
             config += [f"cafile {tls.ca_crt}", f"certfile {tls.server_crt}", f"keyfile {tls.server_key}",
                        f"require_certificate {'true' if require_certificate else 'false'}"]
@@ -227,7 +235,8 @@ class Subscriber:
     """
 
     def __init__(self, port: int, topics=("#",), username: Optional[str] = None,
-                 password: Optional[str] = None, tls: Optional[Certificates] = None):
+                 password: Optional[str] = None, tls: Optional[Certificates] = None,
+                 client_id: Optional[str] = None, clean_session: bool = True):
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -237,7 +246,9 @@ class Subscriber:
         self._cond = threading.Condition()
         self._subacks = 0
         self._syncs = 0
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-subscriber-{free_port()}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"test-subscriber-{free_port()}",
+                                  clean_session=clean_session)
         self.client.reconnect_delay_set(1, 1)
         if username:
             self.client.username_pw_set(username, password)

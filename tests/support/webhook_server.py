@@ -2,7 +2,8 @@
 
 It accepts what a strict receiver of the documented body would: ``Content-Type:
 application/json``, a JSON array of readings, each an object with exactly ``node`` (an id
-0-255 or a name), ``time`` (Unix seconds) and ``values`` (an object of finite numbers). A body
+0-255 or a name), ``time`` (Unix seconds) and ``values`` (an object of finite numbers), and
+optionally ``site`` (a non-empty text: a gateway of a fleet). A body
 that is not that gets 400. With ``token`` set, a request without ``Authorization: Bearer
 <token>`` gets 401. ``refuse_value``: a batch holding a reading with that value gets 422
 (the receiver's validation refuses it) and nothing of the batch is stored.
@@ -24,6 +25,7 @@ class Reading:
     node: Union[int, str]
     time: float
     values: Dict[str, float]
+    site: Optional[str] = None
 
 
 class FakeWebhook(FakeHttpServer):
@@ -71,8 +73,11 @@ class FakeWebhook(FakeHttpServer):
 
 
 def _reading(item) -> Reading:
-    if not isinstance(item, dict) or set(item) != {"node", "time", "values"}:
-        raise ValueError(f"a reading is an object with node, time and values: {item!r}")
+    if not isinstance(item, dict) or set(item) - {"site"} != {"node", "time", "values"}:
+        raise ValueError(f"a reading is an object with node, time and values (and site): {item!r}")
+    site = item.get("site")
+    if site is not None and not (isinstance(site, str) and site):
+        raise ValueError(f"site {site!r}")
     node, when, values = item["node"], item["time"], item["values"]
     if isinstance(node, bool) or not (isinstance(node, int) and 0 <= node <= 255
                                       or isinstance(node, str) and node):
@@ -84,4 +89,4 @@ def _reading(item) -> Reading:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise ValueError(f"value {name}={value!r}")
-    return Reading(node, float(when), dict(values))
+    return Reading(node, float(when), dict(values), site)

@@ -122,8 +122,9 @@ def test_state_topics_are_the_mqtt_buffers_nodevar_topics():
     reading = frame("emonth2_23", [20.5, 3.1], ["temperature", "external temperature"])
     node = payloads(d.observe(reading))["homeassistant/device/oemgw_pi1_emonth2_23/config"]
     buffer = MqttBuffer.__new__(MqttBuffer)   # only its topic formatting is used
-    buffer._formats, buffer._base = ["nodevar"], "site7/emon"
-    published = {topic for topic, _ in buffer._messages(reading)}
+    buffer._formats, buffer._base, buffer._ha = ["nodevar"], "site7/emon", None
+    buffer.settings = {"retain": False}
+    published = {topic for topic, _, _ in buffer._messages(reading)}
     assert {c["state_topic"] for c in node["components"].values()} == published
     assert "value_template" not in node["components"]["temperature"]
 
