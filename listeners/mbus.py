@@ -24,6 +24,7 @@ Settings of ``mbus`` (serial), with their defaults:
                               for a meter known to send them; they are counted)
 ``link_reset`` (True)         False starts each read with REQ_UD2 as emonhub does, for a meter
                               that mishandles SND_NKE
+``usb_vid``, ``usb_pid`` (none) find the adapter by its USB ids (``listeners.meters``)
 ``interval`` (10), ``retry_max`` (300), ``nodename`` ('')  as every meter bus
 
 ``mbus_tcp`` has ``host`` (required) and ``port`` (10001) instead of ``com_port`` and
@@ -42,7 +43,7 @@ from typing import List, Optional
 import serial
 
 from gateway.logs import error_text
-from listeners.meters import MeterBusListener, MeterDevice, input_name
+from listeners.meters import SERIAL_BUS_SPEC, MeterBusListener, MeterDevice, find_serial_port, input_name
 from listeners.polling import PollError
 from listeners.serialport import describe_open_error
 from protocols.mbus_meters import Exchange, MeterRead, MeterSettings, meter_settings
@@ -110,9 +111,9 @@ def _from_meter(item) -> bool:
 
 
 class SerialLink(MBusLink):
-    def __init__(self, port: str, baud: int, **kwargs):
-        super().__init__(port, **kwargs)
-        self.baud = baud
+    def __init__(self, settings: dict, **kwargs):
+        super().__init__(settings["com_port"], **kwargs)
+        self.settings = settings
         self.port: Optional[serial.SerialBase] = None
 
     @property
@@ -120,9 +121,10 @@ class SerialLink(MBusLink):
         return self.port is not None
 
     def connect(self) -> None:
+        self.where = find_serial_port(self.settings)
         try:
-            self.port = serial.serial_for_url(self.where, baudrate=self.baud, bytesize=8, parity=serial.PARITY_EVEN,
-                                              stopbits=1, timeout=0, exclusive=True)
+            self.port = serial.serial_for_url(self.where, baudrate=self.settings["com_baud"], bytesize=8,
+                                              parity=serial.PARITY_EVEN, stopbits=1, timeout=0, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise PollError(f"cannot open {self.where}: {describe_open_error(self.where, exc)[1]}") from None
 
@@ -247,11 +249,11 @@ class MBusListener(MBusMeters):
     com_port = string(default='/dev/ttyUSB0')
     com_baud = integer(min=300, max=38400, default=2400)
     timeout = float(min=0, max=60, default=0)
-    """
+    """ + SERIAL_BUS_SPEC
 
     def make_bus(self) -> SerialLink:
         baud, timeout = self.settings["com_baud"], self.settings["timeout"]
-        return SerialLink(self.settings["com_port"], baud, **self.link_settings(
+        return SerialLink(self.settings, **self.link_settings(
             timeout or reply_timeout(baud, data=True), timeout or reply_timeout(baud, data=False)))
 
 

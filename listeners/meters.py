@@ -26,6 +26,11 @@ Settings (the listener's own, besides ``interval`` and ``retry_max`` of every po
 
 ``nodename`` ('' : each meter is a node of its own name)
     The node every meter of this bus reports to, inputs prefixed with the meter's name.
+``usb_vid``, ``usb_pid`` (none; serial buses)
+    The USB adapter's vendor and product ids, in decimal as emonhub writes them (1659 and 9123
+    for a Prolific adapter): the bus is the adapter with these ids, whatever its device name;
+    a ``com_port`` ending in ``*`` (``/dev/ttyACM*``) is searched for likewise. See
+    ``find_serial_port``.
 """
 
 import logging
@@ -35,7 +40,7 @@ from typing import Dict, List, Sequence, Tuple
 from gateway.frame import Frame, FrameError, Node, Number, parse_node
 from gateway.config import is_host
 from gateway.logs import LogThrottle, plural
-from listeners.polling import PolledDevice, PollingListener
+from listeners.polling import PolledDevice, PollError, PollingListener
 from listeners.serialport import device_claims
 
 METERS_SPEC = """
@@ -44,6 +49,47 @@ METERS_SPEC = """
 __many__ = pass
 """
 _NOT_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+SERIAL_BUS_SPEC = """
+usb_vid = integer(min=0, max=65535, default=None)
+usb_pid = integer(min=0, max=65535, default=None)
+"""
+"""The USB ids a serial bus's adapter may be found by, as emonhub's ``device_vid``/``device_pid``."""
+
+
+def searched(settings: dict) -> bool:
+    """Whether a serial bus's port is searched for (USB ids, or a ``com_port`` ending in ``*``)."""
+    return settings.get("usb_vid") is not None or settings.get("usb_pid") is not None \
+        or (settings.get("com_port") or "").endswith("*")
+
+
+def find_serial_port(settings: dict) -> str:
+    """The serial device of a bus, found as emonhub finds it: ``com_port``; or, with ``usb_vid``
+    and/or ``usb_pid``, the USB adapter with those ids; or, with a ``com_port`` ending in ``*``
+    (``/dev/ttyACM*``), a port whose name starts so; the last in name order when several match.
+    Searched at each (re)open, so an adapter replugged under another name is found. PollError
+    when none matches."""
+    port = settings["com_port"]
+    if not searched(settings):
+        return port
+    from serial.tools import list_ports   # (only a bus that searches pays for it)
+    vid, pid = settings.get("usb_vid"), settings.get("usb_pid")
+    found = sorted(info.device for info in list_ports.comports()
+                   if (vid is None or info.vid == vid) and (pid is None or info.pid == pid)
+                   and (not port.endswith("*") or info.device.startswith(port[:-1])))
+    if not found:
+        raise PollError(f"no serial port {describe_search(settings)} (is the adapter plugged in?)")
+    return found[-1]
+
+
+def describe_search(settings: dict) -> str:
+    """``with USB ids 1659:9123``, ``matching /dev/ttyACM*``."""
+    vid, pid = settings.get("usb_vid"), settings.get("usb_pid")
+    ids = f"with USB ids {'*' if vid is None else vid}:{'*' if pid is None else pid}" \
+        if vid is not None or pid is not None else ""
+    glob = f"matching {settings['com_port']}" if settings["com_port"].endswith("*") else ""
+    return " and ".join(filter(None, (ids, glob)))
 
 
 def input_name(text: str) -> str:
@@ -107,13 +153,16 @@ class MeterBusListener(PollingListener):
     def describe_bus(self) -> str:
         """``/dev/ttyUSB0 at 9600 baud``, ``192.168.1.20:502``: for the log."""
         settings = self.settings
-        return f"{settings['host']}:{settings['port']}" if "host" in settings else \
-            f"{settings['com_port']} at {settings['com_baud']} baud"
+        if "host" in settings:
+            return f"{settings['host']}:{settings['port']}"
+        port = f"the serial port {describe_search(settings)}" if searched(settings) else settings["com_port"]
+        return f"{port} at {settings['com_baud']} baud"
 
     @classmethod
     def claims(cls, settings: dict) -> list:
-        """A serial bus's device (see gateway.config: a device has one reader)."""
-        return device_claims(settings["com_port"]) if settings.get("com_port") else []
+        """A serial bus's device (see gateway.config: a device has one reader); one searched
+        for is known only when it is found."""
+        return device_claims(settings["com_port"]) if settings.get("com_port") and not searched(settings) else []
 
     # -- settings --------------------------------------------------------------------------------
     @classmethod

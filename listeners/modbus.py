@@ -20,6 +20,7 @@ Settings of ``modbus`` (RTU), with their defaults:
 ``parity`` (none)            none, even or odd
 ``stopbits`` (1)             1 or 2
 ``timeout`` (1)              seconds to wait for a meter's answer
+``usb_vid``, ``usb_pid`` (none) find the adapter by its USB ids (``listeners.meters``)
 ``datatype`` (float32)       the data type of listed registers that give none (emonhub's
                              ``int``/``float`` too)
 ``interval`` (10), ``retry_max`` (300), ``nodename`` ('')  as every meter bus
@@ -37,7 +38,7 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from gateway.frame import input_name_problem
-from listeners.meters import MeterBusListener, MeterDevice
+from listeners.meters import SERIAL_BUS_SPEC, MeterBusListener, MeterDevice, find_serial_port
 from listeners.polling import PollError
 from listeners.serialport import describe_open_error
 from protocols.modbus_meters import MeterSettings, meter_settings
@@ -50,19 +51,22 @@ _DEVICE_KEYWORD = ("device_id" if "device_id" in inspect.signature(ModbusTcpClie
 
 
 class ModbusBus:
-    """A pymodbus client, opened on the worker thread at the first request and after a failure."""
+    """A pymodbus client, made and opened on the worker thread at the first request and after a
+    failure (``make_client()``, which may look for the serial port, as emonhub does)."""
 
-    def __init__(self, client, where: str, timeout: float, probe=None):
-        self.client = client
+    def __init__(self, make_client, where: str, timeout: float, probe=None):
+        self.make_client = make_client
+        self.client = None
         self.where = where
         self.timeout = timeout
-        self._probe = probe      # () -> why the port cannot be opened (pymodbus does not say)
-        self._open = False
+        self._probe = probe      # (port) -> why it cannot be opened (pymodbus does not say)
 
     def read(self, unit: int, function: int, address: int, count: int) -> List[int]:
         """``count`` registers from ``address`` of meter ``unit``: function 3 (holding) or 4 (input)."""
-        call = self.client.read_holding_registers if function == 3 else self.client.read_input_registers
-        return self._request(unit, lambda: call(address, count=count, **{_DEVICE_KEYWORD: unit})).registers
+        def call():
+            read = self.client.read_holding_registers if function == 3 else self.client.read_input_registers
+            return read(address, count=count, **{_DEVICE_KEYWORD: unit})
+        return self._request(unit, call).registers
 
     def write(self, unit: int, address: int, words: Sequence[int]) -> None:
         self._request(unit, lambda: self.client.write_registers(address, list(words), **{_DEVICE_KEYWORD: unit}))
@@ -84,17 +88,19 @@ class ModbusBus:
         return response
 
     def _ensure_open(self) -> None:
-        if self._open and self.client.connected:
+        if self.client is not None and self.client.connected:
             return
+        self.client = self.make_client()
         if not self.client.connect():
-            why = self._probe() if self._probe else None
-            raise PollError(f"cannot {'open' if self._probe else 'connect to'} {self.where}"
-                            + (f": {why}" if why else ""))
-        self._open = True
+            where = self.client.comm_params.host
+            why = self._probe(where) if self._probe else None
+            self.close()
+            raise PollError(f"cannot {'open' if self._probe else 'connect to'} {where}" + (f": {why}" if why else ""))
 
     def close(self) -> None:
-        self._open = False
-        self.client.close()
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
 
 
 def _serial_problem(port: str) -> Optional[str]:
@@ -166,7 +172,7 @@ class ModbusListener(ModbusMeters):
     parity = option('none', 'even', 'odd', default='none')
     stopbits = integer(min=1, max=2, default=1)
     timeout = float(min=0.05, max=60, default=1)
-    """
+    """ + SERIAL_BUS_SPEC
 
     @classmethod
     def meter_warnings(cls, meter: MeterSettings, settings: dict) -> List[str]:
@@ -180,11 +186,11 @@ class ModbusListener(ModbusMeters):
 
     def make_bus(self) -> ModbusBus:
         quiet_pymodbus()
-        port = self.settings["com_port"]
-        client = ModbusSerialClient(port, baudrate=self.settings["com_baud"], bytesize=8,
-                                    parity=PARITY[self.settings["parity"]], stopbits=self.settings["stopbits"],
-                                    timeout=self.settings["timeout"], retries=0)
-        return ModbusBus(client, port, self.settings["timeout"], probe=lambda: _serial_problem(port))
+        settings = self.settings
+        return ModbusBus(lambda: ModbusSerialClient(
+            find_serial_port(settings), baudrate=settings["com_baud"], bytesize=8, parity=PARITY[settings["parity"]],
+            stopbits=settings["stopbits"], timeout=settings["timeout"], retries=0),
+            settings["com_port"], settings["timeout"], probe=_serial_problem)
 
 
 class ModbusTcpListener(ModbusMeters):
@@ -198,9 +204,9 @@ class ModbusTcpListener(ModbusMeters):
 
     def make_bus(self) -> ModbusBus:
         quiet_pymodbus()
-        host, port = self.settings["host"], self.settings["port"]
-        client = ModbusTcpClient(host, port=port, timeout=self.settings["timeout"], retries=0)
-        return ModbusBus(client, f"{host}:{port}", self.settings["timeout"])
+        host, port, timeout = self.settings["host"], self.settings["port"], self.settings["timeout"]
+        return ModbusBus(lambda: ModbusTcpClient(host, port=port, timeout=timeout, retries=0), f"{host}:{port}",
+                         timeout)
 
 
 def quiet_pymodbus() -> None:

@@ -96,3 +96,28 @@ def test_mbus_over_tcp_with_emonhub_names_under_one_node(mbus_bus, running):
     assert frame.node == "heatpump"
     values = dict(zip(frame.names, frame.values))
     assert values["heatmeter_Energy"] == 37351 and values["heatmeter_FlowT"] == 101.69
+
+
+class PortInfo:
+    """What pyserial's port listing says of a USB serial adapter (the library boundary: no USB here)."""
+
+    def __init__(self, device, vid, pid):
+        self.device, self.vid, self.pid = str(device), vid, pid
+
+
+def test_the_adapter_is_found_by_its_usb_ids_as_emonhub_finds_it(mbus_bus, running, tmp_path, monkeypatch):
+    from serial.tools import list_ports
+    link = mbus_bus(kamstrup(1)).start_serial(tmp_path / "ttyUSB3")
+    ports = [PortInfo(tmp_path / "ttyUSB1", 0x0403, 0x6001), PortInfo(link, 1659, 9123)]
+    monkeypatch.setattr(list_ports, "comports", lambda: ports)
+    settings = serial_settings("/dev/ttyUSB0", usb_vid=1659, usb_pid=9123, meters=sections(heat={"meter": "heat_meter"}))
+    assert MBusListener.claims(settings) == []   # (known when found)
+    listener = MBusListener("mbus", settings, running.loop, running.emit)
+    running.call(listener.open)
+    running.until(lambda: running.frames)
+    ports[1] = PortInfo(link, 1659, 1)        # unplugged: no adapter with these ids
+    listener.bus.close()                       # (as after a lost port: the next read searches again)
+    running.until(lambda: devices(listener)["heat"]["errors"] >= 1)
+    running.call(listener.close)
+    assert devices(listener)["heat"]["last_error"] == \
+        "no serial port with USB ids 1659:9123 (is the adapter plugged in?)"

@@ -117,3 +117,22 @@ def test_a_missing_serial_port_is_reported_and_retried(running, tmp_path):
     running.call(listener.close)
     assert device(running, listener, "m")["last_error"].startswith(
         f"cannot open {tmp_path / 'ttyUSB9'}: no such device")
+
+
+def test_a_port_named_with_a_star_is_searched_for_as_emonhub_does(modbus_server, running, tmp_path, monkeypatch):
+    from serial.tools import list_ports
+    modbus = modbus_server(SimulatedMeter(1, input=SDM120))
+    link = modbus.start_rtu(tmp_path / "ttyACM1")
+
+    class PortInfo:   # what pyserial's port listing says (the library boundary: no USB here)
+        def __init__(self, device):
+            self.device, self.vid, self.pid = str(device), 0x2E8A, 0x000A
+
+    monkeypatch.setattr(list_ports, "comports", lambda: [PortInfo(tmp_path / "ttyUSB0"), PortInfo(link)])
+    listener = ModbusListener("bus", rtu_settings(f"{tmp_path}/ttyACM*", meters=meters(m={"meter": "sdm120"})),
+                              running.loop, running.emit)
+    assert listener.describe_bus() == f"the serial port matching {tmp_path}/ttyACM* at 9600 baud"
+    running.call(listener.open)
+    running.until(lambda: running.frames)
+    running.call(listener.close)
+    assert by_node(running.frames)["m"] == SDM120_VALUES
