@@ -43,6 +43,7 @@ from listeners.base import Listener
 
 LOG_INTERVAL = 60.0   # s between summaries of a device's repeated errors
 DUE_TOGETHER = 0.05   # s: devices of a lane due this close together are polled as one batch
+RELEASE_WAIT = 1.0    # s closing waits at most for an idle lane to release its devices
 
 
 class PollError(Exception):
@@ -206,14 +207,19 @@ class PollingListener(Listener):
             self._start_lane(lane)
 
     def close(self) -> None:
-        """Stop polling at once. A poll that is blocked runs to its end on its thread; what it
-        reads is dropped, and its devices are released there."""
+        """Stop polling. A lane between polls releases its devices (closes their ports) before
+        this returns, so a listener re-created with new settings finds the port free; a poll
+        that is blocked is never waited for: it runs to its end on its thread, what it reads is
+        dropped, and its devices are released there."""
         self._open = False
         for lane in self._lanes.values():
             if lane.timer is not None:
                 lane.timer.cancel()
                 lane.timer = None
             lane.jobs.put(None)
+        for lane in self._lanes.values():
+            if not lane.busy:
+                lane.thread.join(RELEASE_WAIT)
         self._lanes.clear()
         self.poll_errors.flush()
         super().close()

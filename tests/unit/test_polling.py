@@ -109,6 +109,14 @@ def test_closing_while_a_poll_blocks_returns_at_once_and_drops_what_that_poll_re
     assert listener.count == 1 and running.frames == []
 
 
+def test_closing_between_polls_releases_the_device_before_it_returns(running):
+    """A listener re-created with new settings must find the port free."""
+    listener = counter(running, interval=60)   # (no poll runs when it closes)
+    running.until(lambda: len(running.frames) >= 1)
+    running.call(listener.close)
+    assert listener.released.is_set()
+
+
 class TwoMeters(PollingListener):
     """Two devices of one listener: ``lane`` says whether they share a bus."""
 
