@@ -213,7 +213,7 @@ class Gateway:
         if not radios:
             self._tx_problems("values for node %s not sent: %s", node,
                               f"no listener '{listener}' that can transmit" if listener
-                              else "no listener here can transmit (an rfm2pi board)")
+                              else "no listener here can transmit (an rfm2pi board or an rfm69 radio)")
             return
         node_id = self.nodes.table.node_id(node)
         for radio in radios:

@@ -70,9 +70,11 @@ _OEM_BOARD_SETTINGS = ("group", "baseid", "frequency", "period", "vcal", "ical1"
 
 INTERFACERS: Dict[str, Interfacer] = {
     # serial boards
-    "EmonHubOEMInterfacer": Interfacer("listeners", "serial", dict(_SERIAL, nodename="nodename"),
-                                       defaults={"com_port": "/dev/ttyAMA0", "com_baud": "38400"},
-                                       fixed={"format": "oem"}),
+    "EmonHubOEMInterfacer": Interfacer("listeners", "oemserial", dict(
+        _SERIAL, nodename="nodename", group="group", baseid="nodeid", frequency="frequency", period="period",
+        vcal="vcal", ical1="ical1", ical2="ical2", ical3="ical3", ical4="ical4", acfreq="acfreq", m1="pulse_period",
+        t0="temperature", Vrms="assumedvrms"),
+        defaults={"com_port": "/dev/ttyAMA0", "com_baud": "38400"}, fixed={"format": "oem"}),
     "EmonHubJeeInterfacer": Interfacer("listeners", "rfm2pi", dict(
         _SERIAL, group="group", frequency="frequency", baseid="baseid", quiet="quiet", interval="sendtimeinterval"),
         defaults={"com_port": "/dev/ttyAMA0", "com_baud": "38400"}),
@@ -100,10 +102,11 @@ INTERFACERS: Dict[str, Interfacer] = {
                                             "influx_db": "emoncms"}, fixed={"api": "v1"}),
     # device listeners (their plugins are added type by type; until one is, its Type is warned about)
     "EmonHubRFM69LPLInterfacer": Interfacer("listeners", "rfm69", {
-        "nodeid": "node_id", "networkID": "network", "freqBand": "frequency", "interruptPin": "interrupt_pin",
-        "selPin": "select_pin", "resetPin": "reset_pin", "isHighPower": "high_power"}, fixed={"format": "lpl"}),
-    "EmonHubRF69Interfacer": Interfacer("listeners", "rfm69", {"nodeid": "node_id", "group": "network"},
-                                        fixed={"format": "jeelib"}),
+        "nodeid": "nodeid", "networkID": "group", "freqBand": "frequency", "interruptPin": "irq_pin",
+        "selPin": "cs_pin", "resetPin": "reset_pin"},
+        fixed={"radio_format": "lpl", "pin_numbering": "header"}),   # emonhub's pins are header pins
+    "EmonHubRF69Interfacer": Interfacer("listeners", "rfm69", {"nodeid": "nodeid", "group": "group"},
+                                        fixed={"radio_format": "jeelib", "spi_device": 1, "cs_pin": "23"}),
     "EmonHubMinimalModbusInterfacer": Interfacer("listeners", "modbus", {
         "device": "com_port", "device_vid": "usb_vid", "device_pid": "usb_pid", "baud": "com_baud",
         "parity": "parity", "datatype": "datatype", "read_interval": "interval", "nodename": "nodename"},

@@ -17,6 +17,8 @@ LISTENERS = Registry(
         "modbus_tcp": "listeners.modbus:ModbusTcpListener",
         "mbus": "listeners.mbus:MBusListener",
         "mbus_tcp": "listeners.mbus:MBusTcpListener",
+        "rfm69": "listeners.rfm69:Rfm69Listener",
+        "oemserial": "listeners.oem_serial:OemSerialListener",
         "mqtt": "listeners.mqtt:MqttListener",
     },
     aliases={

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from gateway.frame import FrameError, Number, RawFrame, parse_values_line
+from gateway.frame import RawFrame
 from gateway.logs import LogThrottle
 from protocols import rf12demo
 from protocols.rf12demo import BoardReport, Notice, Packet
-from listeners.base import Transmitter
+from listeners.radio_tx import RadioTransmitter
 from listeners.repeater import RepeaterServer
 from listeners.serialport import SerialPortListener
 
@@ -37,7 +37,7 @@ class RadioStats:
     tx_dropped: int = 0     # radio packets not sent: port down or queue full
 
 
-class RFM2PiListener(SerialPortListener, Transmitter):
+class RFM2PiListener(SerialPortListener, RadioTransmitter):
     SPEC = """
     com_port = string(default='/dev/ttyAMA0')
     com_baud = integer(min=50, max=4000000, default=38400)
@@ -60,7 +60,6 @@ class RFM2PiListener(SerialPortListener, Transmitter):
         self.board: Optional[BoardReport] = None      # as the board last reported its settings
         self._logged: Optional[BoardReport] = None    # the settings last logged at INFO
         self.firmware: Optional[str] = None
-        self.repeater: Optional[RepeaterServer] = None
         self._believed: Dict[str, int] = {}           # its settings: reported, or sent since
         self._awaiting_report = False
         self._letter_first = False
@@ -86,20 +85,11 @@ class RFM2PiListener(SerialPortListener, Transmitter):
 
     # -- the contract -------------------------------------------------------------------
     def open(self) -> None:
-        port = self.settings["repeater_port"]
-        if port:
-            repeater = RepeaterServer(self, self.settings["repeater_bind"], port)
-            try:
-                repeater.open()
-                self.repeater = repeater
-            except OSError as exc:   # the radio is worth reading without its repeater
-                self.log.error("%s (the radio is read all the same)", exc)
+        self.open_repeater()
         super().open()
 
     def close(self) -> None:
-        if self.repeater is not None:
-            self.repeater.close()
-            self.repeater = None
+        self.close_repeater()
         self._stop_timers()
         super().close()
         self.tx_problems.flush()
@@ -223,26 +213,13 @@ class RFM2PiListener(SerialPortListener, Transmitter):
                          "the port is closed" if self.port is None else "too many commands queued")
         return False
 
-    def send_frame(self, node: int, values: Sequence[Number]) -> bool:
-        """Send values to ``node`` as emonhub does: a broadcast whose first byte is the node id,
-        then the values packed as ``[nodes] [[node]] [[[tx]]]`` says (16-bit values without).
-        Raises ValueError for values that do not fit."""
-        if not isinstance(node, int) or not 0 <= node <= 255:
-            raise ValueError(f"node {node!r} is not a radio node id (0-255)")
-        return self.transmit(bytes([node]) + self.nodes.encode(node, values))
-
     def repeat(self, line: str) -> None:
         """A line from the repeater port: an RF12demo command, or ``node v1 v2 ...`` for a node.
 
         Raises ValueError, saying why, for a line that is neither.
         """
         text = line.strip()
-        if len(text.split()) > 1:
-            try:
-                node, values = parse_values_line(text)
-            except FrameError as exc:
-                raise ValueError(f"not a frame for a node ({exc})") from None
-            self.send_frame(node, values)
+        if self.repeat_frame(text):
             return
         command, gap = rf12demo.check_command(text)
         if not self.send_command(command.encode(), gap):

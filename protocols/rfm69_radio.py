@@ -39,6 +39,7 @@ openenergymonitor/rpi-rfm69 (register values, LPL packet), JeeLabs ``rf69.h`` (n
 import errno
 import glob
 import logging
+import select
 import struct
 import threading
 import time
@@ -653,9 +654,15 @@ class RadioLines:
         time.sleep(RESET_WAIT)
         return True
 
-    def wait_for_interrupt(self, timeout: float) -> bool:
-        """Block until DIO0 rises or ``timeout`` passes; True if it rose. Edge events only."""
-        if not self._irq.wait_edge_events(timeout):
+    def wait_for_interrupt(self, timeout: float, wake: Optional[int] = None) -> bool:
+        """Block until DIO0 rises, ``timeout`` passes or the file descriptor ``wake`` becomes
+        readable; True if DIO0 rose. Edge events only. (``wake`` needs the request's ``fd``,
+        which libgpiod 2 has; without one, only the timeout ends the wait.)"""
+        fd = getattr(self._irq, "fd", None)
+        if wake is None or fd is None:
+            if not self._irq.wait_edge_events(timeout):
+                return False
+        elif fd not in select.select([fd, wake], [], [], timeout)[0]:
             return False
         self._irq.read_edge_events()
         return True
@@ -858,6 +865,10 @@ class Rfm69Radio:
         return self.format.broadcast
 
     @property
+    def is_open(self) -> bool:
+        return self._open
+
+    @property
     def polling(self) -> bool:
         """True when packets are found by reading RegIrqFlags2 every ``poll_interval`` s."""
         return not self.lines.edges
@@ -976,12 +987,13 @@ class Rfm69Radio:
         self._set_mode(MODE_RX)
 
     # -- receiving ------------------------------------------------------------------------------
-    def receive(self, timeout: Optional[float] = 1.0) -> Optional[Result]:
-        """The next Packet or BadPacket, or None if none came within ``timeout`` seconds.
+    def receive(self, timeout: Optional[float] = 1.0, wake: Optional[int] = None) -> Optional[Result]:
+        """The next Packet or BadPacket, or None if none came within ``timeout`` seconds, or
+        the file descriptor ``wake`` became readable (how another thread stops a receiver
+        promptly: it writes to a pipe; the pipe is not drained here).
 
-        Blocks on the DIO0 edge (or polls, see ``polling``). ``timeout`` None waits for ever;
-        a listener that must stop promptly passes a short one and calls again. Raises
-        RadioError (RadioNotResponding) when the radio stops answering: ``reinitialise()``.
+        Blocks on the DIO0 edge (or polls, see ``polling``). ``timeout`` None waits for ever.
+        Raises RadioError (RadioNotResponding) when the radio stops answering: ``reinitialise()``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -992,19 +1004,22 @@ class Rfm69Radio:
                 if self._pending:
                     return self._pending.popleft()
             remaining = EDGE_RECHECK if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._wait(remaining, wake):
                 return None
-            self._wait(remaining)
 
-    def _wait(self, remaining: float) -> None:
+    def _wait(self, remaining: float, wake: Optional[int]) -> bool:
+        """Wait for DIO0 (or a poll interval); True if ``wake`` ended the wait."""
         if self.lines.edges:
             try:
-                self.lines.wait_for_interrupt(min(remaining, EDGE_RECHECK))
+                self.lines.wait_for_interrupt(min(remaining, EDGE_RECHECK), wake)
             except Exception:
                 if self._open:   # released under us by close(): the caller sees "not open" next
                     raise
-        else:
+        elif wake is None:
             time.sleep(min(remaining, self.poll_interval))
+        else:
+            select.select([wake], [], [], min(remaining, self.poll_interval))
+        return wake is not None and bool(select.select([wake], [], [], 0)[0])
 
     def _collect(self) -> None:
         """If the chip holds a packet: read it, ACK it if asked, and queue what is delivered.

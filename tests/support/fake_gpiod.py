@@ -4,7 +4,8 @@ Pass a ``FakeGpiod`` where code takes the ``gpiod`` module. Its GPIO chips have 
 physical levels: hardware models drive input lines (``FakeGpioChip.drive``) and watch output
 lines (``FakeGpioChip.watch``). A request with edge detection queues an edge event whenever its
 line changes the way it asked for, and ``wait_edge_events`` blocks on a Condition until one is
-queued or the timeout passes, as the kernel's request file descriptor does. What a real system
+queued or the timeout passes, as the kernel's request file descriptor does; the request's
+``fd`` is readable exactly while events are queued, for ``select``. What a real system
 refuses can be set per chip: a missing device node, no permission, a line another consumer
 holds, edge detection refused.
 
@@ -14,6 +15,7 @@ consumer=...)``, ``gpiod.LineSettings``, ``gpiod.line.Direction/Edge/Value``, ``
 
 import enum
 import errno
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -149,6 +151,30 @@ class FakeLineRequest:
         self.events: List[EdgeEvent] = []
         self.released = False
         self._seqno = 0
+        self._fd_pair: Optional[tuple] = None   # readable while events are queued, as the kernel's
+
+    @property
+    def fd(self) -> int:
+        """A file descriptor that is readable while edge events are queued (select/poll on it)."""
+        with self.chip.gpiod.cond:
+            self._check()
+            if self._fd_pair is None:
+                self._fd_pair = os.pipe()
+                if self.events:
+                    os.write(self._fd_pair[1], b"e")
+            return self._fd_pair[0]
+
+    def _signal_fd(self) -> None:
+        """Keep ``fd`` readable exactly while events are queued (called with the lock held)."""
+        if self._fd_pair is None:
+            return
+        os.set_blocking(self._fd_pair[0], False)
+        try:
+            os.read(self._fd_pair[0], 4096)
+        except BlockingIOError:
+            pass
+        if self.events:
+            os.write(self._fd_pair[1], b"e")
 
     @property
     def offsets(self) -> List[int]:
@@ -194,6 +220,7 @@ class FakeLineRequest:
         self._seqno += 1
         kind = EdgeEvent.Type.RISING_EDGE if rising else EdgeEvent.Type.FALLING_EDGE
         self.events.append(EdgeEvent(kind, time.monotonic_ns(), offset, self._seqno, self._seqno))
+        self._signal_fd()
         self.chip.gpiod.cond.notify_all()
 
     def wait_edge_events(self, timeout=None) -> bool:
@@ -221,6 +248,7 @@ class FakeLineRequest:
             self._check()
             count = len(self.events) if max_events is None else max_events
             taken, self.events = self.events[:count], self.events[count:]
+            self._signal_fd()
             return taken
 
     def release(self) -> None:
@@ -228,6 +256,10 @@ class FakeLineRequest:
             if self.released:
                 raise RequestReleasedError()
             self.released = True
+            if self._fd_pair is not None:
+                for fd in self._fd_pair:
+                    os.close(fd)
+                self._fd_pair = None
             for offset in self.settings:
                 if self.chip.owners.get(offset) is self:
                     del self.chip.owners[offset]

@@ -71,6 +71,8 @@ class FakeBoard:
     command is echoed (``> 210g``) and followed by the new settings.
     """
 
+    COMMAND_END = _COMMAND_END   # RF12demo: a command ends with its letter
+
     def __init__(self, link: Path, node_id=15, group=210, band=433, quiet=True, legacy=False,
                  answers=True):
         self.port = FakePort(link)
@@ -172,7 +174,7 @@ class FakeBoard:
             with self._cond:
                 self.received += data
             while True:
-                end = _COMMAND_END.search(pending)
+                end = self.COMMAND_END.search(pending)
                 if end is None:
                     break
                 command = pending[:end.end()].decode("ascii", "replace").strip()

@@ -143,7 +143,7 @@ class Rfm69Chip:
     def __init__(self, gpio: FakeGpiod, chip_path: str = "/dev/gpiochip0", dio0: Optional[int] = 25,
                  reset: Optional[int] = None, cs: Optional[int] = None, spi: Tuple[int, int] = (0, 0)):
         self._lock = threading.RLock()
-        self.activity = threading.Condition(self._lock)   # notified on every read of RegIrqFlags2
+        self.activity = threading.Condition(self._lock)   # notified on every SPI transfer
         self.flag_reads = 0
         self.gpio_chip = gpio.chips.get(chip_path) or gpio.add_chip(chip_path)
         self.dio0_line, self.reset_line, self.cs_line, self.spi = dio0, reset, cs, spi
@@ -226,6 +226,7 @@ class Rfm69Chip:
 
     def transfer(self, data: List[int], spi: FakeSpiDev) -> List[int]:
         with self._lock:
+            self.activity.notify_all()
             if self.absent or self.in_reset or not self._selected(spi):
                 return [0] * len(data)
             address, write = data[0] & 0x7F, bool(data[0] & 0x80)
@@ -391,7 +392,7 @@ class Rfm69Chip:
         self._update_dio0()
 
     def wait_for(self, predicate, timeout: float = 5.0) -> bool:
-        """Block until ``predicate()`` holds, checked whenever RegIrqFlags2 is read."""
+        """Block until ``predicate()`` holds, checked at every SPI transfer."""
         with self.activity:
             return self.activity.wait_for(predicate, timeout)
 

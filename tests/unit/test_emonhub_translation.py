@@ -112,10 +112,20 @@ def test_a_type_we_do_not_have_is_a_warning_naming_it_and_the_rest_runs(tmp_path
 
 
 def test_unknown_keys_are_named_at_their_line(tmp_path):
-    text = MINIMAL.replace("            com_baud = 115200\n", "            com_baud = 115200\n            vcal = 268.97\n")
+    text = MINIMAL.replace("            com_baud = 115200\n", "            com_baud = 115200\n            wobble = 1\n")
     config = loader().load(write(tmp_path, text))
-    assert any(re.search(r"emonhub\.conf:9: .*vcal: 'vcal' \(a setting emonhub sends to the board\)", w)
+    assert any(re.search(r"emonhub\.conf:9: .*wobble: 'wobble' is not a setting of EmonHubOEMInterfacer", w)
                for w in config.warnings)
+
+
+def test_the_board_settings_emonhub_sends_are_sent_by_the_oemserial_listener(tmp_path):
+    text = MINIMAL.replace("            com_baud = 115200\n",
+                           "            com_baud = 115200\n            vcal = 268.97\n            baseid = 18\n")
+    config = loader().load(write(tmp_path, text))
+    usb = config.listeners["USB0"]
+    assert usb.type_name == "oemserial" and usb.settings["format"] == "oem"
+    assert (usb.settings["vcal"], usb.settings["nodeid"]) == (["268.97"], 18)
+    assert not any("vcal" in w or "baseid" in w for w in config.warnings)
 
 
 def test_a_problem_in_a_translated_setting_points_at_the_emonhub_line(tmp_path):

@@ -22,6 +22,7 @@ from protocols.rfm69_radio import (BAD_CRC, BAD_LENGTH, BOARD_PINS, WRONG_NETWOR
                                    Rfm69Radio, Watchdog, bcm_of_header_pin, find_header_chip,
                                    frf_for, message_counter)
 from tests.support.fake_gpiod import FakeGpiod
+from tests.support.rfm69_packets import emontx4_payload, jeelib, lpl
 from tests.support.rfm69_chip import (JEELIB_434, LPL_433, LPL_433_92, OEM_KEY, RX, SLEEP, Air, Rfm69Chip,
                               garbled)
 
@@ -71,23 +72,6 @@ def make(gpio, clock):
     yield factory
     for radio in radios:
         radio.close()
-
-
-def emontx4_payload(msg=1234, vrms=240.12, power=(120, -35, 0, 2400, 7, 0),
-                    energy=(15000, 200, 0, 98000, 1, 0), temps=(21.5, 300.0, 300.0), pulse=42) -> bytes:
-    """emon_CM_6CT_temperature's struct: Msg L, Vrms h x100, P[6] h, E[6] l, T[3] h x100, pulse L."""
-    payload = struct.pack("<Lh6h6l3hL", msg, round(vrms * 100), *power, *energy,
-                          *(round(t * 100) for t in temps), pulse)
-    assert len(payload) == 52
-    return payload
-
-
-def lpl(target: int, sender: int, payload: bytes, ctl: int = 0) -> bytes:
-    return bytes([len(payload) + 3, target, sender, ctl]) + payload
-
-
-def jeelib(dest: int, source: int, payload: bytes, group: int = 210) -> bytes:
-    return bytes([len(payload) + 2, dest | JeeLibNative.parity(group), source]) + payload
 
 
 EMONTX4_NODE = {"17": {"nodename": "emonTx4_17",
