@@ -18,7 +18,7 @@ setup(
     license="GPL-3.0-or-later",
     python_requires=">=3.9",
     py_modules=["oemgateway"],
-    packages=["gateway", "gateway.web", "listeners", "buffers", "protocols"],
+    packages=["gateway", "gateway.spool", "gateway.web", "listeners", "buffers", "protocols"],
     package_data={"gateway.web": ["static/*.html", "static/*.js", "static/*.css"]},   # the web page
     install_requires=[
         "configobj>=5.0.6",   # the config format users know; validation with configspecs

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from bench.harness import Daemon, free_port, tmpfs_folder
 from bench.server import make_server
-from buffers import journal
-from buffers.spool import CursorStore
-from buffers.storage import OsFiles
+from gateway.spool import journal
+from gateway.spool import CursorStore
+from gateway.spool.storage import OsFiles
 from gateway.frame import Frame
 
 RATE = 10.0          # readings per second sent (ten times real life)

@@ -1,6 +1,6 @@
 """What refused readings cost a backlog: rows sent and drain time, against the same backlog clean.
 
-The delivery engine (``buffers/base.py``) drains an in-memory backlog into a modelled
+The delivery engine (``gateway/delivery.py``) drains an in-memory backlog into a modelled
 destination. Nothing waits: every request adds its modelled time to a clock of its own, so a
 run takes seconds and gives the same figures each time.
 
@@ -47,10 +47,11 @@ def load_engine(gateway_dir=None):
     if gateway_dir:
         sys.path.insert(0, str(Path(gateway_dir).resolve()))
     base = importlib.import_module("buffers.base")
-    spool = importlib.import_module("buffers.spool")
-    storage = importlib.import_module("buffers.storage")
+    delivery = importlib.import_module("gateway.delivery")
+    spool = importlib.import_module("gateway.spool")
+    storage = importlib.import_module("gateway.spool.storage")
     frame = importlib.import_module("gateway.frame")
-    return base, spool, storage, frame.Frame
+    return base, delivery, spool, storage, frame.Frame
 
 
 class Model:
@@ -58,7 +59,7 @@ class Model:
 
     def __init__(self, engine, readings: int, bad: set, named: bool, batch_size: int,
                  request_s: float, row_s: float, unstored_row_s: float = None):
-        base, spool_mod, storage, frame_cls = engine
+        base, delivery, spool_mod, storage, frame_cls = engine
         self.bad, self.named = bad, named
         self.request_s, self.row_s = request_s, row_s
         self.unstored_row_s = row_s if unstored_row_s is None else unstored_row_s
@@ -89,9 +90,9 @@ class Model:
         spool = spool_mod.Spool(storage.MemoryFiles(), None,
                                 spool_mod.SpoolSettings(hot_max_bytes=1 << 30, spill_after=1e9))
         spool.open()
-        self.buffer = Destination("model", {"active": True, "max_items": 0, "batch_size": batch_size,
-                                            "retry_max": 1.0},
-                                  spool.register("model", spool_mod.BufferStats()))
+        destination = Destination("model", {"active": True, "max_items": 0, "batch_size": batch_size,
+                                            "retry_max": 1.0})
+        self.buffer = delivery.Delivery(destination, spool.register("model", spool_mod.BufferStats()))
         self.buffer.log.disabled = True   # one warning per refused reading is not what we measure
         for n in range(readings):
             spool.append(frame_cls(n % 32 + 1, (n,), 1.7e9 + n, None, None, "model"))
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.unstored = None if args.unstored_row_ms is None else args.unstored_row_ms / 1000
     engine = load_engine(args.gateway_dir)
-    print(f"engine: {engine[0].__file__}; batch_size {args.batch_size}; a request "
+    print(f"engine: {engine[1].__file__}; batch_size {args.batch_size}; a request "
           f"{args.request_ms:g} ms + {1000 / args.rows_per_s:.3f} ms per row"
           + ("" if args.unstored is None else f" ({args.unstored_row_ms:g} ms if not stored)"))
     print(f"{'readings':>8} {'rate':>7} {'refusals':>8} {'bad':>5} {'rows/reading':>15} "

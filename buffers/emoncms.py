@@ -44,7 +44,7 @@ from typing import List, Optional
 import requests
 
 from buffers.base import AuthError, RejectedError, TooLargeError, TransientError
-from buffers.formats import compact_json
+from gateway.formats import compact_json
 from buffers.http import HttpBuffer, retry_after
 from gateway.frame import Frame
 

@@ -43,10 +43,10 @@ class FileBuffer(Buffer):
     """
 
     def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._handle = None
         self._path: Optional[str] = None      # the file open
         self._wanted: Optional[tuple] = None  # the (path, header) it was opened for
-        super().__init__(*args, **kwargs)
         self._rotation_problems = LogThrottle(self.log, logging.WARNING, 300.0)
 
     def configure(self) -> None:

@@ -33,7 +33,7 @@ import threading
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from buffers.formats import number_text
+from gateway.formats import number_text
 from protocols.ha_discovery import Discovery, DiscoveryConfig, state_topic
 from gateway.frame import Frame, Node
 from gateway.node_templates import TEMPLATES

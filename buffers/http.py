@@ -59,17 +59,18 @@ class HttpBuffer(Buffer):
                             "(use ca_file to trust a private CA instead)")
         return warnings
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        # requests would re-read proxy settings from the environment for every request (a
+        # good part of the CPU a single post costs); read them once per URL instead.
+        self.session.trust_env = False
+        self._proxies: dict = {}
+
     def configure(self) -> None:
-        """(Re)build the session from the settings; subclasses add their headers after this."""
-        session = getattr(self, "session", None)
-        if session is None:
-            session = self.session = requests.Session()
-            session.headers["User-Agent"] = USER_AGENT
-            # requests would re-read proxy settings from the environment for every request
-            # (a good part of the CPU a single post costs); read them once per URL instead.
-            session.trust_env = False
-            self._proxies: dict = {}
-        session.verify = self.settings["ca_file"] or self.settings["verify_tls"]
+        """Apply the settings to the session; subclasses add their headers after this."""
+        self.session.verify = self.settings["ca_file"] or self.settings["verify_tls"]
 
     def _proxies_for(self, url: str) -> dict:
         """The environment's proxies (HTTPS_PROXY, NO_PROXY, ...) for ``url``, looked up once."""

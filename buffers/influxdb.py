@@ -18,7 +18,7 @@ so a batch sent twice (after a crash) is harmless.
 
 from typing import List, Optional
 
-from buffers.formats import number_text, site_problem
+from gateway.formats import number_text, site_problem
 from buffers.http import HttpBuffer, error_detail
 from gateway.frame import Frame
 

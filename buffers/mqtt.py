@@ -46,8 +46,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from buffers.base import AuthError, Buffer, TransientError
-from buffers.formats import json_time, number_text, site_problem
 from buffers.ha_link import HomeAssistantLink, configured_nodes, input_units
+from gateway.formats import json_time, number_text, site_problem
 from gateway.frame import Frame, FrameError, parse_node, parse_number
 from gateway.logs import LogThrottle
 from gateway.mqtt_broker import (BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
@@ -133,11 +133,12 @@ class MqttBuffer(Buffer):
         return warnings
 
     def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._connection: Optional[_Connection] = None
-        self._tx_log: Optional[LogThrottle] = None
+        self._tx_log = LogThrottle(self.log, logging.WARNING, 60.0)
+        self._retained_log = LogThrottle(self.log, logging.WARNING, 3600.0)
         self._ha: Optional[HomeAssistantLink] = None
         self._ha_table = None          # the [nodes] table Home Assistant was last told about
-        super().__init__(*args, **kwargs)
 
     # -- plugin hooks -------------------------------------------------------------------
     def configure(self) -> None:
@@ -157,9 +158,6 @@ class MqttBuffer(Buffer):
         self._client_id = settings["client_id"] or f"oemgateway-{site or socket.gethostname()}-{self.name}"
         self._ha = self._ha_link() if settings["ha_discovery"] else None
         self._ha_table = None
-        if self._tx_log is None:
-            self._tx_log = LogThrottle(self.log, logging.WARNING, 60.0)
-            self._retained_log = LogThrottle(self.log, logging.WARNING, 3600.0)
         if self._connection is not None:   # new settings (on the sender thread): reconnect
             self._disconnect(clean=True)
 
@@ -173,7 +171,7 @@ class MqttBuffer(Buffer):
         if self._ha is not None:
             # Caught up when nothing is queued behind this batch: then the latest values go
             # to Home Assistant; during a backlog they wait (the latest per input).
-            messages += self._ha.states(batch, caught_up=len(self.queue) <= len(batch))
+            messages += self._ha.states(batch, caught_up=self.backlog is None or self.backlog() <= len(batch))
         try:
             connection.publish_all(messages, self.settings["qos"], self.settings["max_inflight"],
                                    self.settings["timeout"])

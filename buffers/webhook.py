@@ -16,7 +16,7 @@ import json
 import re
 from typing import Dict, List, Optional
 
-from buffers.formats import json_time, site_problem
+from gateway.formats import json_time, site_problem
 from buffers.http import HttpBuffer, error_detail
 from gateway.frame import Frame
 

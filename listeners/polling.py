@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
+from gateway.backoff import Backoff
 from gateway.frame import Frame, Number, RawFrame
 from gateway.logs import LogThrottle, error_text
 from listeners.base import Listener
@@ -87,22 +88,6 @@ class _ListenerDevice(PolledDevice):
         self.listener.release()
 
 
-class _Backoff:
-    """Waits after consecutive failures: ``first``, then doubling, never more than ``most``."""
-
-    def __init__(self, first: float, most: float):
-        self.first, self.most = first, max(first, most)
-        self.failures = 0
-
-    def failed(self) -> float:
-        """Count a failure; the wait before the next try."""
-        self.failures += 1
-        return min(self.first * 2 ** (self.failures - 1), self.most)
-
-    def succeeded(self) -> None:
-        self.failures = 0
-
-
 @dataclass
 class DeviceStatus:
     polls: int = 0
@@ -119,7 +104,7 @@ class _Schedule:
 
     def __init__(self, device: PolledDevice, retry_max: float):
         self.device = device
-        self.backoff = _Backoff(device.interval, retry_max)
+        self.backoff = Backoff(device.interval, max(device.interval, retry_max))
         self.status = DeviceStatus()
         self.busy_since: Optional[float] = None   # monotonic time the running poll began
         self.due: float = 0.0                     # monotonic time of the next poll
@@ -309,13 +294,13 @@ class PollingListener(Listener):
         why = str(exc) if isinstance(exc, PollError) else error_text(exc) if isinstance(exc, OSError) \
             else f"internal error: {type(exc).__name__}: {exc}"
         status.last_error = why
-        delay = schedule.backoff.failed()
+        delay = schedule.backoff.next()
         status.retry_in_s = delay
         if not isinstance(exc, (PollError, OSError)):
             self.log.error("%s: polling %s failed", self, name, exc_info=exc)
         elif schedule.backoff.failures == 1:
             self.log.warning("%s: %s: no reading (%s); asking again in %g s, then less often (every "
-                             "%g s at most)", self, name, why, delay, schedule.backoff.most)
+                             "%g s at most)", self, name, why, delay, schedule.backoff.cap)
         else:
             self.poll_errors("%s: %s: still no reading (%s)", self, name, why)
         return delay
@@ -325,6 +310,6 @@ class PollingListener(Listener):
         if schedule.backoff.failures:
             self.log.info("%s: %s answers again (after %d failed polls)", self, schedule.device.name,
                           schedule.backoff.failures)
-        schedule.backoff.succeeded()
+        schedule.backoff.reset()
         status.retry_in_s = None
         status.last_good_read = time.time()

@@ -28,6 +28,7 @@ import threading
 import time
 from typing import List, Optional, Sequence
 
+from gateway.backoff import Backoff
 from gateway.frame import RawFrame
 from gateway.logs import LogThrottle
 from protocols import rf12demo
@@ -279,13 +280,12 @@ class Rfm69Listener(Listener, RadioTransmitter):
 
     # -- the receiver thread ------------------------------------------------------------
     def _receive_loop(self) -> None:
-        backoff = OPEN_RETRY_MIN
+        backoff = Backoff(OPEN_RETRY_MIN, OPEN_RETRY_MAX)
         while not self._stop.is_set():
             if not self._open_radio():
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, OPEN_RETRY_MAX)
+                self._stop.wait(backoff.next())
                 continue
-            backoff = OPEN_RETRY_MIN
+            backoff.reset()
             try:
                 self._receive_until_stopped()
             except RadioError as exc:

@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional
 
 import serial
 
+from gateway.backoff import Backoff
 from gateway.eventloop import EventLoop, Timer
 from gateway.lines import BadLine, LineSplitter, split_first_line
 from listeners.base import Listener
@@ -131,7 +132,7 @@ class SerialPortListener(Listener):
         self._splitter = LineSplitter(self.settings["max_line"])
         self._fd: Optional[int] = None
         self._timers: Dict[str, Timer] = {}
-        self._backoff = RETRY_MIN
+        self._backoff = Backoff(RETRY_MIN, RETRY_MAX)
         self._outage: Optional[_Outage] = None
         self._idle_since: Optional[float] = None
         self._last_data = 0.0
@@ -222,7 +223,7 @@ class SerialPortListener(Listener):
         now = time.monotonic()
         self._opened_at = self._last_data = now
         self._settling, self._garbled = True, 0
-        self._backoff = RETRY_MIN
+        self._backoff.reset()
         self.port_stats.opens += 1
         self._log_opened(now)
         self._arm_idle()
@@ -246,7 +247,7 @@ class SerialPortListener(Listener):
         if outage is None:
             outage = self._outage = _Outage(time.monotonic(), kind)
             self.log.warning("%s: cannot open %s: %s; trying again in %g s, then less often "
-                             "(every %g s at most)", self, self.port_name, text, self._backoff, RETRY_MAX)
+                             "(every %g s at most)", self, self.port_name, text, self._backoff.peek(), RETRY_MAX)
         elif kind != outage.kind and (outage.kind, kind) != ("lost", "missing"):
             outage.kind = kind   # e.g. replugged, but now held by another program: worth a line
             self.log.info("%s: still cannot open %s, now: %s", self, self.port_name, text)
@@ -258,8 +259,7 @@ class SerialPortListener(Listener):
 
     def _schedule_retry(self) -> None:
         self._cancel("retry")
-        self._timers["retry"] = self.loop.call_later(self._backoff, self._try_open)
-        self._backoff = min(self._backoff * 2, RETRY_MAX)
+        self._timers["retry"] = self.loop.call_later(self._backoff.next(), self._try_open)
 
     def _lose(self, why: str) -> None:
         """The open port failed: close it and reopen it with backoff."""
@@ -268,9 +268,9 @@ class SerialPortListener(Listener):
         self._close_port()
         self.port_stats.losses += 1
         self._outage = _Outage(time.monotonic(), "lost")
-        self._backoff = RETRY_MIN
+        self._backoff.reset()
         self.log.warning("%s: lost %s (%s); reopening it in %g s, then less often (every %g s "
-                         "at most)", self, self.port_name, why, self._backoff, RETRY_MAX)
+                         "at most)", self, self.port_name, why, self._backoff.peek(), RETRY_MAX)
         self._schedule_retry()
 
     def _close_port(self) -> None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from buffers import BUFFERS
-from buffers.spool import SPOOL_SPEC
+from gateway.spool import SPOOL_SPEC
 from gateway.config import ConfigError, ConfigLoader
 from listeners import LISTENERS
 from tests.support.configs import load, problems_of, socket_emoncms_config
@@ -515,8 +515,8 @@ class LogWatch(logging.Handler):
 
 @pytest.mark.parametrize("fault", ["loader", "apply"])
 def test_an_unexpected_error_while_reloading_is_logged_and_the_watch_goes_on(tmp_path, fault):
-    import oemgateway
-    from buffers.spool import build_spool
+    from gateway.hub import Gateway
+    from gateway.spool import build_spool
     from gateway.eventloop import EventLoop
     from gateway.logs import Redactor
     path = tmp_path / "gw.conf"
@@ -526,7 +526,7 @@ def test_an_unexpected_error_while_reloading_is_logged_and_the_watch_goes_on(tmp
     loop = EventLoop()
     watch = LogWatch(loop)
     logging.getLogger("oemgateway").addHandler(watch)
-    gateway = oemgateway.Gateway(loop, loader, Redactor(), build_spool(config.gateway))
+    gateway = Gateway(loop, loader, Redactor(), build_spool(config.gateway))
     try:
         gateway.start(config)
         if fault == "loader":

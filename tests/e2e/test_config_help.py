@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from buffers import BUFFERS
-from buffers.spool import SPOOL_SPEC
+from gateway.spool import SPOOL_SPEC
 from gateway.config import ConfigError, ConfigLoader
 from listeners import LISTENERS
 from tests.support.daemon import DAEMON

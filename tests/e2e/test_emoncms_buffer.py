@@ -12,8 +12,6 @@ import pytest
 
 from buffers.base import AuthError, RejectedError, TooLargeError, TransientError
 from buffers.emoncms import EmoncmsBuffer
-from buffers.spool import BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
 from gateway.frame import Frame
 
 from tests.support.configs import socket_emoncms_config
@@ -334,13 +332,11 @@ def test_clock_auto_on_an_unsynchronised_machine_rebases_from_the_very_first_rea
 # -- what emoncms' answers mean, the plugin against the test server (research §3, §7) ----------
 
 def plugin(url, key=WRITE_KEY):
-    """The emoncms buffer in this process, to call send() on directly (no sender thread)."""
-    spool = Spool(MemoryFiles(), None, SpoolSettings())
-    spool.open()
+    """The emoncms buffer in this process, to call send() on directly (no spool, no thread)."""
     settings = {"active": True, "max_items": 0, "batch_size": 500, "retry_max": 5, "timeout": 5,
                 "verify_tls": True, "ca_file": "", "url": url, "apikey": key, "protocol": None,
                 "domain": None, "path": None}
-    return EmoncmsBuffer("emoncms", settings, spool.register("emoncms", BufferStats()))
+    return EmoncmsBuffer("emoncms", settings)
 
 
 def readings(*specs):

@@ -62,13 +62,9 @@ def test_size_rotation_keeps_backups(gateway_factory):
 # -- the file buffer on its own: what it opens, appends to and renames ------------------------
 def file_buffer(path, **settings):
     from buffers.file import FileBuffer
-    from buffers.spool import BufferStats, Spool, SpoolSettings
-    from buffers.storage import MemoryFiles
-    spool = Spool(MemoryFiles(), None, SpoolSettings())
-    spool.open()
     base = {"active": True, "max_items": 0, "batch_size": 500, "retry_max": 1.0,
             "path": str(path), "max_bytes": 0, "backups": 5}
-    return FileBuffer("csv", dict(base, **settings), spool.register("csv", BufferStats()))
+    return FileBuffer("csv", dict(base, **settings))
 
 
 def frames(*values):

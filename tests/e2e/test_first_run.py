@@ -61,7 +61,7 @@ def test_the_readme_lists_every_command_line_option():
 
 
 def test_the_readme_gateway_table_lists_every_gateway_setting():
-    from buffers.spool import SPOOL_SPEC
+    from gateway.spool import SPOOL_SPEC
     from gateway.config import GATEWAY_SPEC, spec_keys
     table = README.split("### `[gateway]`", 1)[1].split("\n### ", 1)[0]
     documented = set(re.findall(r"`(\w+)`", "\n".join(line.split("|")[1] for line in table.splitlines()

@@ -171,7 +171,7 @@ def test_the_spool_recommends_a_tmpfs_this_machine_has_never_the_folder_it_warns
     import logging
     import shutil
 
-    from buffers.spool import build_spool, filesystem_type
+    from gateway.spool import build_spool, filesystem_type
     from tests.support.daemon import ROOT
     folder = tmp_path if filesystem_type(str(tmp_path)) not in ("tmpfs", "ramfs") else ROOT / ".spool-test"
     try:

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from buffers import BUFFERS
-from buffers.spool import SPOOL_SPEC
+from gateway.spool import SPOOL_SPEC
 from gateway.config import ConfigLoader
 from gateway.web.auth import LoginLimiter, Sessions, hash_password, verify_password
 from gateway.web.configedit import MASK, ConfigEditError, ConfigEditor

@@ -1,4 +1,4 @@
-"""What every buffer gets from the base class: queueing, batching, splitting, retries, counts."""
+"""What every buffer gets from the delivery engine: queueing, batching, splitting, retries, counts."""
 
 import logging
 import random
@@ -8,8 +8,9 @@ import time
 import pytest
 
 from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
-from buffers.spool import BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
+from gateway.delivery import Delivery
+from gateway.spool import BufferStats, Spool, SpoolSettings
+from gateway.spool.storage import MemoryFiles
 from gateway.frame import Frame
 
 SETTINGS = {"active": True, "max_items": 0, "batch_size": 100, "retry_max": 0.05}
@@ -20,7 +21,8 @@ def frame(node, *values, t=1700000000.0):
 
 
 class Recorder(Buffer):
-    """A destination in memory: ``fail`` decides per batch what goes wrong."""
+    """A destination in memory: ``fail`` decides per batch what goes wrong. It comes with the
+    engine delivering to it (``engine``), whose attributes it shows as its own."""
 
     def __init__(self, name="rec", settings=None, fail=None):
         self.fail = fail or (lambda batch: None)
@@ -29,7 +31,13 @@ class Recorder(Buffer):
         self.cond = threading.Condition()
         spool = Spool(MemoryFiles(), None, SpoolSettings())
         spool.open()
-        super().__init__(name, dict(SETTINGS, **(settings or {})), spool.register(name, BufferStats()))
+        super().__init__(name, dict(SETTINGS, **(settings or {})))
+        self.engine = Delivery(self, spool.register(name, BufferStats()))
+
+    def __getattr__(self, name):   # start, stop, queue, stats...: the engine's
+        if name == "engine":
+            raise AttributeError(name)
+        return getattr(self.engine, name)
 
     def put(self, f):
         """What the gateway does with a frame from a listener."""
@@ -384,7 +392,7 @@ def test_a_refused_node_is_not_sent_until_forgotten_or_the_settings_change(start
     clock = [1000.0]
     buffer = StoresUpToRefused(lambda f, i: RejectedError("Node '9' was ignored", delivered=i, node_refused=True)
                                if f.node == 9 else None)
-    buffer.monotonic = lambda: clock[0]
+    buffer.engine.monotonic = lambda: clock[0]
     started(buffer)
 
     def round_of(n):
@@ -397,7 +405,7 @@ def test_a_refused_node_is_not_sent_until_forgotten_or_the_settings_change(start
         round_of(1)
         round_of(2)
         buffer.wait_delivered(6)
-        clock[0] += Buffer.NODE_REFUSAL_MEMORY   # forgotten: tried again, refused again
+        clock[0] += Delivery.NODE_REFUSAL_MEMORY   # forgotten: tried again, refused again
         round_of(3)
         buffer.wait_delivered(8)
         buffer.update(dict(SETTINGS))            # a settings change forgets it at once

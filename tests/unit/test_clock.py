@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from buffers.spool import BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
+from gateway.spool import BufferStats, Spool, SpoolSettings
+from gateway.spool.storage import MemoryFiles
 from gateway import clock
 from gateway.clock import ClockWatch
 from gateway.frame import Frame

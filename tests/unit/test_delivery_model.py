@@ -1,4 +1,4 @@
-"""A model-based test of the delivery engine (buffers/base.py): a scripted destination answers
+"""A model-based test of the delivery engine (gateway/delivery.py): a scripted destination answers
 every attempt with a random outcome of every kind the contract has, and afterwards the books
 must balance reading by reading.
 
@@ -21,17 +21,32 @@ import random
 import pytest
 
 from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
-from buffers.spool import BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
+from gateway.delivery import Delivery
+from gateway.spool import BufferStats, Spool, SpoolSettings
+from gateway.spool.storage import MemoryFiles
 from gateway.frame import Frame
 
 REFUSED_NODE = 7   # the destination refuses this node's readings
 
 
-class ScriptedDestination(Buffer):
-    """A buffer whose destination is a random script; readings carry their number as value."""
+class CountingDelivery(Delivery):
+    """The engine, noting in which bucket it counts each reading (``plugin.counted``)."""
 
     AUTH_RETRY_FACTOR = 1
+
+    def _count_delivered(self, frames):
+        for frame in frames:
+            self.plugin.counted.setdefault(self.plugin.number(frame), []).append("delivered")
+        super()._count_delivered(frames)
+
+    def _count_rejected(self, frame, why):
+        self.plugin.counted.setdefault(self.plugin.number(frame), []).append("rejected")
+        super()._count_rejected(frame, why)
+
+
+class ScriptedDestination(Buffer):
+    """A buffer whose destination is a random script; readings carry their number as value.
+    It comes with the engine delivering to it (``engine``), whose attributes it shows as its own."""
 
     def __init__(self, rng: random.Random, settings: dict):
         self.rng = rng
@@ -43,8 +58,14 @@ class ScriptedDestination(Buffer):
         self.trouble = 1.0        # share of attempts that may meet server trouble
         spool = Spool(MemoryFiles(), None, SpoolSettings())
         spool.open()
-        super().__init__("model", settings, spool.register("model", BufferStats()))
-        self.queue.wait = lambda timeout: False   # retries at once: the model has no clock
+        super().__init__("model", settings)
+        self.engine = CountingDelivery(self, spool.register("model", BufferStats()))
+        self.engine.queue.wait = lambda timeout: False   # retries at once: the model has no clock
+
+    def __getattr__(self, name):   # queue, stats, _deliver...: the engine's
+        if name == "engine":
+            raise AttributeError(name)
+        return getattr(self.engine, name)
 
     @staticmethod
     def number(frame: Frame) -> int:
@@ -64,15 +85,6 @@ class ScriptedDestination(Buffer):
     def _store(self, frames):
         for frame in frames:
             self.stored[self.number(frame)] = self.stored.get(self.number(frame), 0) + 1
-
-    def _count_delivered(self, frames):
-        for frame in frames:
-            self.counted.setdefault(self.number(frame), []).append("delivered")
-        super()._count_delivered(frames)
-
-    def _count_rejected(self, frame, why):
-        self.counted.setdefault(self.number(frame), []).append("rejected")
-        super()._count_rejected(frame, why)
 
     def send(self, batch):
         assert batch and not any(self.unsendable(f) for f in batch)

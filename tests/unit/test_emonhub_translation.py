@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from buffers import BUFFERS
-from buffers.spool import SPOOL_SPEC
+from gateway.spool import SPOOL_SPEC
 from gateway.config import ConfigError, ConfigLoader
 from listeners import LISTENERS
 from tests.support.daemon import DAEMON, FIXTURES, WAIT

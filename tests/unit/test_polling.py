@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from buffers import BUFFERS
-from buffers.spool import SPOOL_SPEC, build_spool
+from gateway.spool import SPOOL_SPEC, build_spool
 from gateway.config import ConfigLoader
 from gateway.logs import Redactor
 from gateway.registry import Registry
@@ -208,11 +208,11 @@ path = {tmp_path}/readings.csv
 
 @pytest.fixture
 def gateway(tmp_path, running):
-    import oemgateway
+    from gateway.hub import Gateway
     loader = ConfigLoader(Registry("listener", {"counter": "tests.support.polled_counter:CounterListener"}),
                           BUFFERS, SPOOL_SPEC)
     config = loader.load(str(gateway_config(tmp_path, 0.1)))
-    hub = oemgateway.Gateway(running.loop, loader, Redactor(), build_spool(config.gateway))
+    hub = Gateway(running.loop, loader, Redactor(), build_spool(config.gateway))
     hub.spool.open(config.buffers)
     running.call(lambda: hub.start(config))
     yield hub

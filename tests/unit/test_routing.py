@@ -3,7 +3,7 @@
 about when the config is read."""
 
 from buffers import BUFFERS
-from buffers.spool import SPOOL_SPEC
+from gateway.spool import SPOOL_SPEC
 from gateway.config import ConfigLoader
 from gateway.frame import Frame
 from gateway.nodes import NodeDecoder, NodeTable

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from buffers import journal
-from buffers.spool import SPILL_CHUNK, BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
+from gateway.spool import journal
+from gateway.spool import SPILL_CHUNK, BufferStats, Spool, SpoolSettings
+from gateway.spool.storage import MemoryFiles
 from gateway.frame import Frame
 
 
@@ -82,7 +82,7 @@ class Harness:
             if not batch:
                 return out
             out.extend(int(f.values[0]) for f in batch)
-            cursor.stats.delivered += len(batch)   # as the buffer base does
+            cursor.stats.delivered += len(batch)   # as the delivery engine does
             cursor.ack(len(batch))
 
     def crash(self):

@@ -14,8 +14,8 @@ import pwd
 
 import pytest
 
-from buffers.spool import build_spool, runtime_candidates, runtime_dir, state_dir
-from buffers.storage import OsFiles
+from gateway.spool import build_spool, runtime_candidates, runtime_dir, state_dir
+from gateway.spool.storage import OsFiles
 
 NOBODY = pwd.getpwnam("nobody")
 

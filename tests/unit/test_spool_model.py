@@ -18,8 +18,8 @@ import os
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from buffers.spool import BufferStats, Spool, SpoolSettings
-from buffers.storage import MemoryFiles
+from gateway.spool import BufferStats, Spool, SpoolSettings
+from gateway.spool.storage import MemoryFiles
 from gateway.frame import Frame
 
 
@@ -247,7 +247,7 @@ class SpoolMachine(RuleBasedStateMachine):
 
     def _durable_seqs(self):
         """Sequence numbers a power cut now would keep: readings in synced cold frames."""
-        from buffers import journal
+        from gateway.spool import journal
         seqs = set()
         for name in self.cold.durable_names:
             data = self.cold.durable.get(name, b"")

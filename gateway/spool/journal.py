@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
 
-from buffers.formats import compact_json
+from gateway.formats import compact_json
 from gateway.frame import Frame
 
 MAGIC = b"OGF1"
