@@ -47,6 +47,23 @@ class Buffer(Plugin, metaclass=_ConfiguredWhenBuilt):
     batch_size = integer(min=1, max=100000, default=500)
     retry_max = float(min=0.01, max=86400, default=5)
     """ + ROUTING_SPEC   # from_listeners, from_nodes: see gateway.routing
+    SAMPLE_COMMON = """
+    # Settings every buffer has:
+    #   active = True        False: neither record nor send, but keep what is queued; an
+    #                        inactive buffer holding nothing costs nothing (no RAM, no disk)
+    #   max_items = 0        most readings queued for this buffer (0: only the spool's
+    #                        bounds apply); beyond it the oldest are dropped, counted, logged
+    #   batch_size = 500     most readings sent in one request; fewer (down to 10) while
+    #                        the destination refuses readings often, so that few are sent twice
+    #   retry_max = 5        while a destination fails, each retry is one reading; the
+    #                        wait doubles from 0.5 s up to this many seconds, a random half
+    #                        to all of it (a refused key or URL: 12 x this)
+    #   from_listeners =     take only the readings of these listeners (their section names);
+    #                        empty: every listener. emonhub's subchannels become this.
+    #   from_nodes =         take only the readings of these nodes (id or nodename); empty:
+    #                        every node. With both set, a reading must match both. A name that
+    #                        matches nothing in this file is warned about.
+    """
 
     def __init__(self, name: str, settings: dict, clock: Optional[ClockWatch] = None, nodes=None,
                  transmit: Optional[Callable[..., None]] = None, backlog: Optional[Callable[[], int]] = None):
