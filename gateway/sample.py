@@ -70,6 +70,10 @@ SHIPPED_LISTENERS: Sequence[Tuple[str, str, bool]] = (
     ("emontx", "oemserial", False),
     ("spi", "rfm69", False),
     ("broker", "mqtt", False),
+    ("heatpump_meters", "modbus", False),
+    ("inverter", "modbus_tcp", False),
+    ("heatmeters", "mbus", False),
+    ("mbus_gateway", "mbus_tcp", False),
 )
 SHIPPED_BUFFERS: Sequence[Tuple[str, str, bool]] = (
     ("file", "file", True),

@@ -250,6 +250,34 @@ class MBusListener(MBusMeters):
     com_baud = integer(min=300, max=38400, default=2400)
     timeout = float(min=0, max=60, default=0)
     """ + SERIAL_BUS_SPEC
+    SAMPLE = """
+    # M-Bus heat meters on a serial M-Bus adapter (8 data bits, even parity, 1 stop bit).
+    [[...]]
+    com_port = /dev/ttyUSB1
+    # The adapter found by its USB ids instead (emonHP's: 1659, 9123), as emonhub does.
+    # usb_vid =
+    # usb_pid =
+    com_baud
+    # Seconds to wait for an answer; 0: the time EN 13757-2 allows at com_baud.
+    timeout
+    # False: take long frames with a wrong checksum (counted), for a meter known to send them.
+    validate_checksum
+    # False: start each read with REQ_UD2, without resetting the meter's link first.
+    link_reset
+    interval
+    retry_max
+    nodename
+    [[[meters]]]
+        # A preset: standard (every present value), heat_meter (sharky_775, sontex_789,
+        # landis_gyr_ultraheat_t230...), kamstrup_multical, sontex_supercal_531,
+        # qalcosonic_e3, eastron_sdm120_mbus; or emonhub's 'type = kamstrup403' etc., which
+        # keeps emonhub's input names. Address: primary, 0-250 (254: the only meter).
+        [[[[heatmeter]]]]
+            meter = kamstrup_multical
+            address = 1
+            # descriptive (energy, flow_temp...) or emonhub (Energy, FlowT...)
+            # naming = descriptive
+    """
 
     def make_bus(self) -> SerialLink:
         baud, timeout = self.settings["com_baud"], self.settings["timeout"]
@@ -264,6 +292,22 @@ class MBusTcpListener(MBusMeters):
     host = string
     port = integer(min=1, max=65535, default=10001)
     timeout = float(min=0.1, max=60, default=3)
+    """
+    SAMPLE = """
+    # M-Bus over TCP: an M-Bus to Ethernet gateway.
+    [[...]]
+    host = 192.168.1.60
+    port
+    timeout
+    validate_checksum
+    link_reset
+    interval
+    retry_max
+    nodename
+    [[[meters]]]
+        [[[[heatmeter]]]]
+            meter = heat_meter
+            address = 1
     """
 
     def make_bus(self) -> TcpLink:

@@ -173,6 +173,49 @@ class ModbusListener(ModbusMeters):
     stopbits = integer(min=1, max=2, default=1)
     timeout = float(min=0.05, max=60, default=1)
     """ + SERIAL_BUS_SPEC
+    SAMPLE = """
+    # Modbus RTU electricity (or heat) meters on an RS-485 adapter, several on one bus.
+    [[...]]
+    com_port = /dev/ttyUSB2
+    # A name ending in * is searched for (/dev/ttyACM*), as emonhub does; or set the USB
+    # adapter's ids (decimal, as emonhub writes them): that adapter, whatever its name.
+    # usb_vid =
+    # usb_pid =
+    com_baud
+    # none, even or odd
+    parity
+    stopbits
+    # Seconds to wait for a meter's answer.
+    timeout
+    # Data type of listed registers that give none: int16, uint16, int32, uint32, float32,
+    # int64, uint64, float64 (emonhub's int and float too).
+    datatype
+    interval
+    retry_max
+    # '' : each meter is its own node. Set: every meter of the bus reports to this node.
+    nodename
+    [[[meters]]]
+        # A preset: sdm120, sdm230, sdm630 (sdm72d), rayleigh_ri_d35_100, rayleigh_ri_d150,
+        # eaton_epbmeter1, voltaris_vdt45m, zpmeter_223f, samsung_mim_b19n, sontex_modbus.
+        # 'inputs' keeps only some of its inputs.
+        [[[[electric]]]]
+            meter = sdm120
+            # Modbus address, 1-247 (default: the preset's factory address).
+            address = 1
+            # inputs = P, EI
+        # Or the registers, as emonhub writes them: 0-based addresses (or
+        # register_numbering = datasheet for 30001-style numbers), with names, units, scales,
+        # offsets, precision, datatypes, functioncodes (3 holding, 4 input) and byteorder
+        # (ABCD, DCBA, BADC, CDAB) per register or one for all.
+        [[[[heat]]]]
+            address = 2
+            registers = 0, 2
+            names = flow_temp, return_temp
+            units = °C, °C
+            datatypes = int16
+            functioncodes = 3
+            scales = 0.1
+    """
 
     @classmethod
     def meter_warnings(cls, meter: MeterSettings, settings: dict) -> List[str]:
@@ -200,6 +243,21 @@ class ModbusTcpListener(ModbusMeters):
     host = string
     port = integer(min=1, max=65535, default=502)
     timeout = float(min=0.05, max=60, default=2)
+    """
+    SAMPLE = """
+    # Modbus TCP: meters or an inverter on the network (a meter's address: its unit id).
+    [[...]]
+    host = 192.168.1.50
+    port
+    timeout
+    datatype
+    interval
+    retry_max
+    nodename
+    [[[meters]]]
+        [[[[grid]]]]
+            meter = sdm630
+            address = 1
     """
 
     def make_bus(self) -> ModbusBus:
