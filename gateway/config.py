@@ -282,9 +282,10 @@ _MESSAGE_LINE = re.compile(r"^.*?:(\d+): ")
 
 
 def spec_keys(spec: str) -> List[str]:
-    """The setting names of configspec lines (sub-section headers left out)."""
+    """The setting names of configspec lines (sub-section headers, and the ``__many__`` that
+    stands for a sub-section's any keys, left out)."""
     return [line.split("=", 1)[0].strip() for line in spec.splitlines()
-            if "=" in line and not line.strip().startswith("[")]
+            if "=" in line and not line.strip().startswith(("[", "__many__"))]
 
 
 def _shown(value) -> str:

@@ -133,12 +133,12 @@ class MeterBusListener(PollingListener):
     nodename = string(default='')
     """
     SAMPLE_COMMON = """
-    # Meter buses (modbus, modbus_tcp, mbus, mbus_tcp) have their meters in [[[meters]]], one
-    # [[[[name]]]] each, after the bus's own settings. Each meter is a node named after its
-    # section, with the inputs its preset names; with 'nodename' set, every meter of the bus
-    # reports to that node, inputs named <meter>_<input> as emonhub names them. The meters of
-    # a bus are asked one after another; /status and the web page show each meter's last good
-    # read, errors, the time its read took, and its inputs' units.
+    # Meter buses (modbus, modbus_tcp, mbus, mbus_tcp) have their meters in a [[[meters]]]
+    # section, one [[[[name]]]] each, after the bus's own settings. Each meter is a node named
+    # after its section, with the inputs its preset names; with 'nodename' set, every meter of
+    # the bus reports to that node, inputs named <meter>_<input> as emonhub names them. The
+    # meters of a bus are asked one after another; /status and the web page show each meter's
+    # last good read, errors, the time its read took, and its inputs' units.
     """
     DEVICE = MeterDevice
 
