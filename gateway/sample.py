@@ -74,6 +74,9 @@ SHIPPED_LISTENERS: Sequence[Tuple[str, str, bool]] = (
     ("inverter", "modbus_tcp", False),
     ("heatmeters", "mbus", False),
     ("mbus_gateway", "mbus_tcp", False),
+    ("temperatures", "ds18b20", False),
+    ("gas", "pulse", False),
+    ("digital", "gpio", False),
 )
 SHIPPED_BUFFERS: Sequence[Tuple[str, str, bool]] = (
     ("file", "file", True),

@@ -41,9 +41,8 @@ def gateway_factory(tmp_path):
 def running():
     """The event loop running on a thread, for a listener tested in this process."""
     from tests.support.loop_thread import LoopThread
-    loop = LoopThread()
-    yield loop
-    loop.stop()
+    with LoopThread() as loop:
+        yield loop
 
 
 @pytest.fixture

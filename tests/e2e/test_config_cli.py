@@ -3,10 +3,12 @@
 and its messages in detail: tests/unit/test_config.py.)"""
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -94,9 +96,12 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
     from gateway.config import GATEWAY_SPEC
     from gateway.config import spec_keys
     from listeners.meters import MeterBusListener
+    from listeners.ds18b20 import DS18B20Listener
+    from listeners.gpio_lines import EdgeListener
     from listeners.serialport import SerialPortListener
     from listeners.socket import SocketListener
     from tests.support.emoncms_server import WRITE_KEY
+    from tests.support.gpiod_control import gpiod_env
     port = free_port()
     ports = dict(status_port=free_port(), web_port=free_port())
     given = {"emoncms": f"url = {emoncms.url}\napikey = {WRITE_KEY}", "file": f"path = {tmp_path / 'out.csv'}"}
@@ -112,6 +117,10 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
             extra = f"host = 127.0.0.1\nport = {free_port()}" if "host" in spec_keys(cls.settings_spec()) \
                 else f"com_port = {tmp_path / ('no-such-device-' + name)}"
             meters = "[[[meters]]]\n[[[[m]]]]\naddress = 1\n" + ("meter = sdm120\n" if "modbus" in name else "")
+        elif issubclass(cls, EdgeListener):   # (the gpiod library faked: no GPIO chip here)
+            extra = {"pulse": "pin = 17", "gpio": "pins = 27,"}[name]
+        elif issubclass(cls, DS18B20Listener):
+            extra = f"w1_root = {tmp_path / 'w1'}"
         else:   # a buffer: the test servers take emoncms and files; the others are off
             extra = given.get(name, "active = False")
         return f"[[{name}]]\ntype = {name}\n{extra}\n" + at_maximum(
@@ -123,7 +132,8 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
         "[listeners]", *(section(LISTENERS, name) for name in LISTENERS.names()),
         "[buffers]", *(section(BUFFERS, name) for name in BUFFERS.names()),
     ])
-    gw = gateway_factory(text)
+    with tempfile.TemporaryDirectory(prefix="gpio-") as pins:
+        gw = gateway_factory(text, env=gpiod_env(os.path.join(pins, "pins")))
     send_lines(port, b"7 1 2\n")
     emoncms.wait_for_rows(2)
     gw.signal(signal.SIGHUP)

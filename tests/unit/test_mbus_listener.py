@@ -37,11 +37,11 @@ def test_heat_meters_and_a_multi_telegram_meter_on_one_adapter_that_echoes(mbus_
     listener = MBusListener("mbus", serial_settings(link, meters=sections(
         heat={"meter": "kamstrup_multical", "address": 1}, multi={"meter": "standard", "address": 2},
         gone={"meter": "heat_meter", "address": 5})), running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: {"heat", "multi"} <= {f.node for f in running.frames}
                   and devices(listener)["gone"]["errors"] >= 1)
-    status = running.call(lambda: devices(listener))
-    running.call(listener.close)
+    status = running.on_loop(lambda: devices(listener))
+    running.on_loop(listener.close)
     nodes = by_node(running.frames)
     assert nodes["heat"] == pytest.approx(KAMSTRUP_601)
     assert nodes["multi"]["energy_2"] == 16            # from the third telegram
@@ -57,7 +57,7 @@ def test_a_bad_checksum_is_asked_for_again_and_too_many_cost_that_read_only(mbus
     link = mbus_bus(meter).start_serial(tmp_path / "ttyMBUS")
     listener = MBusListener("mbus", serial_settings(link, meters=sections(heat={"meter": "heat_meter"})),
                             running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: running.frames)
     assert devices(listener)["heat"]["errors"] == 0   # (asked again at once, with the same FCB)
     meter.garble = 3                                        # every try of the next read
@@ -66,7 +66,7 @@ def test_a_bad_checksum_is_asked_for_again_and_too_many_cost_that_read_only(mbus
         "address 1: a bad frame (long frame of 253 bytes from address 17: checksum ")   # (the telegram's own A)
     before = len(running.frames)
     running.until(lambda: len(running.frames) > before)
-    running.call(listener.close)
+    running.on_loop(listener.close)
     assert by_node(running.frames)["heat"]["energy"] == 37351
     assert any("answers again" in r.getMessage() for r in caplog.records)
 
@@ -78,9 +78,9 @@ def test_checksums_can_be_ignored_for_a_meter_known_to_get_them_wrong(mbus_bus, 
     listener = MBusListener("mbus", serial_settings(link, validate_checksum=False,
                                                     meters=sections(heat={"meter": "heat_meter"})),
                             running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: running.frames)
-    running.call(listener.close)
+    running.on_loop(listener.close)
     assert running.frames[0].node == "heat"
 
 
@@ -89,9 +89,9 @@ def test_mbus_over_tcp_with_emonhub_names_under_one_node(mbus_bus, running):
     listener = MBusTcpListener("gateway", dict(COMMON, host="127.0.0.1", port=port, timeout=1.0, nodename="heatpump",
                                                meters=sections(heatmeter={"type": "kamstrup403", "address": 3})),
                                running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: running.frames)
-    running.call(listener.close)
+    running.on_loop(listener.close)
     frame = running.frames[0]
     assert frame.node == "heatpump"
     values = dict(zip(frame.names, frame.values))
@@ -113,11 +113,11 @@ def test_the_adapter_is_found_by_its_usb_ids_as_emonhub_finds_it(mbus_bus, runni
     settings = serial_settings("/dev/ttyUSB0", usb_vid=1659, usb_pid=9123, meters=sections(heat={"meter": "heat_meter"}))
     assert MBusListener.claims(settings) == []   # (known when found)
     listener = MBusListener("mbus", settings, running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: running.frames)
     ports[1] = PortInfo(link, 1659, 1)        # unplugged: no adapter with these ids
     listener.bus.close()                       # (as after a lost port: the next read searches again)
     running.until(lambda: devices(listener)["heat"]["errors"] >= 1)
-    running.call(listener.close)
+    running.on_loop(listener.close)
     assert devices(listener)["heat"]["last_error"] == \
         "no serial port with USB ids 1659:9123 (is the adapter plugged in?)"

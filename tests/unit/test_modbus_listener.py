@@ -25,7 +25,7 @@ def by_node(frames):
 
 
 def device(running, listener, name):
-    return running.call(lambda: listener.status_details()["devices"][name])
+    return running.on_loop(lambda: listener.status_details()["devices"][name])
 
 
 def test_modbus_tcp_meters_by_preset_and_by_register_list(modbus_server, running):
@@ -37,9 +37,9 @@ def test_modbus_tcp_meters_by_preset_and_by_register_list(modbus_server, running
               "scales": "0.01", "units": "°C"}))
     assert ModbusTcpListener.check_settings(settings) == []
     listener = ModbusTcpListener("inverter", settings, running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: {"electric", "heat"} <= {f.node for f in running.frames})
-    running.call(listener.close)
+    running.on_loop(listener.close)
     nodes = by_node(running.frames)
     assert nodes["electric"] == SDM120_VALUES
     assert nodes["heat"] == {"FlowT": 21.5, "offset": -50}
@@ -61,10 +61,10 @@ def test_several_rtu_meters_on_one_bus_and_a_silent_one_that_delays_none(modbus_
     listener = ModbusListener("bus", rtu_settings(link, meters=meters(
         a={"meter": "sdm120", "address": 1}, b={"meter": "sdm230", "address": 2, "inputs": "P, EI"},
         dead={"meter": "sdm120", "address": 3})), running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: sum(f.node == "b" for f in running.frames) >= 8)
     dead = device(running, listener, "dead")
-    running.call(listener.close)
+    running.on_loop(listener.close)
     nodes = by_node(running.frames)
     assert nodes["a"] == SDM120_VALUES and nodes["b"] == {"P": 10.0, "EI": 1234.5}
     assert "dead" not in nodes
@@ -82,10 +82,10 @@ def test_garbage_on_the_line_costs_the_reads_it_hits_and_nothing_else(modbus_ser
     modbus.garble = 2
     listener = ModbusListener("bus", rtu_settings(link, meters=meters(m={"meter": "sdm120", "address": 1})),
                               running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: len(running.frames) >= 2)
     status = device(running, listener, "m")
-    running.call(listener.close)
+    running.on_loop(listener.close)
     assert by_node(running.frames)["m"] == SDM120_VALUES
     assert status["errors"] == 2 and status["state"] == "ok"
     assert any("answers again (after 2 failed polls)" in r.getMessage() for r in caplog.records)
@@ -98,9 +98,9 @@ def test_exception_codes_cost_only_the_registers_refused(modbus_server, running,
     listener = ModbusTcpListener("tcp", dict(COMMON, host="127.0.0.1", port=port, timeout=1.0, meters=meters(
         partial={"address": 1, "registers": "0, 6, 500", "names": "V, I, beyond"},
         refused={"address": 2, "registers": "300", "functioncodes": "3"})), running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: running.frames and listener.status_details()["devices"]["refused"]["errors"] >= 1)
-    running.call(listener.close)
+    running.on_loop(listener.close)
     assert by_node(running.frames) == {"partial": {"V": 230.0, "I": 1.5}}
     warnings = [r.getMessage() for r in caplog.records]
     assert any("meter partial: beyond (input register 500): Modbus exception 2 (illegal data address)" in w
@@ -112,9 +112,9 @@ def test_exception_codes_cost_only_the_registers_refused(modbus_server, running,
 def test_a_missing_serial_port_is_reported_and_retried(running, tmp_path):
     listener = ModbusListener("bus", rtu_settings(tmp_path / "ttyUSB9", meters=meters(m={"meter": "sdm120"})),
                               running.loop, running.emit)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: listener.status_details()["devices"]["m"]["errors"] >= 2)
-    running.call(listener.close)
+    running.on_loop(listener.close)
     assert device(running, listener, "m")["last_error"].startswith(
         f"cannot open {tmp_path / 'ttyUSB9'}: no such device")
 
@@ -132,7 +132,7 @@ def test_a_port_named_with_a_star_is_searched_for_as_emonhub_does(modbus_server,
     listener = ModbusListener("bus", rtu_settings(f"{tmp_path}/ttyACM*", meters=meters(m={"meter": "sdm120"})),
                               running.loop, running.emit)
     assert listener.describe_bus() == f"the serial port matching {tmp_path}/ttyACM* at 9600 baud"
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: running.frames)
-    running.call(listener.close)
+    running.on_loop(listener.close)
     assert by_node(running.frames)["m"] == SDM120_VALUES
