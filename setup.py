@@ -25,6 +25,7 @@ setup(
         "requests>=2.25",     # HTTP with connection reuse, timeouts and TLS verification
         "pyserial>=3.5",      # serial ports and RFM2Pi boards
         "paho-mqtt>=2,<3",    # the MQTT buffer: the Eclipse reference client
+        "pymodbus>=3.6",      # Modbus RTU and TCP meters: the maintained Python Modbus stack
     ],
     extras_require={
         "gpio": ["gpiod>=2"],   # pulse and gpio listeners: libgpiod 2, the kernel's GPIO character device

@@ -256,13 +256,19 @@ class _Notes:
         return f"{self.at(section, key)} {self.name(section, key)}"
 
     def message(self, section: Tuple[str, ...], message: str, settings=()) -> str:
-        """A plugin's message about its section, placed at the key it starts with, if any."""
+        """A plugin's message about its section, placed at the key it starts with, if any; one
+        about a sub-section it declares (``meters: heat: address: ...``) at that key in there."""
         match = _LEADING_KEY.match(message)
         key = match.group(1) if match and match.group(1) in settings else None
+        inner = _SUBSECTION_KEY.match(message) if key and isinstance(settings[key], dict) else None
+        if inner and isinstance(settings[key].get(inner.group(1)), dict):
+            sub = section + (key, inner.group(1))
+            return f"{self.at(sub, inner.group(2) if inner.group(2) in settings[key][inner.group(1)] else None)}: {message}"
         return f"{self.at(section, key)}: {message}"
 
 
 _LEADING_KEY = re.compile(r"^([A-Za-z_][\w.-]*)\s*(?:=|:)")
+_SUBSECTION_KEY = re.compile(r"^[\w.-]+: ([^:\s]+): ([A-Za-z_][\w.-]*)?")
 _NODE_SECTION = re.compile(r"^\[nodes\] \[\[([^\]]+)\]\]")
 
 
@@ -276,9 +282,10 @@ _MESSAGE_LINE = re.compile(r"^.*?:(\d+): ")
 
 
 def spec_keys(spec: str) -> List[str]:
-    """The setting names of configspec lines (sub-section headers left out)."""
+    """The setting names of configspec lines (sub-section headers, and the ``__many__`` that
+    stands for a sub-section's any keys, left out)."""
     return [line.split("=", 1)[0].strip() for line in spec.splitlines()
-            if "=" in line and not line.strip().startswith("[")]
+            if "=" in line and not line.strip().startswith(("[", "__many__"))]
 
 
 def _shown(value) -> str:
@@ -373,8 +380,8 @@ class ConfigLoader:
             if (kind, name) in invalid:
                 continue
             section = config[kind][name]   # (a setting it does not know is warned about, not kept)
-            settings = {k: v for k, v in section.items() if k != "type" and k in section.configspec
-                        and not isinstance(v, Section)}
+            settings = {k: v.dict() if isinstance(v, Section) else v for k, v in section.items()
+                        if k != "type" and k in section.configspec}   # (sub-sections its spec declares)
             problems += [notes.message((kind, name), m, settings) for m in cls.check_settings(settings)]
             renamed = {key: notes.names[((kind, name), key)] for key in settings
                        if ((kind, name), key) in notes.names}

@@ -108,16 +108,11 @@ INTERFACERS: Dict[str, Interfacer] = {
     "EmonHubRF69Interfacer": Interfacer("listeners", "rfm69", {"nodeid": "nodeid", "group": "group"},
                                         fixed={"radio_format": "jeelib", "spi_device": 1, "cs_pin": "23"}),
     "EmonHubMinimalModbusInterfacer": Interfacer("listeners", "modbus", {
-        "device": "device", "device_vid": "usb_vid", "device_pid": "usb_pid", "baud": "baud", "parity": "parity",
-        "datatype": "datatype", "read_interval": "interval", "nodename": "nodename"}, sections={"meters": "meters"}),
-    "EmonHubSDM120Interfacer": Interfacer("listeners", "modbus", {
-        "device": "device", "baud": "baud", "read_interval": "interval", "nodename": "nodename", "names": "names",
-        "datafields": "registers", "precision": "precision"}, fixed={"meter": "sdm120"}),
-    "EmonModbusTcpInterfacer": Interfacer("listeners", "modbus", {
-        "modbus_IP": "host", "modbus_port": "port", "nodeId": "node", "register": "registers", "names": "names",
-        "datacode": "datacode", "datacodes": "datacodes", "scales": "scales"}),
+        "device": "com_port", "device_vid": "usb_vid", "device_pid": "usb_pid", "baud": "com_baud",
+        "parity": "parity", "datatype": "datatype", "read_interval": "interval", "nodename": "nodename"},
+        defaults={"device": "/dev/modbus", "baud": "2400"}, sections={"meters": "meters"}),
     "EmonHubMBUSInterfacer": Interfacer("listeners", "mbus", {
-        "device": "device", "device_vid": "usb_vid", "device_pid": "usb_pid", "baud": "baud",
+        "device": "com_port", "device_vid": "usb_vid", "device_pid": "usb_pid", "baud": "com_baud",
         "use_meterbus_lib": "", "read_interval": "interval", "nodename": "nodename",
         "validate_checksum": "validate_checksum"}, sections={"meters": "meters"}),
     "EmonHubDS18B20Interfacer": Interfacer("listeners", "ds18b20", {
@@ -135,6 +130,9 @@ INTERFACERS: Dict[str, Interfacer] = {
 are warned about and ignored."""
 
 UNSUPPORTED: Dict[str, str] = {
+    "EmonHubSDM120Interfacer": "SDM120 interfacer (write a 'modbus' listener with a meter = sdm120 meter)",
+    "EmonModbusTcpInterfacer": "per-register Modbus TCP interfacer (write a 'modbus_tcp' listener with its "
+                               "registers in a [[[meters]]] meter)",
     "EmonHubGraphiteInterfacer": "Graphite output",
     "EmonHubRedisInterfacer": "Redis output",
     "EmonHubModbusRenogyInterfacer": "Renogy charge controller",

@@ -3,8 +3,9 @@
 A polling listener implements only ``poll()``, which may block (a Modbus request, a 750 ms
 1-wire conversion) and returns the frames it read. This base owns everything else:
 
-- the schedule: every ``interval`` seconds, timed on the event loop (no thread wakes while
-  nothing is due);
+- the schedule: at once, then on the wall clock's multiples of ``interval`` (every device of
+  one interval is polled at the same moments, so their readings share one delivery), timed on
+  the event loop (no thread wakes while nothing is due);
 - the thread: polls run on a worker thread, so the loop that reads every other listener never
   waits on a device; a device is never polled again while its last poll runs (polls of one
   device never overlap);
@@ -20,10 +21,18 @@ A listener with several devices (meters sharing one serial bus) returns them fro
 ``devices()``: each a ``PolledDevice`` with its own name, interval, backoff and status. Devices
 with the same ``lane`` (a serial port) are polled one after another on one worker thread;
 devices on different lanes (meters on the network) run side by side, so a silent one never
-delays the others.
+delays the others. The devices of a lane that are due together (meters of one bus at one
+interval) are polled as one batch whose frames reach the loop together: one wake-up of the
+worker and of the loop, and one delivery of the bus's readings, per interval.
+
+Settings, with their defaults (every polling listener has them):
+
+``interval`` (10)    seconds between polls of each device
+``retry_max`` (300)  the longest wait before asking a failing device again
 """
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -36,6 +45,8 @@ from gateway.logs import LogThrottle, error_text
 from listeners.base import Listener
 
 LOG_INTERVAL = 60.0   # s between summaries of a device's repeated errors
+DUE_TOGETHER = 0.05   # s: devices of a lane due this close together are polled as one batch
+RELEASE_WAIT = 1.0    # s closing waits at most for an idle lane to release its devices
 
 
 class PollError(Exception):
@@ -60,6 +71,10 @@ class PolledDevice:
     def release(self) -> None:
         """Close connections and ports; runs on the worker thread once polling has stopped."""
 
+    def describe(self) -> dict:
+        """What ``/status`` shows of this device besides its polls (its address, its units)."""
+        return {}
+
 
 class _ListenerDevice(PolledDevice):
     """A listener that is one device: its own ``poll()`` and ``release()``."""
@@ -75,6 +90,15 @@ class _ListenerDevice(PolledDevice):
         self.listener.release()
 
 
+
+def next_on_grid(mono_now: float, wall_now: float, interval: float) -> float:
+    """The next poll time (monotonic) after ``mono_now``: the next multiple of ``interval`` on
+    the wall clock. Every device with the same interval is then polled at the same moments
+    (a meter bus, the DS18B20s, the next meter), so their readings reach the buffers together
+    and share one delivery instead of one request each."""
+    wall_due = (math.floor(wall_now / interval) + 1) * interval
+    return mono_now + (wall_due - wall_now)
+
 @dataclass
 class DeviceStatus:
     polls: int = 0
@@ -82,42 +106,44 @@ class DeviceStatus:
     last_good_read: Optional[float] = None   # wall-clock time
     last_error: Optional[str] = None
     latency_s: Optional[float] = None        # how long the last poll took
-    overruns: int = 0                        # polls skipped: the previous one still ran
+    overruns: int = 0                        # polls skipped: the last one ran past their time
     retry_in_s: Optional[float] = None       # while failing: the wait before the next try
 
 
 class _Schedule:
-    """The loop-side state of one device: its timer, backoff, status, and whether it polls."""
+    """The loop-side state of one device: its backoff, status, next due time, whether it polls."""
 
     def __init__(self, device: PolledDevice, retry_max: float):
         self.device = device
         self.backoff = Backoff(device.interval, max(device.interval, retry_max))
         self.status = DeviceStatus()
-        self.timer = None
         self.busy_since: Optional[float] = None   # monotonic time the running poll began
-        self.due: float = 0.0                     # monotonic time of the next regular poll
+        self.due: float = 0.0                     # monotonic time of the next poll
 
 
 class _Lane:
-    """One worker thread polling, one after another, the devices it is handed."""
+    """One worker thread polling, one after another, the devices of a batch it is handed; the
+    loop-side timer of the lane's next due device."""
 
-    def __init__(self, name: str, run_poll, log: logging.Logger):
+    def __init__(self, name: str, run_batch, log: logging.Logger):
         self.log = log
         self.jobs: "queue.SimpleQueue" = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._work, args=(run_poll,), name=name, daemon=True)
-        self.devices: List[PolledDevice] = []
+        self.thread = threading.Thread(target=self._work, args=(run_batch,), name=name, daemon=True)
+        self.schedules: List[_Schedule] = []
+        self.timer = None
+        self.busy = False
 
-    def _work(self, run_poll) -> None:
+    def _work(self, run_batch) -> None:
         while True:
-            schedule = self.jobs.get()
-            if schedule is None:
+            batch = self.jobs.get()
+            if batch is None:
                 break
-            run_poll(schedule)
-        for device in self.devices:
+            run_batch(self, batch)
+        for schedule in self.schedules:
             try:
-                device.release()
+                schedule.device.release()
             except Exception:   # a device that cannot close must not keep the others open
-                self.log.exception("%s: closing failed", device.name)
+                self.log.exception("%s: closing failed", schedule.device.name)
 
 
 class PollingListener(Listener):
@@ -133,6 +159,11 @@ class PollingListener(Listener):
     #   retry_max = 300      a failing device is asked again after interval, then twice as
     #                        long each time, up to this many seconds
     """
+
+    @classmethod
+    def settings_spec(cls) -> str:
+        """The stream listeners' ``max_line`` means nothing to a device that is polled: left out."""
+        return "\n".join(line for line in super().settings_spec().splitlines() if not line.startswith("max_line"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -163,28 +194,34 @@ class PollingListener(Listener):
         """Start the worker threads and poll every device once, at once. No device I/O here:
         that happens in ``poll()``, on a worker thread."""
         self._open = True
+        now = time.monotonic()
         for device in self.devices():
             schedule = _Schedule(device, self.settings["retry_max"])
+            schedule.due = now
             self._schedules[device.name] = schedule
             lane = self._lanes.get(device.lane)
             if lane is None:
-                lane = self._lanes[device.lane] = _Lane(f"poll-{self.name}-{device.lane}"[:40], self._run_poll,
+                lane = self._lanes[device.lane] = _Lane(f"poll-{self.name}-{device.lane}"[:40], self._run_batch,
                                                         self.log)
                 lane.thread.start()
-            lane.devices.append(device)
-            schedule.due = time.monotonic()
-            self._start_poll(schedule)
+            lane.schedules.append(schedule)
+        for lane in self._lanes.values():
+            self._start_lane(lane)
 
     def close(self) -> None:
-        """Stop polling at once. A poll that is blocked runs to its end on its thread; what it
-        reads is dropped, and its devices are released there."""
+        """Stop polling. A lane between polls releases its devices (closes their ports) before
+        this returns, so a listener re-created with new settings finds the port free; a poll
+        that is blocked is never waited for: it runs to its end on its thread, what it reads is
+        dropped, and its devices are released there."""
         self._open = False
-        for schedule in self._schedules.values():
-            if schedule.timer is not None:
-                schedule.timer.cancel()
-                schedule.timer = None
         for lane in self._lanes.values():
+            if lane.timer is not None:
+                lane.timer.cancel()
+                lane.timer = None
             lane.jobs.put(None)
+        for lane in self._lanes.values():
+            if not lane.busy:
+                lane.thread.join(RELEASE_WAIT)
         self._lanes.clear()
         self.poll_errors.flush()
         super().close()
@@ -209,53 +246,63 @@ class PollingListener(Listener):
                 else round(max(0.0, now - status.last_good_read), 1),
                 "latency_s": None if status.latency_s is None else round(status.latency_s, 4),
                 "last_error": status.last_error, "retry_in_s": status.retry_in_s,
+                **schedule.device.describe(),
             }
         return {"devices": devices}
 
     # -- the schedule (loop thread) ----------------------------------------------------------
-    def _start_poll(self, schedule: _Schedule) -> None:
-        schedule.timer = None
+    def _start_lane(self, lane: _Lane) -> None:
+        """Hand the lane's due devices to its worker as one batch, or wait for the next due.
+
+        Devices of a lane due together (meters of one bus at one interval) are polled in one
+        batch whose frames reach the loop together: one wake-up of the loop, one of the worker,
+        and one delivery of the bus's readings."""
+        lane.timer = None
+        if not self._open or lane.busy:
+            return
+        now = time.monotonic()
+        batch = [schedule for schedule in lane.schedules if schedule.due <= now + DUE_TOGETHER]
+        if not batch:
+            lane.timer = self.loop.call_later(min(s.due for s in lane.schedules) - now, lambda: self._start_lane(lane))
+            return
+        lane.busy = True
+        for schedule in batch:
+            schedule.busy_since = now
+        lane.jobs.put(batch)
+
+    def _run_batch(self, lane: _Lane, batch: List[_Schedule]) -> None:
+        """On the worker thread: poll each device of the batch, then hand the results to the loop."""
+        results = []
+        for schedule in batch:
+            started = time.monotonic()
+            try:
+                result = list(schedule.device.poll() or ())
+            except Exception as exc:   # (judged on the loop thread, which logs and counts)
+                result = exc
+            results.append((schedule, result, time.monotonic() - started))
+        self.loop.call_soon_threadsafe(lambda: self._polled(lane, results))
+
+    def _polled(self, lane: _Lane, results) -> None:
+        """On the loop thread: emit the frames, or count the failures; schedule the lane's next batch."""
+        lane.busy = False
         if not self._open:
-            return
-        if schedule.busy_since is not None:   # (the timer came back before the poll did)
-            schedule.status.overruns += 1
-            return
-        schedule.busy_since = time.monotonic()
-        self._lanes[schedule.device.lane].jobs.put(schedule)
-
-    def _run_poll(self, schedule: _Schedule) -> None:
-        """On the worker thread: poll, then hand the result to the loop thread."""
-        started = time.monotonic()
-        try:
-            result = list(schedule.device.poll() or ())
-        except Exception as exc:   # (judged on the loop thread, which logs and counts)
-            result = exc
-        took = time.monotonic() - started
-        self.loop.call_soon_threadsafe(lambda: self._polled(schedule, result, took))
-
-    def _polled(self, schedule: _Schedule, result, took: float) -> None:
-        """On the loop thread: emit the frames, or count the failure, and schedule the next poll."""
-        schedule.busy_since = None
-        if not self._open or self._schedules.get(schedule.device.name) is not schedule:
-            return   # closed (or re-created) while the poll ran: its reading is not ours to send
-        status = schedule.status
-        status.polls += 1
-        status.latency_s = took
-        if isinstance(result, BaseException):
-            delay = self._failed(schedule, result)
-        else:
+            return   # closed (or re-created) while the polls ran: their readings are not ours to send
+        now = time.monotonic()
+        for schedule, result, took in results:
+            schedule.busy_since = None
+            status = schedule.status
+            status.polls += 1
+            status.latency_s = took
+            if isinstance(result, BaseException):
+                schedule.due = now + self._failed(schedule, result)
+                continue
             self._succeeded(schedule)
             for frame in result:
                 self.emit(frame)
-            delay = None
-        now = time.monotonic()
-        if delay is None:   # on the regular grid, skipping polls that a slow answer missed
             interval = schedule.device.interval
-            schedule.due += interval * max(1, int((now - schedule.due) // interval) + 1)
-            delay = schedule.due - now
-        else:
-            schedule.due = now + delay
-        schedule.timer = self.loop.call_later(delay, lambda: self._start_poll(schedule))
+            status.overruns += max(0, int((now - schedule.due) // interval))   # polls a slow answer missed
+            schedule.due = next_on_grid(now, time.time(), interval)
+        self._start_lane(lane)
 
     def _failed(self, schedule: _Schedule, exc: BaseException) -> float:
         status, name = schedule.status, schedule.device.name

@@ -162,8 +162,7 @@ class SerialPortListener(Listener):
     @classmethod
     def claims(cls, settings: dict) -> list:
         """The serial device this listener reads (see gateway.config: a device has one reader)."""
-        port = settings.get("com_port") or ""
-        return [] if "://" in port else [("com_port", ("device", os.path.realpath(port)))]
+        return device_claims(settings.get("com_port") or "")
 
     @classmethod
     def file_settings(cls, settings: dict) -> Dict[str, str]:
@@ -407,6 +406,11 @@ class SerialPortListener(Listener):
         if written == len(data):
             self.port_stats.commands_sent += 1
         return written
+
+
+def device_claims(port: str) -> list:
+    """The claim of a listener that reads the serial device ``port`` (a URL is no device)."""
+    return [] if "://" in port else [("com_port", ("device", os.path.realpath(port)))]
 
 
 def describe_open_error(port: str, exc: Exception):

@@ -36,3 +36,42 @@ def gateway_factory(tmp_path):
     for gateway in started:
         gateway.kill()
     shutil.rmtree(runtime_dir_for(tmp_path), ignore_errors=True)
+
+
+@pytest.fixture
+def running():
+    """The event loop running on a thread, for a listener tested in this process."""
+    from tests.support.loop_thread import LoopThread
+    with LoopThread() as loop:
+        yield loop
+
+
+@pytest.fixture
+def modbus_server():
+    """``start(*meters)``: a pymodbus server for SimulatedMeters; ``.start_tcp()`` or ``.start_rtu(link)``."""
+    from tests.support.modbus_server import ModbusServer
+    servers = []
+
+    def start(*meters):
+        servers.append(ModbusServer(meters))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def mbus_bus():
+    """``start(*meters, echo=False)``: simulated M-Bus meters on one bus; ``.start_serial(link)``
+    or ``.start_tcp()``."""
+    from tests.support.mbus_meter import MeterBus
+    buses = []
+
+    def start(*meters, echo=False):
+        buses.append(MeterBus(meters, echo=echo))
+        return buses[-1]
+
+    yield start
+    for bus in buses:
+        bus.stop()

@@ -170,7 +170,8 @@ def plugin_form(cls: type, type_name: str, sample: Optional[str], shared: Option
     """The form of one plugin type: its settings in the order of its sample (then of its spec),
     and the sample section new sections start from. ``shared``: descriptions of the settings
     every plugin of its kind has."""
-    spec_lines = [line.strip() for line in cls.settings_spec().splitlines() if "=" in line]
+    spec_lines = [line.strip() for line in cls.settings_spec().splitlines()
+                  if "=" in line and not line.strip().startswith("__many__")]   # (a sub-section's any keys)
     checks = {line.split("=", 1)[0].strip(): line.split("=", 1)[1].strip() for line in spec_lines}
     sample = sample or _sample_from_spec(type_name, checks)
     described = dict(shared or {}, **{k: v for k, v in descriptions(sample, checks).items() if v})

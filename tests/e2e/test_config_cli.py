@@ -94,6 +94,8 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
     listener and buffer type at its maximum starts, takes a frame, re-reads its config and
     stops cleanly."""
     from gateway.config import GATEWAY_SPEC
+    from gateway.config import spec_keys
+    from listeners.meters import MeterBusListener
     from listeners.ds18b20 import DS18B20Listener
     from listeners.gpio_lines import EdgeListener
     from listeners.serialport import SerialPortListener
@@ -106,10 +108,15 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
 
     def section(registry, name):
         cls = registry.resolve(name)
+        meters = ""
         if issubclass(cls, SocketListener):
             extra = f"port = {port}"
         elif issubclass(cls, SerialPortListener):
             extra = f"com_port = {tmp_path / ('no-such-device-' + name)}"
+        elif issubclass(cls, MeterBusListener):   # a bus with no meter on it (a missing port, a closed one)
+            extra = f"host = 127.0.0.1\nport = {free_port()}" if "host" in spec_keys(cls.settings_spec()) \
+                else f"com_port = {tmp_path / ('no-such-device-' + name)}"
+            meters = "[[[meters]]]\n[[[[m]]]]\naddress = 1\n" + ("meter = sdm120\n" if "modbus" in name else "")
         elif issubclass(cls, EdgeListener):   # (the gpiod library faked: no GPIO chip here)
             extra = {"pulse": "pin = 17", "gpio": "pins = 27,"}[name]
         elif issubclass(cls, DS18B20Listener):
@@ -117,7 +124,7 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
         else:   # a buffer: the test servers take emoncms and files; the others are off
             extra = given.get(name, "active = False")
         return f"[[{name}]]\ntype = {name}\n{extra}\n" + at_maximum(
-            cls.settings_spec(), skip=("port", "port_nb", "repeater_port", "keepalive")) + "\n"
+            cls.settings_spec(), skip=("port", "port_nb", "repeater_port", "keepalive")) + "\n" + meters
 
     text = "\n".join([
         "[gateway]", "clock = trusted", at_maximum(GATEWAY_SPEC + SPOOL_SPEC, skip=ports),

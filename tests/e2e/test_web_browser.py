@@ -289,3 +289,31 @@ def test_every_view_at_desktop_and_phone_width(browser, gateway_factory, emoncms
         page.text_in("#config-message", "Not valid (nothing saved)")
         assert page.find("#gutter div.bad")
         page.screenshot("config-file")
+
+
+def test_a_meter_bus_shows_each_meter_under_its_listener(browser, gateway_factory, modbus_server):
+    from tests.support.modbus_server import SDM120_REGISTERS, SimulatedMeter
+    modbus = modbus_server(SimulatedMeter(1, input=SDM120_REGISTERS))
+    meter_port, port, web_port = modbus.start_tcp(), free_port(), free_port()
+    modbus.silent.add(9)
+    bus = f"""
+        [[bus]]
+            type = modbus_tcp
+            host = 127.0.0.1
+            port = {meter_port}
+            timeout = 0.3
+            [[[meters]]]
+                [[[[electric]]]]
+                    meter = sdm120
+                    address = 1
+                [[[[gone]]]]
+                    meter = sdm120
+                    address = 9
+    """
+    gw = gateway_factory(page_config(port, web_port).replace("\n    [buffers]", bus + "\n    [buffers]"))
+    gw.wait_for_log("gone: no reading")
+    page = browser(web_port).login()
+    page.text_in("#devices", "no answer from address 9")
+    rows = [row.text for row in page.driver.find_elements(page.By.CSS_SELECTOR, "#devices tr.device")]
+    assert rows[0].startswith("↳ electric connected") and "0 errors" in rows[0]
+    assert rows[1].startswith("↳ gone failing never 1 errors") and "no answer from address 9 within 0.3 s" in rows[1]

@@ -36,6 +36,19 @@ class LoopThread:
                 raise AssertionError(f"{what} did not come; frames: {self.frames}")
             return list(self.frames)
 
+    def until(self, condition) -> None:
+        """Wait until ``condition()``, checked on the loop thread, holds (AssertionError after WAIT)."""
+        got = threading.Event()
+
+        def check():
+            if condition():
+                got.set()
+            else:
+                self.loop.call_later(0.01, check)
+
+        self.loop.call_soon_threadsafe(check)
+        assert got.wait(WAIT), "the condition never held"
+
     def on_loop(self, fn):
         """Run ``fn`` on the loop thread and return its result."""
         done, box = threading.Event(), {}

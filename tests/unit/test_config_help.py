@@ -90,7 +90,7 @@ def test_unknown_names_get_the_name_meant_with_their_line(tmp_path):
         "oemgateway.conf:4: [gateway]: 'status_prot' is not a [gateway] setting and is ignored; did you "
         "mean 'status_port'?",
         "oemgateway.conf:5: [gateway]: 'port' is not a [gateway] setting and is ignored; it is a setting of "
-        "mqtt or socket listeners: put it in their section",
+        "mbus_tcp, modbus_tcp, mqtt or socket listeners: put it in their section",
         "oemgateway.conf:9: [listeners] [[s]]: 'prot' is not a setting of socket listeners and is ignored; "
         "did you mean 'port'?",
         "oemgateway.conf:10: [listeners] [[s]]: 'Bind' is not a setting of socket listeners and is ignored; "

@@ -10,83 +10,30 @@ import pytest
 from buffers import BUFFERS
 from gateway.spool import SPOOL_SPEC, build_spool
 from gateway.config import ConfigLoader
-from gateway.eventloop import EventLoop
 from gateway.logs import Redactor
 from gateway.registry import Registry
 from listeners.polling import PolledDevice, PollError, PollingListener
 from tests.support.polled_counter import CounterListener
 from tests.support.proclog import WAIT
 
-SETTINGS = {"interval": 0.1, "retry_max": 1.0, "node": 30, "max_line": 4096, "nodelistonly": False}
-
-
-class LoopThread:
-    """The daemon's event loop on a thread of its own; ``call`` runs a function on it and waits."""
-
-    def __init__(self):
-        self.loop = EventLoop()
-        self.frames = []
-        self.got = threading.Condition()
-        self.thread = threading.Thread(target=self.loop.run, daemon=True)
-        self.thread.start()
-
-    def emit(self, frame):
-        with self.got:
-            self.frames.append(frame)
-            self.got.notify_all()
-
-    def call(self, fn):
-        done, box = threading.Event(), {}
-
-        def run():
-            box["value"] = fn()
-            done.set()
-
-        self.loop.call_soon_threadsafe(run)
-        assert done.wait(WAIT), "the event loop did not answer"
-        return box["value"]
-
-    def until(self, condition):
-        """Wait until ``condition()`` (checked on the loop thread) holds."""
-        got = threading.Event()
-
-        def check():
-            if condition():
-                got.set()
-            else:
-                self.loop.call_later(0.01, check)
-
-        self.loop.call_soon_threadsafe(check)
-        assert got.wait(WAIT), "the condition never held"
-
-    def stop(self):
-        self.loop.stop()
-        self.thread.join(WAIT)
-        self.loop.close()
-
-
-@pytest.fixture
-def running():
-    loop = LoopThread()
-    yield loop
-    loop.stop()
+SETTINGS = {"interval": 0.1, "retry_max": 1.0, "node": 30, "nodelistonly": False}
 
 
 def counter(running, name="meter", gate=None, **settings):
     listener = CounterListener(name, dict(SETTINGS, **settings), running.loop, running.emit)
     listener.gate = gate
-    running.call(listener.open)
+    running.on_loop(listener.open)
     return listener
 
 
 def device_status(running, listener, device=None):
-    return running.call(lambda: listener.status_details()["devices"][device or listener.name])
+    return running.on_loop(lambda: listener.status_details()["devices"][device or listener.name])
 
 
 def test_a_device_that_implements_only_poll_is_read_every_interval(running):
     listener = counter(running)
     running.until(lambda: len(running.frames) >= 3)
-    running.call(listener.close)
+    running.on_loop(listener.close)
     frame = running.frames[0]
     assert (frame.node, frame.values, frame.names, frame.source) == (30, (1, 230.5), ("count", "vrms"), "meter")
     assert [f.values[0] for f in running.frames[:3]] == [1, 2, 3]
@@ -101,11 +48,11 @@ def test_polls_of_one_device_never_overlap_and_a_slow_device_delays_no_other(run
     assert slow.entered.acquire(timeout=WAIT)
     running.until(lambda: fast.count >= 5)   # five intervals and more went by
     assert not slow.entered.acquire(blocking=False), "a second poll began while the first ran"
-    assert running.call(lambda: slow.status_details()["devices"]["slow"]["polls"]) == 0
+    assert running.on_loop(lambda: slow.status_details()["devices"]["slow"]["polls"]) == 0
     slow.gate.set()
     running.until(lambda: any(f.node == 1 for f in running.frames))
-    running.call(slow.close)
-    running.call(fast.close)
+    running.on_loop(slow.close)
+    running.on_loop(fast.close)
 
 
 def test_a_failing_device_is_counted_logged_once_and_asked_less_and_less_often(running, caplog):
@@ -120,12 +67,12 @@ def test_a_failing_device_is_counted_logged_once_and_asked_less_and_less_often(r
         return original()
 
     listener.poll = poll
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: listener.status_details()["devices"]["meter"]["errors"] >= 7)
     assert waits[:7] == [None, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     status = device_status(running, listener)
     assert status["state"] == "failing" and status["last_error"] == "no answer from meter 1 within 0.5 s"
-    assert status["last_good_read_age_s"] is None and running.call(lambda: listener.state) == "failing"
+    assert status["last_good_read_age_s"] is None and running.on_loop(lambda: listener.state) == "failing"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2, warnings   # the first failure, then one throttled line
     assert "no answer from meter 1" in warnings[0] and "then less often" in warnings[0]
@@ -135,31 +82,39 @@ def test_a_failing_device_is_counted_logged_once_and_asked_less_and_less_often(r
     assert any("answers again" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
     status = device_status(running, listener)
     assert status["state"] == "ok" and status["retry_in_s"] is None and status["errors"] >= 7
-    running.call(listener.close)
+    running.on_loop(listener.close)
 
 
 def test_a_fault_in_a_device_s_code_is_logged_with_its_traceback_and_polling_goes_on(running, caplog):
     listener = CounterListener("meter", dict(SETTINGS), running.loop, running.emit)
     listener.fail_with = KeyError("register")
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: listener.status_details()["devices"]["meter"]["errors"] >= 2)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert errors and errors[0].exc_info and "polling meter failed" in errors[0].getMessage()
     assert "internal error: KeyError" in device_status(running, listener)["last_error"]
     listener.fail_with = None
     running.until(lambda: running.frames)
-    running.call(listener.close)
+    running.on_loop(listener.close)
 
 
 def test_closing_while_a_poll_blocks_returns_at_once_and_drops_what_that_poll_reads(running):
     listener = counter(running, gate=threading.Event())
     assert listener.entered.acquire(timeout=WAIT)
-    running.call(listener.close)   # (the loop answers: close did not wait for the device)
+    running.on_loop(listener.close)   # (the loop answers: close did not wait for the device)
     assert not listener.released.is_set()   # the port stays with the poll that uses it
     listener.gate.set()
     assert listener.released.wait(WAIT)
-    running.call(lambda: None)   # whatever the poll handed to the loop has run by now
+    running.on_loop(lambda: None)   # whatever the poll handed to the loop has run by now
     assert listener.count == 1 and running.frames == []
+
+
+def test_closing_between_polls_releases_the_device_before_it_returns(running):
+    """A listener re-created with new settings must find the port free."""
+    listener = counter(running, interval=60)   # (no poll runs when it closes)
+    running.until(lambda: len(running.frames) >= 1)
+    running.on_loop(listener.close)
+    assert listener.released.is_set()
 
 
 class TwoMeters(PollingListener):
@@ -198,23 +153,37 @@ def two_meters(running, shared_bus):
 
 def test_devices_on_one_bus_are_asked_one_after_another(running):
     listener = two_meters(running, shared_bus=True)
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: min(m.polls for m in listener.meters) >= 5)
-    running.call(listener.close)
+    running.on_loop(listener.close)
     assert listener.most_active == [1]
-    assert set(running.call(lambda: listener.status_details()["devices"])) == {"meter1", "meter2"}
+    assert set(running.on_loop(lambda: listener.status_details()["devices"])) == {"meter1", "meter2"}
+
+
+def test_devices_of_one_bus_due_together_hand_their_readings_over_together(running):
+    """One wake-up of the loop and one delivery per bus and interval, not one per device."""
+    listener = two_meters(running, shared_bus=True)
+    first, second = listener.meters
+    second.gate = threading.Event()
+    running.on_loop(listener.open)
+    running.until(lambda: second.polls == 1)   # (so the first meter's poll is over)
+    assert first.polls == 1 and running.on_loop(lambda: list(running.frames)) == []
+    second.gate.set()
+    running.until(lambda: len(running.frames) >= 2)
+    running.on_loop(listener.close)
+    assert [f.node for f in running.frames[:2]] == [1, 2]
 
 
 def test_a_hung_device_on_its_own_lane_never_delays_the_others(running):
     listener = two_meters(running, shared_bus=False)
     hung, other = listener.meters
     hung.gate = threading.Event()
-    running.call(listener.open)
+    running.on_loop(listener.open)
     running.until(lambda: other.polls >= 5)
     assert hung.polls == 1
     hung.gate.set()
     running.until(lambda: any(f.node == 1 for f in running.frames))
-    running.call(listener.close)
+    running.on_loop(listener.close)
 
 
 # -- through the gateway: config, buffers, reload ----------------------------------------------
@@ -245,9 +214,9 @@ def gateway(tmp_path, running):
     config = loader.load(str(gateway_config(tmp_path, 0.1)))
     hub = Gateway(running.loop, loader, Redactor(), build_spool(config.gateway))
     hub.spool.open(config.buffers)
-    running.call(lambda: hub.start(config))
+    running.on_loop(lambda: hub.start(config))
     yield hub
-    running.call(hub.shutdown)
+    running.on_loop(hub.shutdown)
 
 
 def test_a_polled_device_s_readings_reach_the_buffers(tmp_path, running, gateway):
@@ -262,23 +231,34 @@ def test_a_reload_while_a_poll_blocks_replaces_the_listener_at_once(tmp_path, ru
     running.until(lambda: old.count >= 1)
     old.gate = threading.Event()
     assert old.waiting.acquire(timeout=WAIT)
-    read_before = running.call(lambda: old.count)
+    read_before = running.on_loop(lambda: old.count)
     gateway_config(tmp_path, 0.2)
-    running.call(lambda: gateway.reload("test"))
+    running.on_loop(lambda: gateway.reload("test"))
     new = gateway.listeners["meter"]
     assert new is not old and new.settings["interval"] == 0.2
     running.until(lambda: new.count >= 2)
     assert not old.released.is_set()
     old.gate.set()
     assert old.released.wait(WAIT)
-    running.call(lambda: None)
+    running.on_loop(lambda: None)
     assert old.count == read_before + 1 and old.stats.frames_good == read_before   # (that poll's reading: dropped)
 
 
 def test_status_shows_each_device(running, gateway):
     from gateway.web.status import format_status, snapshot
     running.until(lambda: gateway.buffers["file"].stats.delivered >= 1)
-    status = running.call(lambda: snapshot(gateway, "test", 0.0, str))
+    status = running.on_loop(lambda: snapshot(gateway, "test", 0.0, str))
     device = status["listeners"]["meter"]["devices"]["meter"]
     assert device["state"] == "ok" and device["errors"] == 0 and device["last_good_read_age_s"] is not None
     assert "meter" in format_status(status).split("listeners:")[1].splitlines()[2]
+
+
+def test_polls_after_the_first_fall_on_the_clocks_multiples_of_the_interval():
+    """Devices with the same interval, started at different times, are then polled at the same
+    moments (on the wall clock's multiples of the interval), so their readings share a delivery."""
+    from listeners.polling import next_on_grid
+    for wall, mono in ((1_000_003.25, 50.0), (1_000_007.9, 12345.678), (1_000_010.0, 7.0)):
+        due = next_on_grid(mono, wall, 10.0)
+        assert 0 < due - mono <= 10.0
+        assert (wall + (due - mono)) % 10.0 == pytest.approx(0.0, abs=1e-6) \
+            or (wall + (due - mono)) % 10.0 == pytest.approx(10.0, abs=1e-6)

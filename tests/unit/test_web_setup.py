@@ -9,7 +9,7 @@ import pytest
 
 from buffers import BUFFERS
 from buffers.emoncms import EmoncmsBuffer
-from gateway.config import ConfigLoader
+from gateway.config import spec_keys, ConfigLoader
 from gateway.spool import SPOOL_SPEC
 from gateway.web import forms, textedit, trial
 from gateway.web.configedit import BACKUPS_KEPT, MASK, ConfigConflict, ConfigEditor
@@ -116,8 +116,8 @@ def test_every_type_has_a_form_with_every_setting_of_its_spec():
     for kind, registry in (("listeners", LISTENERS), ("buffers", BUFFERS)):
         assert set(built[kind]) == set(registry.names())
         for type_name, form in built[kind].items():
-            spec_keys = {line.split("=")[0].strip() for line in registry.resolve(type_name).settings_spec().splitlines()}
-            assert {f["key"] for f in form["fields"]} == spec_keys, type_name
+            keys = set(spec_keys(registry.resolve(type_name).settings_spec()))   # (sub-sections: in the text editor)
+            assert {f["key"] for f in form["fields"]} == keys, type_name
 
 
 def test_a_form_has_descriptions_defaults_bounds_choices_and_masks_secrets():
