@@ -91,7 +91,8 @@ class FileBuffer(Buffer):
         per_node = NODE in pattern
         current, rows = None, []
         for frame in batch:
-            local = time.localtime(frame.time)
+            stamp = round(frame.time, 3)   # the row's time; local time from it, not before rounding
+            local = time.localtime(stamp)
             path = time.strftime(pattern, local)
             if per_node:
                 path = path.replace(NODE, str(frame.node))
@@ -102,7 +103,7 @@ class FileBuffer(Buffer):
                 yield current, rows
                 rows = []
             current = (path, header)
-            rows.append("%.3f,%s,%s,%s\n" % (frame.time, time.strftime("%Y-%m-%dT%H:%M:%S", local),
+            rows.append("%.3f,%s,%s,%s\n" % (stamp, time.strftime("%Y-%m-%dT%H:%M:%S", local),
                                              frame.node, ",".join(map(str, frame.values))))
         if rows:
             yield current, rows

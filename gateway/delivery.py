@@ -463,16 +463,19 @@ class Delivery:
         if self._failing_since is None:
             self._failing_since = time.monotonic()
         cap = self._backoff.cap = self.settings["retry_max"]
+        # The failure is counted (``state``) before it is logged: who reads the line and then
+        # asks the status sees it.
         if auth:
-            if not self._auth_failing:
-                self.log.error("%s: %s; keeping every reading and retrying every %g s",
-                               self, exc, cap * self.AUTH_RETRY_FACTOR)
+            first = not self._auth_failing
             self._auth_failing = True
             delay = self._backoff.next(cap * self.AUTH_RETRY_FACTOR)
+            if first:
+                self.log.error("%s: %s; keeping every reading and retrying every %g s",
+                               self, exc, cap * self.AUTH_RETRY_FACTOR)
         else:
+            delay = self._backoff.next()
             self._failure_log("%s: delivery failed: %s (%s queued; retrying with backoff)",
                               self, exc, plural(len(self.queue), "reading"))
-            delay = self._backoff.next()
         if retry_after:
             delay = max(delay, min(retry_after, self.RETRY_AFTER_LIMIT))
         if self._draining_until is not None:

@@ -22,13 +22,14 @@ def gateway_factory(tmp_path):
     """``start(config_text)`` writes the config to a temp folder and runs the daemon on it."""
     started = []
 
-    def start(config_text: str, name: str = "oemgateway.conf", wait_ready=True, extra_args=(), env=None):
+    def start(config_text: str, name: str = "oemgateway.conf", wait_ready=True, extra_args=(), env=None,
+              every_port=True):
         path = tmp_path / name
         path.write_text(textwrap.dedent(config_text))
         gateway = GatewayProcess(path, extra_args, env)
         started.append(gateway)
         if wait_ready:
-            gateway.wait_ready()
+            gateway.wait_ready(every_port=every_port)
         return gateway
 
     yield start

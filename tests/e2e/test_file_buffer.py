@@ -17,11 +17,13 @@ def test_shipped_config_runs_without_any_server_and_writes_csv(gateway_factory):
     send_lines(port, b"14 15 26\r\n10 1.5 -2\nemontx 230.1 0 7\n")
     gw.wait_for_log("connection closed by the client")
     assert gw.stop() == 0
-    day = time.strftime("%Y-%m-%d")
     files = {f.name: list(csv.reader(f.open())) for f in (gw.config_path.parent / "readings").glob("*.csv")}
-    assert sorted(files) == [f"10-{day}.csv", f"14-{day}.csv", f"emontx-{day}.csv"]
-    assert files[f"14-{day}.csv"][0] == ["time", "local_time", "node", "1", "2"]
-    assert files[f"emontx-{day}.csv"][0] == ["time", "local_time", "node", "1", "2", "3"]
+    for name, rows in files.items():   # one file per node and local day of its reading
+        assert name == f"{rows[1][2]}-{datetime.fromtimestamp(float(rows[1][0])):%Y-%m-%d}.csv"
+    files = {rows[1][2]: rows for rows in files.values()}
+    assert sorted(files) == ["10", "14", "emontx"]
+    assert files["14"][0] == ["time", "local_time", "node", "1", "2"]
+    assert files["emontx"][0] == ["time", "local_time", "node", "1", "2", "3"]
     assert [row[2:] for _, rows in sorted(files.items()) for row in rows[1:]] == \
         [["10", "1.5", "-2"], ["14", "15", "26"], ["emontx", "230.1", "0", "7"]]
     for rows in files.values():
@@ -117,6 +119,19 @@ def test_rotation_moves_only_its_own_file_and_a_failed_rotation_loses_and_repeat
             for line in (tmp_path / name).read_text().splitlines()[1:]]
     assert sorted(rows) == ["2", "3", "4"]                # each once, none lost
     assert "cannot rotate" in caplog.text
+
+
+def test_a_reading_just_before_a_second_boundary_shows_the_same_second_in_both_time_columns(tmp_path):
+    """``time`` is to the millisecond; ``local_time`` must be that same moment, also when
+    rounding to the millisecond carries into the next second (and the next day's file)."""
+    import time as clock
+
+    from gateway.frame import Frame
+    midnight = clock.mktime((2026, 5, 2, 0, 0, 0, 0, 0, -1))
+    file_buffer(tmp_path / "%Y-%m-%d.csv").send([Frame("10", (1,), midnight - 0.0004, None, None, "test")])
+    assert [p.name for p in tmp_path.iterdir()] == ["2026-05-02.csv"]
+    epoch, local = (tmp_path / "2026-05-02.csv").read_text().splitlines()[1].split(",")[:2]
+    assert float(epoch) == midnight and local == "2026-05-02T00:00:00"
 
 
 def named(node, names, *rows, start=1700000000.0):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.support.configs import listener_config, values_by_node
-from tests.support.daemon import DAEMON, WAIT, free_port, send_lines
+from tests.support.daemon import DAEMON, WAIT, PortNotBound, free_port, send_lines
 from tests.support.raw_http import closed_by_server
 
 
@@ -142,6 +142,17 @@ def run_check(conf):
                           capture_output=True, text=True, timeout=WAIT)
 
 
+def test_a_port_taken_before_the_gateway_binds_it_fails_the_start_not_the_first_send(gateway_factory, emoncms):
+    """Between free_port() and the daemon's bind another program may take the port (a
+    connection's local port: bound, not listening). The gateway then runs without that listener;
+    the test harness says so at once rather than letting the first send be refused."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(PortNotBound, match=rf"(?s)not running: listener 'tcp'.*cannot listen on 127.0.0.1:{port}"):
+            gateway_factory(config(port, emoncms))
+
+
 def test_port_in_use_is_reported_the_rest_runs_and_it_starts_once_free(gateway_factory, emoncms, tmp_path):
     """A listener that cannot open at start: an ERROR naming it and why, the 'ready' line and
     systemd's status say it is not running; it is tried again and starts once the port is free."""
@@ -157,7 +168,7 @@ def test_port_in_use_is_reported_the_rest_runs_and_it_starts_once_free(gateway_f
     [[busy]]
     type = socket
     port = {busy}
-    [buffers]"""), env={"NOTIFY_SOCKET": notify_path})
+    [buffers]"""), env={"NOTIFY_SOCKET": notify_path}, every_port=False)
         error = gw.wait_for_log(r" ERROR oemgateway: listener 'busy': cannot listen")
         assert f"cannot listen on 127.0.0.1:{busy}: Address already in use (another program, or " \
                "another listener, is using that port); trying again in 1 s" in error

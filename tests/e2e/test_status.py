@@ -8,10 +8,11 @@ import sys
 import time
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.configs import socket_emoncms_config
-from tests.support.daemon import DAEMON, WAIT, free_port, send_lines
+from tests.support.daemon import DAEMON, WAIT, PortNotBound, free_port, send_lines
 from tests.support.emoncms_server import WRITE_KEY
 
 
@@ -66,6 +67,16 @@ def test_metrics_parse_as_prometheus_text(gateway_factory, emoncms):
               if s.name.endswith("_total")}
     assert frames == {"good": 2.0, "bad": 0.0}
     assert "oemgateway_readings_queued" in families
+
+
+def test_a_status_port_taken_before_the_gateway_binds_it_fails_the_start(gateway_factory, emoncms):
+    """The status port taken by another program (bound, not listening, as a connection's local
+    port is) after free_port(): the harness says so at start, not at the first request."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        status_port = taken.getsockname()[1]
+        with pytest.raises(PortNotBound, match=f"cannot serve the status on 127.0.0.1:{status_port}"):
+            gateway_factory(config(free_port(), status_port, emoncms.url))
 
 
 def test_status_command_prints_a_readable_summary(gateway_factory, emoncms):

@@ -243,7 +243,7 @@ def test_a_listener_that_cannot_start_is_shown_with_why(gateway_factory, emoncms
     holder.listen()
     taken, web_port = holder.getsockname()[1], free_port()
     try:
-        gw = gateway_factory(web_config(emoncms, taken, web_port))
+        gw = gateway_factory(web_config(emoncms, taken, web_port), every_port=False)
         gw.wait_for_log("web page on")
         browser = Browser(web_port)
         browser.login()

@@ -4,6 +4,8 @@ every end-to-end test uses."""
 
 import hashlib
 import os
+import random
+import re
 import signal
 import socket
 import subprocess
@@ -20,19 +22,43 @@ DAEMON = ROOT / "oemgateway.py"
 FIXTURES = ROOT / "tests" / "fixtures"
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 READY = r"INFO oemgateway: ready"
+UNBOUND = r" ERROR .*(cannot listen on|cannot serve the .* on) "   # a port the daemon could not bind
+FREE_PORTS_FROM = 20000   # free_port() picks above the ports services commonly use
 
 # ``runtime_dir``/``state_dir`` of GatewayProcess: folders private to the config's folder.
 BESIDE_CONFIG = "beside the config"
 
-__all__ = ["ROOT", "DAEMON", "FIXTURES", "WAIT", "GatewayProcess", "free_port", "send_lines",
+__all__ = ["ROOT", "DAEMON", "FIXTURES", "WAIT", "GatewayProcess", "PortNotBound", "free_port", "send_lines",
            "runtime_dir_for", "rewrite_config", "shipped_config"]
 
 
+class PortNotBound(RuntimeError):
+    """The gateway said it is ready, but a port of its config could not be bound."""
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on now (bind port 0, read what the kernel picked)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nobody uses now, below the kernel's ephemeral range: a port from that range
+    (what binding port 0 gives) may become any connection's local port before the daemon binds
+    it, which makes the daemon's bind fail (or a client connect to itself)."""
+    ephemeral_low = _ephemeral_low()
+    candidates = [random.randrange(FREE_PORTS_FROM, ephemeral_low) for _ in range(1000)] \
+        if ephemeral_low - FREE_PORTS_FROM >= 1000 else []
+    for port in candidates + [0]:   # 0: what the kernel picks, if nothing below its range is free
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))   # free on every address, so on any the daemon binds
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free TCP port")
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives connections (Linux; its default elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def send_lines(port: int, data: bytes, host: str = "127.0.0.1") -> None:
@@ -105,8 +131,15 @@ class GatewayProcess:
         """Block until ``count`` log lines match the regex ``pattern``; return the last match."""
         return self.output.wait_for(pattern, count, timeout)
 
-    def wait_ready(self, timeout: float = WAIT) -> "GatewayProcess":
-        self.wait_for_log(READY, timeout=timeout)
+    def wait_ready(self, timeout: float = WAIT, every_port: bool = True) -> "GatewayProcess":
+        """Block until the gateway is ready. With ``every_port``, a gateway ready without a port
+        its config names (taken, between ``free_port()`` and the daemon's bind, by another
+        program: the daemon logs it and runs on) raises PortNotBound at once, rather than the
+        test failing later at its first send, refused or answered by that other program."""
+        ready = self.wait_for_log(READY, timeout=timeout)
+        errors = [line for line in self.log.splitlines() if re.search(UNBOUND, line)]
+        if every_port and errors:
+            raise PortNotBound(f"the gateway started without one of its ports: {ready}\n" + "\n".join(errors))
         return self
 
     def alive(self) -> bool:

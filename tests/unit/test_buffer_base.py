@@ -133,6 +133,33 @@ def test_transient_failures_are_retried_until_delivered(started):
     assert buffer.state == "ok"
 
 
+def test_the_state_says_retrying_once_a_failure_is_logged(started):
+    """Whoever reads the log line 'delivery failed' and then asks the status sees 'retrying':
+    the sender thread is held inside that log call while the state is read."""
+    logged, release = threading.Event(), threading.Event()
+
+    class Gate(logging.Handler):
+        def emit(self, record):
+            if "delivery failed" in record.getMessage():
+                logged.set()
+                release.wait(30)
+
+    buffer = Recorder(fail=lambda batch: None if release.is_set() else TransientError("down"))
+    gate = Gate()
+    buffer.log.addHandler(gate)
+    try:
+        buffer.put(frame(1))
+        started(buffer)
+        assert logged.wait(30)
+        state = buffer.state
+        release.set()
+        assert state == "retrying"
+        assert buffer.wait_delivered(1) == [1]
+    finally:
+        release.set()
+        buffer.log.removeHandler(gate)
+
+
 def test_auth_failure_keeps_everything_and_logs_once(started, caplog):
     failures = iter([AuthError("bad key")] * 3)
     buffer = Recorder(fail=lambda batch: next(failures, None))
