@@ -3,8 +3,9 @@
 A polling listener implements only ``poll()``, which may block (a Modbus request, a 750 ms
 1-wire conversion) and returns the frames it read. This base owns everything else:
 
-- the schedule: every ``interval`` seconds, timed on the event loop (no thread wakes while
-  nothing is due);
+- the schedule: at once, then on the wall clock's multiples of ``interval`` (every device of
+  one interval is polled at the same moments, so their readings share one delivery), timed on
+  the event loop (no thread wakes while nothing is due);
 - the thread: polls run on a worker thread, so the loop that reads every other listener never
   waits on a device; a device is never polled again while its last poll runs (polls of one
   device never overlap);
@@ -31,6 +32,7 @@ Settings, with their defaults (every polling listener has them):
 """
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -87,6 +89,15 @@ class _ListenerDevice(PolledDevice):
     def release(self) -> None:
         self.listener.release()
 
+
+
+def next_on_grid(mono_now: float, wall_now: float, interval: float) -> float:
+    """The next poll time (monotonic) after ``mono_now``: the next multiple of ``interval`` on
+    the wall clock. Every device with the same interval is then polled at the same moments
+    (a meter bus, the DS18B20s, the next meter), so their readings reach the buffers together
+    and share one delivery instead of one request each."""
+    wall_due = (math.floor(wall_now / interval) + 1) * interval
+    return mono_now + (wall_due - wall_now)
 
 @dataclass
 class DeviceStatus:
@@ -288,10 +299,9 @@ class PollingListener(Listener):
             self._succeeded(schedule)
             for frame in result:
                 self.emit(frame)
-            interval = schedule.device.interval   # on the regular grid, skipping polls a slow answer missed
-            missed = max(0, int((now - schedule.due) // interval))
-            status.overruns += missed
-            schedule.due += interval * (missed + 1)
+            interval = schedule.device.interval
+            status.overruns += max(0, int((now - schedule.due) // interval))   # polls a slow answer missed
+            schedule.due = next_on_grid(now, time.time(), interval)
         self._start_lane(lane)
 
     def _failed(self, schedule: _Schedule, exc: BaseException) -> float:

@@ -251,3 +251,14 @@ def test_status_shows_each_device(running, gateway):
     device = status["listeners"]["meter"]["devices"]["meter"]
     assert device["state"] == "ok" and device["errors"] == 0 and device["last_good_read_age_s"] is not None
     assert "meter" in format_status(status).split("listeners:")[1].splitlines()[2]
+
+
+def test_polls_after_the_first_fall_on_the_clocks_multiples_of_the_interval():
+    """Devices with the same interval, started at different times, are then polled at the same
+    moments (on the wall clock's multiples of the interval), so their readings share a delivery."""
+    from listeners.polling import next_on_grid
+    for wall, mono in ((1_000_003.25, 50.0), (1_000_007.9, 12345.678), (1_000_010.0, 7.0)):
+        due = next_on_grid(mono, wall, 10.0)
+        assert 0 < due - mono <= 10.0
+        assert (wall + (due - mono)) % 10.0 == pytest.approx(0.0, abs=1e-6) \
+            or (wall + (due - mono)) % 10.0 == pytest.approx(10.0, abs=1e-6)
