@@ -110,19 +110,22 @@ INTERFACERS: Dict[str, Interfacer] = {
     "EmonHubMinimalModbusInterfacer": Interfacer("listeners", "modbus", {
         "device": "com_port", "device_vid": "usb_vid", "device_pid": "usb_pid", "baud": "com_baud",
         "parity": "parity", "datatype": "datatype", "read_interval": "interval", "nodename": "nodename"},
-        defaults={"device": "/dev/modbus", "baud": "2400"}, sections={"meters": "meters"}),
+        defaults={"device": "/dev/modbus", "baud": "2400", "nodename": "sdm120"}, sections={"meters": "meters"}),
     "EmonHubMBUSInterfacer": Interfacer("listeners", "mbus", {
         "device": "com_port", "device_vid": "usb_vid", "device_pid": "usb_pid", "baud": "com_baud",
         "use_meterbus_lib": "", "read_interval": "interval", "nodename": "nodename",
-        "validate_checksum": "validate_checksum"}, sections={"meters": "meters"}),
+        "validate_checksum": "validate_checksum"},
+        defaults={"device": "/dev/ttyUSB0", "baud": "2400", "nodename": "MBUS"}, sections={"meters": "meters"}),
     "EmonHubDS18B20Interfacer": Interfacer("listeners", "ds18b20", {
-        "read_interval": "interval", "nodename": "nodename", "ids": "ids", "names": "names"}),
+        "read_interval": "interval", "nodename": "nodename", "ids": "ids", "names": "names",
+        "w1_root": "w1_root"}),   # (w1_root is not emonhub's, which always reads /sys/bus/w1/devices)
     "EmonHubPulseCounterInterfacer": Interfacer("listeners", "pulse", {
         "pulse_pin": "pin", "bouncetime": "debounce_ms", "rate_limit": "rate_limit"},
-        fixed={"pin_numbering": "board"}),   # emonhub's pins are the header's (RPi.GPIO BOARD)
+        defaults={"bouncetime": "1"},   # emonhub's node is the interfacer's name, its input "Pulse"
+        fixed={"pin_numbering": "board", "input": "Pulse"}),   # emonhub's pins are the header's (RPi.GPIO BOARD)
     "EmonHubDigitalInputInterfacer": Interfacer("listeners", "gpio", {
         "pins": "pins", "invert": "invert", "read_interval": "interval", "nodename": "nodename"},
-        fixed={"pin_numbering": "board"}),
+        fixed={"pin_numbering": "board", "bias": "disabled"}),   # emonhub sets no pull resistor
     # (emonhub has no MQTT input interfacer: its MQTT interfacer's TX subscription is the mqtt
     # buffer's tx_topic here. The gateway's own "mqtt" listener has no emonhub counterpart.)
 }
@@ -490,8 +493,20 @@ def _influxdb(settings: dict, origins, where, result: Translation) -> dict:
     return {"url": f"http://{host}:{port}"}
 
 
+def _modbus(settings: dict, origins, where, result: Translation) -> dict:
+    prefix = str(settings.pop("prefix", "") or "").strip()
+    if prefix:
+        result.warn(origins.get("prefix", (where, None))[0], "prefix", f"prefix = {prefix}: inputs are named "
+                    "<meter>_<name> without it (the gateway has no input prefix); ignored")
+    return {}
+
+
+def _pulse(settings: dict, origins, where, result: Translation) -> dict:
+    return {"nodename": where[-1]}   # emonhub's pulse counter names its node after the interfacer
+
+
 _SPECIAL: Dict[str, Callable[[dict, dict, Path, Translation], dict]] = {
-    "mqtt": _mqtt, "emoncms": _emoncms, "influxdb": _influxdb}
+    "mqtt": _mqtt, "emoncms": _emoncms, "influxdb": _influxdb, "modbus": _modbus, "pulse": _pulse}
 
 
 # -- helpers ----------------------------------------------------------------------------------

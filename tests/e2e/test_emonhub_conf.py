@@ -12,10 +12,17 @@ import re
 import pytest
 
 from gateway import emonhub
+from tests.e2e.test_rfm69_daemon import ChipLink, fake_radio
 from tests.support.daemon import free_port, send_lines
 from tests.support.emoncms_server import WRITE_KEY
 from tests.support.fakeboard import FakeBoard, FakePort
+from tests.support.gpiod_control import remote_pins
+from tests.support.mbus_meter import kamstrup_601
+from tests.support.modbus_server import SDM120_REGISTERS
+from tests.support.modbus_server import SimulatedMeter as ModbusMeter
 from tests.support.mosquitto import Broker, Subscriber
+from tests.support.rfm69_packets import emontx4_payload, lpl
+from tests.support.w1_bus import W1Bus
 from tests.unit.test_emonhub_translation import CONFIGS, emontx4_packet, loader
 
 USERS = {"emonpi": "emonpimqtt2016"}   # the MQTT login every OEM default config uses
@@ -185,20 +192,6 @@ def test_emonpi2_and_emonpi3_default_configs(gateway_factory, broker, emoncms, t
     usb.unplug()
 
 
-def test_emonhp_default_config_runs_what_it_can_and_names_the_rest(gateway_factory, broker, emoncms):
-    """The emonHP bundle's devices (Modbus, M-Bus, GPIO, SPI radio, DS18B20) need plugins this
-    version may not have: each one missing is a warning naming it, and the gateway runs."""
-    text = in_this_test("emonhp.default.emonhub.conf", machine(broker, emoncms, {}))
-    gateway = gateway_factory(with_key(text), name="emonhub.conf")
-    for section, type_name in (("SDM120", "EmonHubMinimalModbusInterfacer"), ("MBUS", "EmonHubMBUSInterfacer"),
-                               ("digital", "EmonHubDigitalInputInterfacer"), ("SPI", "EmonHubRFM69LPLInterfacer"),
-                               ("DS18B20", "EmonHubDS18B20Interfacer")):
-        if loader().available("listeners", emonhub.INTERFACERS[type_name].type) is None:
-            assert re.search(rf"\[\[{section}\]\] Type: {type_name} runs as a '\w+' listener, which this version "
-                             r"of the gateway does not have yet", gateway.log)
-    assert gateway.stop() == 0
-
-
 def test_legacy_emonpi_config_radio_packets_with_nodes_and_templates(gateway_factory, broker, emoncms, tmp_path):
     """The emonPi v1 config: an RFM2Pi board (RF12demo ``OK`` lines): node 5 decoded by the
     file's [nodes], published in both the nodevar and the node (CSV, by id) format, RSSI last."""
@@ -294,3 +287,78 @@ def test_an_edited_emonhub_conf_applies_live(gateway_factory, broker):
     assert [topic for topic, _ in published(subscriber, "site/")] == ["site/emontx"]
     assert published(subscriber, "emon/") == []
     gateway.stop()
+
+
+# -- the emonHP bundle, every device simulated ---------------------------------------------------
+EMONTX4_NAMES = ["MSG", "Vrms", *(f"P{i}" for i in range(1, 7)), *(f"E{i}" for i in range(1, 7)), "T1", "T2", "T3",
+                 "pulse", "missed", "missedprc", "rssi"]
+# The Kamstrup 601's telegram as the M-Bus listener reports it for ``type = standard`` (emonhub's
+# record names, ``heat_calc`` last). emonhub 2.7.19 publishes these with the same values (its
+# ReturnT as 46.160000000000004, its zero volumes as 0.0, "Ontime Hours" with its space), and
+# also the records the listener leaves out: FabNo, DateTime, Record27, the _Max records and the
+# previous period's (storage 1) Energy5-8, Volume4-6, Power_Max2, FlowRate_Max2 (docs/emonhub.md).
+KAMSTRUP_601_EMONHUB = [
+    ("Energy", "37351"), ("Volume", "561.08"), ("Ontime_Hours", "985"), ("FlowT", "101.69"), ("ReturnT", "46.16"),
+    ("DeltaT", "55.53"), ("Power", "34700"), ("FlowRate", "0.543"), ("Energy2", "0"), ("Energy3", "0"),
+    ("Volume2", "0"), ("Volume3", "0"), ("Energy4", "0"), ("heat_calc", "34759.46625")]
+THERMOMETER = "28-000008e2db06"
+
+
+@pytest.fixture
+def emonhp_pins():
+    with remote_pins() as chip:
+        yield chip
+
+
+def test_emonhp_default_config_with_every_device_simulated(gateway_factory, broker, emoncms, modbus_server,
+                                                           mbus_bus, emonhp_pins, tmp_path):
+    """OEM's emonHP config, unchanged but for the machine's devices: the SDM120 on a Modbus RTU
+    pty (for ``/dev/ttyACM*``), the heat meter on an M-Bus pty with a Kamstrup 601's telegram (for
+    the Prolific adapter's USB ids), a w1 tree in a temp folder (for /sys/bus/w1/devices), the
+    radio and GPIO22 (header pin 15) through the stand-in spidev and gpiod. Every device's
+    readings come out as emonhub publishes them for this file: ``emon/<node>/<input>`` and the
+    same emoncms inputs."""
+    modbus = modbus_server(ModbusMeter(1, input=SDM120_REGISTERS)).start_rtu(tmp_path / "ttyACM0")
+    heat = mbus_bus(kamstrup_601(1)).start_serial(tmp_path / "ttyMBUS")
+    w1 = W1Bus(tmp_path / "w1")
+    w1.set(THERMOMETER, 21500)
+    text = in_this_test("emonhp.default.emonhub.conf", dict(machine(broker, emoncms, {}), **{
+        "device = /dev/ttyACM*": f"device = {modbus}",
+        "device_vid = 1659\n            device_pid = 9123": f"device = {heat}",
+        "nodename = sensors": f"nodename = sensors\n            w1_root = {w1.root}"}))
+    control = tmp_path / "radio.sock"
+    env = dict(fake_radio(control), OEMGW_FAKE_RADIO_PINS="25,23,8",   # the emonHP's: header 22, 16, 24
+               OEMGATEWAY_TEST_GPIOD=str(emonhp_pins.path))
+    subscriber = Subscriber(broker.port, topics=("emon/#", "emonhub/#"), username="emonpi",
+                            password="emonpimqtt2016")
+    gateway = gateway_factory(with_key(text), name="emonhub.conf", env=env)
+    gateway.wait_for_log(r"listener 'SPI': RFM69 .* node 5, network 210, 433.92 MHz \(band 49\), "
+                         r"waiting on GPIO25 edges")
+    ChipLink(control).send(lpl(5, 18, emontx4_payload(msg=7, vrms=239.5)), rssi=-60)
+    expected = {
+        "emon/heatpump/electric_Power": "1498.2", "emon/heatpump/electric_Energy": "1234.5",   # precision 1, 3
+        **{f"emon/heatpump/heatmeter_{name}": value for name, value in KAMSTRUP_601_EMONHUB},
+        "emon/gpio/pin15": "1",                  # invert = 1: the line is low
+        f"emon/sensors/{THERMOMETER}": "21.5",
+        **{f"emon/emonTx4_18/{name}": value for name, value in zip(EMONTX4_NAMES, [
+            "7", "239.5", "120", "-35", "0", "2400", "7", "0", "15000", "200", "0", "98000", "1", "0",
+            "21.5", "300", "300", "42", "0", "0", "-60"])}}
+    subscriber.wait(lambda m: set(expected) <= {topic for topic, _ in published(subscriber, "emon/")},
+                    "every device's inputs")
+    emonhp_pins.drive(22, True)                  # the relay closes: the inverted input reads 0
+    subscriber.wait(lambda m: ("emon/gpio/pin15", "0") in published(subscriber, "emon/"), "pin15 = 0")
+    subscriber.sync()
+    got = published(subscriber, "emon/")
+    first = {}
+    for topic, payload in got:
+        first.setdefault(topic, payload)
+    assert first == expected
+    assert published(subscriber, "emonhub/") == []   # node_format_enable = 0
+    rows = emoncms.wait_until(lambda rows: {(r.node, r.name) for r in rows} >= {
+        tuple(topic.split("/")[1:]) for topic in expected}, what="every input in emoncms")
+    values = {}
+    for row in rows:
+        values.setdefault(f"emon/{row.node}/{row.name}", row.value)
+    assert values == {topic: float(payload) for topic, payload in expected.items()}
+    assert gateway.stop() == 0
+    assert "Traceback" not in gateway.log

@@ -5,15 +5,13 @@ power cut while counting, and a Pi without the gpiod package."""
 import re
 import shutil
 import signal
-import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 
 from tests.support.configs import listener_config
 from tests.support.daemon import runtime_dir_for
-from tests.support.gpiod_control import Batch, RemoteChip, gpiod_env, past, pulse_train
+from tests.support.gpiod_control import Batch, gpiod_env, past, pulse_train, remote_pins
 
 PULSE = """
     [[gas]]
@@ -27,11 +25,8 @@ PULSE = """
 
 @pytest.fixture
 def pins():
-    folder = tempfile.mkdtemp(prefix="gpio-")   # short: a Unix socket path has ~100 characters
-    chip = RemoteChip(Path(folder) / "pins")
-    yield chip
-    chip.close()
-    shutil.rmtree(folder, ignore_errors=True)
+    with remote_pins() as chip:
+        yield chip
 
 
 def send_pulses(pins, count, start=None, **kw):

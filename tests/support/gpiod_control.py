@@ -1,9 +1,14 @@
 """Driving GPIO input lines: in this process (a ``FakeGpiod`` chip) or in a daemon under test
-(``RemoteChip``, through the ``tests/gpiod_shim`` module that daemon imports as ``gpiod``)."""
+(``RemoteChip``, through the ``tests/gpiod_shim`` module that daemon imports as ``gpiod``, or
+the radio stand-in's, whose chip ``serve_pins`` serves likewise)."""
 
+import contextlib
 import json
 import os
+import shutil
 import socket
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,6 +23,35 @@ def gpiod_env(socket_path) -> dict:
     """Environment for a daemon whose ``import gpiod`` gets the fake, driven through ``socket_path``."""
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(SHIM), os.environ.get("PYTHONPATH")])),
             "OEMGATEWAY_TEST_GPIOD": str(socket_path)}
+
+
+def serve_pins(chip, socket_path: str) -> None:
+    """In the daemon: drive ``chip``'s input lines as a ``RemoteChip`` at ``socket_path`` asks.
+    The socket is bound before this returns (so it exists once the daemon has imported gpiod);
+    a thread serves it."""
+    try:
+        os.unlink(socket_path)   # left by a daemon that was killed
+    except FileNotFoundError:
+        pass
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(4)
+    threading.Thread(target=_serve_pins, args=(chip, server), name="fake-gpio-pins", daemon=True).start()
+
+
+def _serve_pins(chip, server: socket.socket) -> None:
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=_drive_pins, args=(chip, conn), daemon=True).start()
+
+
+def _drive_pins(chip, conn: socket.socket) -> None:
+    with conn, conn.makefile("rw", encoding="utf-8") as stream:
+        for text in stream:
+            for pin, level, stamp in json.loads(text):
+                chip.drive(pin, bool(level), stamp)
+            stream.write("ok\n")
+            stream.flush()
 
 
 class RemoteChip:
@@ -48,6 +82,19 @@ class RemoteChip:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+
+
+@contextlib.contextmanager
+def remote_pins():
+    """A ``RemoteChip`` whose socket is in a fresh temp folder (short: a Unix socket path has
+    ~100 characters), for ``gpiod_env``; closed and removed after."""
+    folder = tempfile.mkdtemp(prefix="gpio-")
+    chip = RemoteChip(Path(folder) / "pins")
+    try:
+        yield chip
+    finally:
+        chip.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Batch:

@@ -94,6 +94,72 @@ def test_emonhp_digital_input_is_the_header_pin_it_names():
     assert listener.settings["active_low"] is True     # invert = 1: a low line reads 1
 
 
+def test_the_emonhp_devices_load_without_a_warning():
+    """Every device interfacer of the emonHP file maps onto its listener's settings: the only
+    warnings are about the emoncms.org output (the x placeholder key, ``interval``)."""
+    config = loader().load(str(CONFIGS / "emonhp.default.emonhub.conf"))
+    assert [w for w in config.warnings if "[[emoncmsorg]]" not in w] == []
+    assert sorted((name, listener.type_name) for name, listener in config.listeners.items()) == [
+        ("DS18B20", "ds18b20"), ("MBUS", "mbus"), ("SDM120", "modbus"), ("SPI", "rfm69"), ("digital", "gpio")]
+
+
+DEVICE_INTERFACERS = """\
+[interfacers]
+    [[SDM120]]
+        Type = EmonHubMinimalModbusInterfacer
+        [[[runtimesettings]]]
+            {modbus}
+            [[[[meters]]]]
+                [[[[[electric]]]]]
+                    registers = 12,
+                    names = Power,
+    [[MBUS]]
+        Type = EmonHubMBUSInterfacer
+        [[[runtimesettings]]]
+            [[[[meters]]]]
+                [[[[[heatmeter]]]]]
+                    type = standard
+    [[gasmeter]]
+        Type = EmonHubPulseCounterInterfacer
+        [[[init_settings]]]
+            pulse_pin = 15
+    [[digital]]
+        Type = EmonHubDigitalInputInterfacer
+        [[[init_settings]]]
+            pins = 13,
+    [[temps]]
+        Type = EmonHubDS18B20Interfacer
+        [[[runtimesettings]]]
+            w1_root = /run/w1
+"""
+
+
+def test_device_interfacers_left_at_emonhubs_defaults_run_as_emonhub_runs_them(tmp_path):
+    """What the file leaves out is emonhub's default, where the listener's differs: the Modbus
+    bus's node ``sdm120``, the M-Bus bus's ``MBUS``, the pulse counter's node (its section name),
+    input (``Pulse``) and 1 ms bounce time, the digital input's line without a pull resistor."""
+    config = loader().load(write(tmp_path, DEVICE_INTERFACERS.format(modbus="")))
+    settings = {name: listener.settings for name, listener in config.listeners.items()}
+    assert (settings["SDM120"]["nodename"], settings["SDM120"]["com_port"], settings["SDM120"]["com_baud"]) == \
+        ("sdm120", "/dev/modbus", 2400)
+    assert (settings["MBUS"]["nodename"], settings["MBUS"]["com_port"], settings["MBUS"]["com_baud"]) == \
+        ("MBUS", "/dev/ttyUSB0", 2400)
+    gas = settings["gasmeter"]
+    assert (gas["nodename"], gas["input"], gas["debounce_ms"], gas["pin"], gas["pin_numbering"], gas["bias"]) == \
+        ("gasmeter", "Pulse", 1.0, "15", "board", "pull_down")
+    assert (settings["digital"]["bias"], settings["digital"]["nodename"]) == ("disabled", "gpio")
+    assert settings["temps"]["w1_root"] == "/run/w1"
+    assert config.warnings == []
+
+
+def test_a_modbus_input_prefix_is_a_warning(tmp_path):
+    config = loader().load(write(tmp_path, DEVICE_INTERFACERS.format(modbus="prefix = hp_")))
+    assert [w for w in config.warnings] and all("prefix = hp_: inputs are named <meter>_<name>" in w
+                                                 for w in config.warnings)
+    config = loader().load(write(tmp_path, DEVICE_INTERFACERS.format(modbus="prefix = ''")))
+    assert config.warnings == []
+
+
 def test_autoconf_turns_the_built_in_templates_on(tmp_path):
     on = loader().load(str(CONFIGS / "default.emonhub.conf"))
     assert on.gateway["node_templates"] is True

@@ -10,6 +10,10 @@ answer line each:
                             49 (network 210, OEM's key): ``ok`` or ``dropped REASON``
 ``sent [N]``                the packets the radio transmitted (once there are N), as HEX words:
                             ``sent HEX HEX ...``
+
+With ``OEMGATEWAY_TEST_GPIOD`` set, the chip's other input lines are driven through that socket
+as with ``gpiod_env`` (``tests.support.gpiod_control.RemoteChip``): digital inputs and pulses
+beside the radio.
 """
 
 import os
@@ -17,6 +21,7 @@ import socket
 import threading
 
 from tests.support.fake_gpiod import FakeGpiod
+from tests.support.gpiod_control import serve_pins
 from tests.support.rfm69_chip import LPL_433, LPL_433_92, RX, Rfm69Chip
 
 AIRS = {"43": LPL_433, "49": LPL_433_92}
@@ -28,7 +33,7 @@ def _pins():
 
 
 GPIO = FakeGpiod()
-GPIO.add_chip("/dev/gpiochip0", label="pinctrl-bcm2711")
+_HEADER = GPIO.add_chip("/dev/gpiochip0", label="pinctrl-bcm2711")
 _irq, _cs, _reset = _pins()
 CHIP = Rfm69Chip(GPIO, "/dev/gpiochip0", dio0=_irq, reset=_reset, cs=_cs)
 
@@ -67,3 +72,5 @@ def _serve(path: str) -> None:
 
 if os.environ.get("OEMGW_FAKE_RADIO"):
     threading.Thread(target=_serve, args=(os.environ["OEMGW_FAKE_RADIO"],), daemon=True).start()
+if os.environ.get("OEMGATEWAY_TEST_GPIOD"):
+    serve_pins(_HEADER, os.environ["OEMGATEWAY_TEST_GPIOD"])
