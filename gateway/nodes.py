@@ -159,7 +159,7 @@ class Layout:
 
     def apply_scales(self, values: Sequence[Number]) -> Tuple[Number, ...]:
         if not self.scales and self.scale == 1:
-            return tuple(values)
+            return values if values.__class__ is tuple else tuple(values)
         return tuple(scaled(v, self.scale_for(i)) for i, v in enumerate(values))
 
     def scale_for(self, index: int) -> float:
@@ -352,7 +352,7 @@ class NodeStats:
     last_msg: Optional[int] = None
     rssi: Optional[int] = None
     last_seen: Optional[float] = None
-    values: Optional[dict] = None   # the last frame's values by input name
+    last_frame: Optional[Frame] = None   # the status shows its values by input name
 
 
 @dataclass
@@ -444,8 +444,12 @@ class NodeDecoder:
         node = spec.nodename if spec is not None and spec.nodename is not None else item.node
         if self.emonhub_values and names and names[0].lower() == MSG_NAME and isinstance(values[0], int):
             values, names = self._with_missed(state, values, names)
-        frame = Frame(node, values, item.time, names, item.rssi, item.source)
-        stats.values = frame.named_values()
+        if (item.__class__ is Frame and node == item.node and names is item.names
+                and values is item.values):
+            frame = item   # nothing to change: no second Frame for each reading
+        else:
+            frame = Frame(node, values, item.time, names, item.rssi, item.source)
+        stats.last_frame = frame   # (its values by name are worked out only when the status asks)
         return frame
 
     def _values(self, item, spec: Optional[NodeSpec]) -> Tuple[Number, ...]:
@@ -531,7 +535,13 @@ class NodeDecoder:
 
     def snapshot(self) -> Dict[str, dict]:
         """Per-node counters as plain data (for the status)."""
-        return {str(node): dict(vars(state.stats)) for node, state in self._nodes.items()}
+        snapshot = {}
+        for node, state in self._nodes.items():
+            stats = dict(vars(state.stats))
+            frame = stats.pop("last_frame")
+            stats["values"] = frame.named_values() if frame is not None else None
+            snapshot[str(node)] = stats
+        return snapshot
 
     # -- sending ------------------------------------------------------------------------
     def encode(self, node: Node, values: Sequence[Number]) -> bytes:
