@@ -79,6 +79,8 @@ class ClockWatch:
             self._ask()
 
     def synchronised(self) -> bool:
+        if self.mono() - self._checked_at < self.recheck:
+            return self._synced   # (asked for every reading: no lock while the answer is fresh)
         with self._lock:
             if self.mono() - self._checked_at >= self.recheck:
                 self._ask()
