@@ -44,11 +44,10 @@ import urllib.parse
 import zlib
 from typing import List, Optional
 
-import requests
-
 from buffers.base import AuthError, RejectedError, TooLargeError, TransientError
 from gateway.formats import compact_json
 from buffers.http import HttpBuffer, retry_after
+from buffers.httpclient import Reply
 from gateway.frame import Frame
 
 FLOAT_MAX = 3.4028234663852886e38   # emoncms' input.value is a MySQL FLOAT: larger crash it
@@ -171,7 +170,7 @@ class EmoncmsBuffer(HttpBuffer):
         return Frame(node, values, frame.time, None, None, frame.source)
 
     # -- emoncms' answers ---------------------------------------------------------------
-    def _judge(self, reply: requests.Response, expected: str, batch: List[Frame],
+    def _judge(self, reply: Reply, expected: str, batch: List[Frame],
                absolute_times: bool) -> None:
         """Return if emoncms stored every row, else raise what it did (module docstring)."""
         body = reply.text.strip()
