@@ -21,9 +21,7 @@ Redirects are not followed: following one would turn a redirected POST into a GE
 200 would look like a delivery. A 3xx is reported with its target, to be put in ``url``.
 """
 
-import email.utils
 import errno
-import http.client
 import re
 import socket
 import sys
@@ -85,7 +83,7 @@ class HttpBuffer(Buffer):
             return self.session.post(url, timeout=timeout, **kwargs)
         except socket.timeout:
             raise TransientError(f"no answer from {shown} within {timeout:g} s") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             ssl = sys.modules.get("ssl")   # (imported only when a URL is https://)
             if ssl is not None and isinstance(exc, ssl.SSLError):
                 raise AuthError(f"TLS certificate of {shown} not trusted: {short_error(exc)} "
@@ -126,6 +124,7 @@ def retry_after(reply: Reply) -> Optional[float]:
         return None
     if value.isdigit():
         return float(value)
+    import email.utils   # (only here: 1.3 MB of modules a daemon rarely needs)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -161,7 +160,7 @@ def connection_problem(exc: Exception, url: str) -> str:
         return f"cannot connect to {where}: no such host ({(cause.strerror or str(cause)).lower()})"
     if cause is not None and (cause.strerror or cause.errno):
         return f"cannot connect to {where}: {(cause.strerror or errno.errorcode.get(cause.errno, '')).lower()}"
-    if isinstance(exc, (ConnectionError, http.client.HTTPException)):
+    if isinstance(exc, ConnectionError):
         return f"cannot connect to {where}: the connection was cut"
     return f"cannot send to {where}: {short_error(exc)}"
 
