@@ -1,21 +1,29 @@
 """The HTTP buffers' client (buffers/httpclient.py) against a real socket server."""
 
 import socket
+import ssl
 import threading
 
+import pytest
+
+from buffers.base import AuthError
+from buffers.http import HttpBuffer
 from buffers.httpclient import HttpClient, environ_proxy
+from tests.support.mosquitto import Certificates
 
 
 class OneShotServer:
     """Answers each request with ``200 ok`` and then closes the connection when ``close_after``
     is set, as a server does with an idle kept-alive connection. Counts connections."""
 
-    def __init__(self, close_after: bool):
+    def __init__(self, close_after: bool, tls=None):
         self.close_after = close_after
+        self.tls = tls
         self.connections = 0
         self.bodies = []
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/x"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://localhost:{self.listener.getsockname()[1]}/x"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -28,6 +36,12 @@ class OneShotServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()
+                return
         with conn:
             data = b""
             while True:
@@ -88,3 +102,23 @@ def test_proxies_come_from_the_environment_unless_no_proxy_names_the_host():
     assert environ_proxy("https", "localhost", env) is None
     assert environ_proxy("http", "x", {"all_proxy": "p:8080"}).port == 8080
     assert environ_proxy("http", "x", {"all_proxy": "p:8080", "NO_PROXY": "*"}) is None
+
+
+def test_https_checks_the_certificate_against_the_ca_file(tmp_path):
+    certs = Certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.server_crt, certs.server_key)
+    server = OneShotServer(close_after=False, tls=context)
+
+    class Plain(HttpBuffer):
+        pass
+    buffer = Plain("h", {"active": True, "max_items": 0, "batch_size": 1, "retry_max": 1, "timeout": 5,
+                         "verify_tls": True, "ca_file": ""})
+    buffer.configure()
+    with pytest.raises(AuthError, match="not trusted"):
+        buffer.post(server.url, data=b"a")
+    buffer.settings["ca_file"] = str(certs.ca_crt)
+    buffer.configure()
+    assert buffer.post(server.url, data=b"b").text == "ok"
+    assert server.bodies == [b"b"]
+    server.close()
