@@ -139,6 +139,10 @@ class Cursor:
     def wait(self, timeout: Optional[float]) -> bool:
         return self.spool.wait_interrupt(self, timeout)
 
+    def linger(self, count: int, timeout: float) -> None:
+        """Wait up to ``timeout`` s for ``count`` readings to be queued (see ``Delivery``)."""
+        self.spool.wait_for_readings(self, count, timeout)
+
     def interrupt(self) -> None:
         self.spool.interrupt(self)
 

@@ -404,6 +404,12 @@ class Spool:
             interrupted, cursor._interrupted = cursor._interrupted, False
             return interrupted
 
+    def wait_for_readings(self, cursor: Cursor, count: int, timeout: float) -> None:
+        """Wait until ``count`` readings are after the cursor, or ``timeout`` s, or an interrupt
+        (which stays pending for the next ``read``)."""
+        with self._lock:
+            self._data.wait_for(lambda: cursor._interrupted or self.head - cursor.acked >= count, timeout)
+
     def interrupt(self, cursor: Cursor) -> None:
         with self._lock:
             cursor._interrupted = True
