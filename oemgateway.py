@@ -23,7 +23,7 @@ try:
     from buffers import BUFFERS
     from gateway.config import ConfigError, ConfigLoader, GatewayConfig
     from gateway.eventloop import EventLoop
-    from gateway.hub import Gateway
+    from gateway.hub import GATEWAY_PARTS, Gateway
     from gateway.logs import Redactor, apply_log_levels, error_text, plural, setup_logging
     from gateway.spool import SPOOL_SPEC, SpoolLockedError, build_spool
     from gateway.web.status import format_status, on_loop, snapshot
@@ -74,12 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hash-password", action="store_true",
                         help="read a password (asked twice on a terminal, else one line of stdin) and "
                              "print its salted hash for [gateway] web_password_hash")
+    parser.add_argument("--sample-config", nargs="?", const="", metavar="TYPE",
+                        help="print a sample section of a listener or buffer TYPE (both, if both have it), every setting "
+                             "explained with its default; without TYPE, the whole shipped config")
     parser.add_argument("--version", action="version", version=f"OEM Gateway {__version__}")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.sample_config is not None:
+        return print_sample_config(args.sample_config)
     if args.hash_password:
         from gateway.web.auth import read_password_hash
         return read_password_hash()
@@ -118,6 +123,29 @@ def main(argv=None) -> int:
     if args.status:
         return print_status(config)
     return run(config, loader, args.logfile)
+
+
+def print_sample_config(type_name: str) -> int:
+    from gateway.nodes import NODE_SAMPLE
+    from gateway.sample import plugin_sample, shipped_config
+    if not type_name:
+        print(shipped_config(LISTENERS, BUFFERS, GATEWAY_PARTS, NODE_SAMPLE), end="")
+        return EXIT_OK
+    samples = []   # (a name may be a listener type and a buffer type: mqtt)
+    for registry in (LISTENERS, BUFFERS):
+        try:
+            registry.canonical(type_name)
+        except LookupError:
+            continue
+        samples.append(plugin_sample(registry, type_name))
+    if samples:
+        print("\n".join(samples), end="")
+        return EXIT_OK
+    known = ", ".join(LISTENERS.names() + BUFFERS.names())
+    guess = LISTENERS.suggest(type_name) or BUFFERS.suggest(type_name)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    print(f"oemgateway: no listener or buffer type {type_name!r} (types: {known}){hint}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def run(config: GatewayConfig, loader: ConfigLoader, logfile: Optional[str]) -> int:

@@ -47,10 +47,26 @@ class Buffer(Plugin, metaclass=_ConfiguredWhenBuilt):
     batch_size = integer(min=1, max=100000, default=500)
     retry_max = float(min=0.01, max=86400, default=5)
     linger = float(min=0, max=1, default=0.01)
-    """ + ROUTING_SPEC
-    # linger: seconds a reading that arrives alone waits for more to share its request (cut
-    # short once batch_size are queued). At 100 readings/s, 10 ms halves the requests and the
-    # CPU they cost and adds at most 10 ms to a reading's way (bench/README.md); 0: none.   # from_listeners, from_nodes: see gateway.routing
+    """ + ROUTING_SPEC   # from_listeners, from_nodes: see gateway.routing
+    SAMPLE_COMMON = """
+    # Settings every buffer has:
+    #   active = True        False: neither record nor send, but keep what is queued; an
+    #                        inactive buffer holding nothing costs nothing (no RAM, no disk)
+    #   max_items = 0        most readings queued for this buffer (0: only the spool's
+    #                        bounds apply); beyond it the oldest are dropped, counted, logged
+    #   batch_size = 500     most readings sent in one request; fewer (down to 10) while
+    #                        the destination refuses readings often, so that few are sent twice
+    #   retry_max = 5        while a destination fails, each retry is one reading; the
+    #                        wait doubles from 0.5 s up to this many seconds, a random half
+    #                        to all of it (a refused key or URL: 12 x this)
+    #   linger = 0.01        seconds a reading waits for others to share its request when
+    #                        it arrives alone (cut short once batch_size are queued); 0: none
+    #   from_listeners =     take only the readings of these listeners (their section names);
+    #                        empty: every listener. emonhub's subchannels become this.
+    #   from_nodes =         take only the readings of these nodes (id or nodename); empty:
+    #                        every node. With both set, a reading must match both. A name that
+    #                        matches nothing in this file is warned about.
+    """
 
     def __init__(self, name: str, settings: dict, clock: Optional[ClockWatch] = None, nodes=None,
                  transmit: Optional[Callable[..., None]] = None, backlog: Optional[Callable[[], int]] = None):

@@ -81,6 +81,27 @@ class EmoncmsBuffer(HttpBuffer):
     # send_names: False sends each reading as emonhub does with sendnames = 0: under the
     # node's id (17, not emonTx4_17), its values unnamed (emoncms calls the inputs 1, 2, ...)
     # and the signal strength as the last of them; True: the node's name and its inputs' names.
+    SAMPLE = """
+    # Posts readings to emoncms. Inactive until an API key is filled in.
+    [[...]]
+    # Where emoncms lives, e.g. http://localhost/emoncms or https://emoncms.org.
+    # (The original protocol/domain/path keys are accepted too.)
+    url = http://localhost/emoncms
+    # The write API key (emoncms: Setup > My Account). Never logged nor shown.
+    apikey =
+    # Seconds to wait for emoncms to answer.
+    timeout
+    # Verify HTTPS certificates. Turn off only for a test server.
+    verify_tls
+    # A PEM file of the CA that signed a private emoncms' certificate.
+    ca_file
+    # False: as emonhub's sendnames = 0: under the node's id (17, not emonTx4_17), its
+    # values unnamed (emoncms calls them 1, 2, ...), the signal strength the last of them.
+    send_names
+    # Bulk bodies zlib-compressed (emoncms' cb=1), for a slow uplink. auto: when emoncms
+    # is on another machine and the body is over 1400 bytes; always; never.
+    compress
+    """
     SECRETS = ("apikey",)
 
     @classmethod

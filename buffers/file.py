@@ -41,6 +41,24 @@ class FileBuffer(Buffer):
     max_bytes = integer(min=0, max=1099511627776, default=0)
     backups = integer(min=0, max=1000, default=5)
     """
+    SAMPLE = """
+    # Appends every reading to local CSV files, one row each:
+    #     time,local_time,node,value1,value2,...
+    #     1777644187.125,2026-05-01T14:03:07,emontx,230,241.2
+    # (time: Unix time, for programs; local_time: the same in ISO 8601 local time). Each file
+    # starts with a header row; in a file of one node it names the inputs (power1,vrms,...).
+    # When a node's inputs change, its rows go on in a new file beside it (..._2.csv).
+    [[...]]
+    # strftime pattern (local time of the reading); {node} is the node's name or id. By
+    # default one file per node and day. Without {node}: one file for every node, whose
+    # header is time,local_time,node,values. The file is never written through a symlink.
+    # Set from the web page, it must be under the data folder or [gateway] file_roots.
+    path = readings/{node}-%Y-%m-%d.csv
+    # Rotate a file when it reaches this size in bytes (0 = never) ...
+    max_bytes
+    # ... keeping this many rotated copies (file.1, file.2, ...).
+    backups
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -37,6 +37,31 @@ class InfluxDBBuffer(HttpBuffer):
     measurement = string(default='emon')
     site = string(default='')
     """
+    SAMPLE = """
+    # Writes readings to InfluxDB as line-protocol points, one per reading, every value a
+    # float field, stamped with the time it was received:
+    #     emon,node=emontx power1=230,vrms=241.2 1712345678
+    [[...]]
+    url = http://localhost:8086
+    # v2: InfluxDB 2.x, 3.x and Cloud (org, bucket, token); v1: InfluxDB 1.x.
+    api = v2
+    org = home
+    bucket = energy
+    # An API token allowed to write to the bucket. Never logged nor shown.
+    token =
+    # With api = v1: the database, its retention policy (empty: its default), and a user
+    # (sent as HTTP Basic authentication, never in the URL).
+    database
+    retention_policy
+    username
+    password
+    measurement
+    # A site tag on every point (emon,node=emontx,site=school-12 ...). Empty: none.
+    site
+    timeout
+    verify_tls
+    ca_file
+    """
     SECRETS = ("token", "password")
 
     @classmethod

@@ -50,7 +50,7 @@ from buffers.ha_link import HomeAssistantLink, configured_nodes, input_units
 from gateway.formats import json_time, number_text, site_problem
 from gateway.frame import Frame, FrameError, parse_node, parse_number
 from gateway.logs import LogThrottle
-from gateway.mqtt_broker import (BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
+from gateway.mqtt_broker import (BROKER_SAMPLE, BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
                                  broker_problems, broker_url, broker_warnings, tls_context)
 from protocols.ha_discovery import ONLINE, DiscoveryConfig
 
@@ -83,6 +83,63 @@ class MqttBuffer(Buffer):
     ha_style = option('device', 'entity', default='device')
     ha_gateway_id = string(default='')
     emonhub_payloads = boolean(default=False)
+    """
+    SAMPLE = """
+    # Publishes readings to an MQTT broker (Mosquitto; Home Assistant, Node-RED and emoncms'
+    # MQTT input read them) in emonhub's topic formats, and passes radio commands back. A
+    # reading counts as delivered once the broker has acknowledged it (QoS 1).
+    [[...]]
+""" + BROKER_SAMPLE + """    # 1: a reading is delivered when the broker acknowledges it (nothing is lost);
+    # 0: when it is written to the network (a broker restart can lose some).
+    qos
+    # Retain the readings' messages (the status topic is always retained).
+    retain
+    # Topic formats, one or more of:
+    #   json     <base_topic>/<nodename>             {"power1":230,"vrms":241.2,"time":1712345678}
+    #   nodevar  <base_topic>/<nodename>/<name>      230   (one message per value: Home Assistant)
+    #   csv      <csv_base_topic>/rx/<nodeid>/values 230,241.2   (emonhub's node format)
+    # Only json carries the time a reading was received: keep it for anything that stores
+    # history (emoncms), or a backlog sent after an outage is stored at the wrong time.
+    formats = json
+    base_topic
+    csv_base_topic
+    # Retained "online" while connected, "offline" after a stop, and as the Last Will
+    # when the gateway dies. Empty: none.
+    status_topic
+    # Values published here as CSV ("1,300") go out by radio to the node in the topic
+    # (its id or its nodename), packed per [nodes] [[node]] [[[tx]]]. Empty: no TX.
+    # Whoever may publish there may transmit: restrict it with the broker's ACL.
+    tx_topic
+    # The radio listener that transmits (empty: every rfm2pi, rfm12pi and rfm69 listener).
+    tx_listener
+    # Messages sent ahead of the broker's acknowledgements.
+    max_inflight
+    # Seconds without an answer from the broker before reconnecting.
+    timeout
+    # Fleets (docs/fleet.md): this site's name (letters, digits, _ . -), prefixed to
+    # every topic: <site>/emon/<node>, its status and TX topics. Empty: none.
+    site
+    # Keep the MQTT session (clean session off) under the stable client_id, so the
+    # broker keeps what it owes this gateway (TX commands) while it is away.
+    persistent_session
+    # Home Assistant MQTT discovery: every node a device, every input a sensor, with
+    # the device/state classes its unit gives (W: power, Wh/kWh: energy ...). The
+    # nodevar topics then carry Home Assistant's states: the latest value of each input
+    # only (after an outage, not the whole backlog), retained.
+    ha_discovery
+    # Home Assistant's discovery prefix, and the topic where it announces "online".
+    ha_prefix
+    ha_status_topic
+    # device: one message per node (Home Assistant 2024.11+); entity: one per input.
+    ha_style
+    # This gateway's ID in Home Assistant's unique IDs (letters, digits, _ -). Empty:
+    # the site, else the host name. Never change it once Home Assistant knows the
+    # gateway: its sensors would be new ones.
+    ha_gateway_id
+    # Payloads byte for byte as emonhub writes them: JSON spaced as Python writes it
+    # ({"P1": 230, "time": 1712345678.123}), only named values in it, time before rssi;
+    # no rssi of 0. On when an emonhub.conf is run.
+    emonhub_payloads
     """
     # emonhub_payloads: payloads byte for byte as emonhub's MQTT interfacer writes them, for
     # receivers that compare text: JSON spaced as Python's json.dumps (", ", ": "), its names

@@ -30,6 +30,23 @@ class WebhookBuffer(HttpBuffer):
     headers = force_list(default=list())
     site = string(default='')
     """
+    SAMPLE = """
+    # POSTs readings as JSON to any HTTP endpoint, oldest first, in arrays of
+    #     {"node": "emontx", "time": 1712345678.123, "values": {"power1": 230, "vrms": 241.2}}
+    [[...]]
+    # Inactive until a URL is set.
+    url =
+    # Headers sent with every request, each "Name: value", e.g.
+    #     "Authorization: Bearer <token>", "X-Site: home"
+    # Never shown; the values of credential headers (Authorization, X-Api-Key, ...) are
+    # never logged.
+    headers
+    # "site": "<site>" in every reading. Empty: none.
+    site
+    timeout
+    verify_tls
+    ca_file
+    """
     SECRETS = ("headers",)
 
     @classmethod

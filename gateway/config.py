@@ -27,22 +27,13 @@ from gateway.nodes import CHECKS as NODE_CHECKS, NODE_SPEC, NodeTable
 from gateway.registry import Registry
 from gateway.node_templates import template_node_name
 from gateway.routing import listener_node_names, rule_warnings
-from gateway.web import WEB_SPEC
+from gateway.settings import CLOCK, FILE_ROOTS, LOGGING, NODE_DECODING, RUNNING, spec_of
+from gateway.web import WEB_SETTINGS
 
-GATEWAY_SPEC = """
-loglevel = loglevel(default='INFO')
-config_check_interval = float(min=0, max=3600, default=2)
-shutdown_timeout = float(min=0, max=3600, default=5)
-clock = option('auto', 'trusted', 'untrusted', default='auto')
-log_levels = force_list(default=list())
-log_max_mb = float(min=0.01, max=1024, default=5)
-log_backups = integer(min=0, max=100, default=1)
-syslog = boolean(default=False)
-""" + WEB_SPEC + """
-file_roots = force_list(default=list())
-node_templates = boolean(default=False)
-emonhub_values = boolean(default=False)
-"""
+CORE_PARTS = (LOGGING, RUNNING, NODE_DECODING, CLOCK, WEB_SETTINGS, FILE_ROOTS)
+"""The daemon's own ``[gateway]`` parts, in the order the shipped config shows them; the
+spool adds its own (``oemgateway.GATEWAY_PARTS``)."""
+GATEWAY_SPEC = spec_of(CORE_PARTS)
 
 GATEWAY_SECRETS = ("web_password_hash",)
 # A key the gateway does not know (a typo, a section whose type is misspelled) is taken for a

@@ -13,19 +13,21 @@ from typing import Callable, Dict, Optional, Union
 from gateway import missing_dependency
 from gateway.backoff import Backoff
 from gateway.clock import PROBES, ClockWatch
-from gateway.config import ConfigError, ConfigLoader, GatewayConfig, PluginConfig
+from gateway.config import CORE_PARTS, ConfigError, ConfigLoader, GatewayConfig, PluginConfig
 from gateway.delivery import Delivery
 from gateway.eventloop import EventLoop
 from gateway.frame import Frame, RawFrame
 from gateway.logs import LogThrottle, Redactor, apply_log_levels, plural
 from gateway.nodes import NodeDecoder
 from gateway.routing import Router
-from gateway.spool import BufferStats, Spool, spool_settings
+from gateway.settings import restart_keys
+from gateway.spool import SPOOL_SETTINGS, BufferStats, Spool, spool_settings
 from listeners.base import Listener, Transmitter   # the listener contracts
 
 LISTENER_RETRY_MIN, LISTENER_RETRY_MAX = 1.0, 30.0   # s: starting a listener that failed again
 
 log = logging.getLogger("oemgateway")
+GATEWAY_PARTS = CORE_PARTS + (SPOOL_SETTINGS,)   # every part's [gateway] settings (gateway.settings)
 
 
 class Gateway:
@@ -121,8 +123,7 @@ class Gateway:
         if old is None:
             return
         self.spool.settings = spool_settings(new.gateway)
-        for key in ("durability", "runtime_dir", "state_dir", "status_port", "status_bind", "web_port",
-                    "web_bind"):
+        for key in restart_keys(GATEWAY_PARTS):
             if old.gateway[key] != new.gateway[key]:
                 log.warning("[gateway] %s changed: takes effect at the next start", key)
 

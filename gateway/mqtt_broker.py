@@ -21,6 +21,27 @@ keyfile = path(default='')
 verify_tls = boolean(default=True)
 """
 BROKER_SECRETS = ("password",)
+BROKER_SAMPLE = """\
+    host = localhost
+    # 1883, or 8883 with tls = True.
+    # port = 1883
+    username
+    # Never logged nor shown.
+    password
+    # TLS: encrypt, and check the broker's certificate against the system's CAs (or
+    # ca_file, a private CA's PEM file). certfile, keyfile: a client certificate, for a
+    # broker that asks for one. verify_tls = False skips the check (and says what it costs).
+    tls
+    ca_file
+    certfile
+    keyfile
+    verify_tls
+    # Default: oemgateway-<hostname>-<this section's name>. Keep it stable with a
+    # persistent session: the broker keeps the session under it.
+    client_id
+    keepalive
+"""
+"""The broker settings' part of an MQTT listener's or buffer's SAMPLE (``gateway.sample``)."""
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 # CONNACK refusals that no retry will cure until the settings change
 REFUSALS = {"Bad user name or password": "wrong username or password",

@@ -339,6 +339,33 @@ NODE_SPEC = "nodename = nodename(default=None)\nwhitening = boolean(default=Fals
     LAYOUT_SPEC + "[[[tx]]]\n" + LAYOUT_SPEC
 """The configspec of one ``[nodes] [[id]]`` section (its ``[[[rx]]]`` keys are read as its own)."""
 
+NODE_SAMPLE = """\
+# How to decode each node's data (emonhub's [nodes] section works as it is). A node's
+# section is named by its id (or, for named nodes, its name); as emonhub writes them, its
+# keys may also sit in an [[[rx]]] sub-section. Nodes not listed: radio payloads are read
+# as signed 16-bit values, text values are kept as sent, inputs are named 1, 2, 3 ...
+[nodes]
+    # [[10]]
+    #     # The node's name in emoncms (instead of 10).
+    #     nodename = emontx
+    #     # Input names, in order.
+    #     names = power1, power2, power3, power4, vrms, temp1, pulse
+    #     # One little-endian struct code per value: b B (1 byte), h H (2), i I l L (4),
+    #     # q Q (8), f (float), d (double); lower case signed. Or one 'datacode' for all values
+    #     # (0: the values are numbers already).
+    #     datacodes = h, h, h, h, h, h, L
+    #     # Multipliers, one per value (or one 'scale' for all); missing ones are 1.
+    #     scales = 1, 1, 1, 1, 0.01, 0.1, 1
+    #     # Units, for your notes.
+    #     units = W, W, W, W, V, C, p
+    #     # True for firmware that XORs its bytes with 0x55.
+    #     # whitening = False
+    #     # How values sent to this node (repeater port) are packed; default: datacode h.
+    #     [[[tx]]]
+    #         datacodes = b, b, h
+"""
+"""``[nodes]`` in the shipped config: an example node, every key explained."""
+
 
 # -- decoding -------------------------------------------------------------------------------
 @dataclass

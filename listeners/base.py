@@ -33,6 +33,13 @@ class Listener(Plugin):
     max_line = integer(min=16, max=1048576, default=4096)
     nodelistonly = boolean(default=False)
     """
+    SAMPLE_COMMON = """
+    # Settings every listener has:
+    #   max_line = 4096      longest accepted line in bytes; longer lines are logged, counted
+    #                        and dropped
+    #   nodelistonly = False
+    #                        True: drop frames from nodes that have no section in [nodes]
+    """
     LIVE_SETTINGS: FrozenSet[str] = frozenset({"nodelistonly"})
     """Settings ``update()`` applies without re-creating the listener (see ``apply_settings``)."""
 

@@ -35,7 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.frame import Frame, FrameError, Node, input_name_problem, parse_node, parse_number
-from gateway.mqtt_broker import (BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
+from gateway.mqtt_broker import (BROKER_SAMPLE, BROKER_SECRETS, BROKER_SPEC, REFUSALS, TlsFilesError, broker_port,
                                  broker_problems, broker_url, broker_warnings, tls_context)
 from listeners.base import Listener
 
@@ -138,6 +138,28 @@ class MqttListener(Listener):
     qos = integer(min=0, max=1, default=1)
     persistent_session = boolean(default=True)
     retained = boolean(default=False)
+    """
+    SAMPLE = """
+    # Reads an MQTT broker: another gateway or emonhub (their emon/<node> JSON, with its
+    # time, emon/<node>/<input> numbers, emonhub/rx/<id>/values CSV), and devices that
+    # publish JSON objects or numbers (Shelly, Tasmota, zigbee2mqtt) through node_map.
+    # Subscribed at QoS 1 in a persistent session: what is published while the gateway
+    # restarts is read when it is back. Bad messages are counted and logged.
+    [[...]]
+""" + BROKER_SAMPLE + """    # Topic filters to read (+ one level, # the rest). Quote a topic with #: in this
+    # file a bare # starts a comment. Never the topics this gateway publishes itself.
+    topics
+    base_topic
+    csv_base_topic
+    # "topic = node" pairs; + matches a level, {n} in the node is the topic's n-th
+    # level. A JSON object's numbers become inputs (nested: ENERGY_Power); a number's
+    # input is the topic's last level. For example:
+    #   "shellies/plug-1/relay/0/power = plug1", "zigbee2mqtt/+ = {2}"
+    node_map
+    qos
+    persistent_session
+    # True: retained messages are readings too (by default they are old ones: ignored).
+    retained
     """
     SECRETS = BROKER_SECRETS
 

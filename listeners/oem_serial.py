@@ -82,6 +82,40 @@ class OemSerialListener(SerialListener):
     temperature = boolean(default=None)
     json = boolean(default=None)
     """
+    SAMPLE = """
+    # An emonTx4/5/6 or emonPi2/3 on a serial port (OEM's current firmware, 115200 baud): reads
+    # its lines as type = serial does (format, nodename as there; emonhub's OEM interfacer runs
+    # as this type), and gives
+    # the board the settings below in its own commands. Each left out: the board keeps its
+    # own. Set: sent only when the board lists another value (at start, after a replug or a
+    # restart of the board, when changed here), one command at a time after each answer, and
+    # saved to its EEPROM only when a stored setting changed. The answers are logged and shown
+    # in /status. Needs no extra package.
+    [[...]]
+    com_port = /dev/ttyACM0
+    com_baud
+    nodename = emonTx4
+    # oem: key:value and JSON lines, and the radio packets a board relays (OK 17 ...)
+    format
+    # radio = on                 the board's radio (emonPi2: the Pi's radio, not the board's)
+    # frequency = 433.92         433, 433.92, 868, 915 (MHz; or 4, 49, 8, 9)
+    # group = 210                radio network group, 0-255
+    # nodeid = 17                the board's radio node id, 1-60
+    # rfpower = 25               radio power 0-31 (25 = +7 dBm)
+    # period = 9.8               seconds between readings
+    # acfreq = 50                line frequency, 50 or 60 Hz
+    # assumedvrms = 240          Vrms assumed without an AC adapter
+    # vcal = 101.3               voltage calibration[, phase]; vcal2, vcal3 on emonTx6/emonPi3
+    # ical1 = 100, 3.2           CT calibration[, phase lead], ical1 ... ical12
+    # ical2 = 50, 3.2            (and so on: ical3, ical4, ical5, ical6, ical7, ical8, ical9,
+    #                            ical10, ical11, ical12)
+    # pulse = on                 pulse input 1, and its minimum period in ms
+    # pulse_period = 100
+    # temperature = on           temperature sensing
+    # json = off                 JSON output
+    idle_timeout
+    max_line
+    """
     LIVE_SETTINGS = SerialListener.LIVE_SETTINGS | frozenset(BOARD_SETTINGS)
 
     def __init__(self, *args, **kwargs):

@@ -127,6 +127,12 @@ class PollingListener(Listener):
     interval = float(min=0.1, max=86400, default=10)
     retry_max = float(min=1, max=86400, default=300)
     """
+    SAMPLE_COMMON = """
+    # Settings every polled device (a meter, a sensor the gateway asks for readings) has:
+    #   interval = 10        seconds between two polls of the device
+    #   retry_max = 300      a failing device is asked again after interval, then twice as
+    #                        long each time, up to this many seconds
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

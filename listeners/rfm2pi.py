@@ -50,6 +50,35 @@ class RFM2PiListener(SerialPortListener, RadioTransmitter):
     repeater_port = integer(min=0, max=65535, default=0)
     repeater_bind = string(default=None)
     """
+    SAMPLE = """
+    # An RFM69Pi / emonPi radio board (RF12demo firmware), 38400 baud. Use type = rfm12pi for
+    # the original RFM12Pi board (9600 baud), which the original gateway's type names mean.
+    # Radio payloads are decoded per [nodes] below (16-bit values for nodes not listed).
+    [[...]]
+    com_port = /dev/ttyAMA0
+    com_baud
+    # Radio settings. Left out: the board keeps its own. Set: sent to the board only
+    # when it reports something else (at start, after a replug, when changed here).
+    # The board's own node id, 1-30.
+    baseid = 15
+    # 433, 868 or 915 (MHz); the original 4, 8, 9 are accepted too.
+    frequency = 433
+    # Network group, 0-250 (0: any group). The original name 'sgroup' is accepted too.
+    group = 210
+    # True: the board does not print packets with a bad CRC.
+    quiet = True
+    # Header layout: rf12 (node ids 1-31, every OEM board) or rf69 (JeeLib's native
+    # RFM69 format, node ids up to 63).
+    radio_format
+    # Broadcast the time (00,HH,MM,00,s) every this many seconds for emonGLCD; 0: never.
+    sendtimeinterval
+    # A TCP port whose lines go out on the radio: RF12demo commands (12,34,56,s) or
+    # "node v1 v2 ..." (packed per [nodes] [[node]] [[[tx]]]). 0: none. The original
+    # name 'port_nb' is accepted too, and then listens on all interfaces as it did.
+    repeater_port
+    # repeater_bind = 127.0.0.1
+    idle_timeout
+    """
     RENAMED = {"sgroup": "group", "port_nb": "repeater_port"}
     LIVE_SETTINGS = SerialPortListener.LIVE_SETTINGS | RADIO_SETTINGS | {"sendtimeinterval", "radio_format"}
     BAUD_HINT = " (RFM69Pi and emonPi boards send at 38400, the original RFM12Pi at 9600)"

@@ -9,7 +9,8 @@ port, emonGLCD time).
 The chip is driven by ``protocols.rfm69_radio`` (a blocking driver). Its SPI and GPIO calls never
 run on the loop thread: a receiver thread blocks on the DIO0 interrupt line's edge events (or
 polls RegIrqFlags2 when edge events are not available) and hands each packet to the loop thread;
-a sender thread blocks on a queue of packets to send. The driver's lock keeps the two from
+a sender thread blocks on a queue of packets to send (a packet queued before the receiver
+has opened the radio waits for it). The driver's lock keeps the two from
 talking to the chip at once. ``close()`` wakes the receiver through a pipe it selects on with
 the interrupt line, so nothing wakes up just to see whether it should stop: idle, the
 receiver reads the chip's flags once a second (the driver's safety net for a missed edge).
@@ -127,6 +128,67 @@ class Rfm69Listener(Listener, RadioTransmitter):
     repeater_port = integer(min=0, max=65535, default=0)
     repeater_bind = string(default='127.0.0.1')
     """
+    SAMPLE = """
+    # The RFM69 radio on the Pi's SPI bus (emonBase, emonPi2/3, emonHP): receives emonTx4/5/6,
+    # emonTH2 and emonPi nodes, ACKs them and decodes their packets per [nodes] below, with
+    # each packet's RSSI; transmits for the MQTT TX topic, the repeater port and emonGLCD time.
+    # Needs SPI on (dtparam=spi=on), the user in the spi and gpio groups, and the packages
+    # spidev and gpiod (libgpiod 2): pip install 'oemgateway[radio]'.
+    [[...]]
+    # lpl: LowPowerLab packets (emonTx4/5/6, emonTH2, emonPi2/3 firmware); jeelib:
+    # JeeLib's native RFM69 format.
+    radio_format
+    # This receiver's node id (lpl 1-254; jeelib 1-63, 63 hears every node). OEM nodes send to 5.
+    nodeid
+    # The network id (lpl) or group (jeelib), 1-255.
+    group
+    # 43 = 433.00 MHz (firmware before emonTx4 1.7.0), 49 = 433.92 MHz (since), 86, 91,
+    # 31, or MHz. Default: 43 (jeelib: 434).
+    # frequency = 43
+    # 16 characters, or none. Default: OEM's key (lpl), none (jeelib). Never logged.
+    # encryption_key =
+    # Transmit power in dBm, -18 to 13. Default: 4 (lpl), 7 (jeelib).
+    # tx_power = 4
+    # True: also pass on packets addressed to other nodes (never ACKed).
+    promiscuous
+    # ACK the LPL packets that ask for one.
+    auto_ack
+    # True: keep packets with a CRC error so they are counted (else the chip drops them).
+    crc_errors
+    # The default pins: emonbase (DIO0 GPIO25, chip select GPIO7, no reset), emonpi2,
+    # emonpi3, emonhp (GPIO25, GPIO23, reset GPIO8).
+    board
+    # bcm: the pins below are GPIO numbers; header: physical header pins, as emonhub's
+    # interruptPin, selPin and resetPin are.
+    pin_numbering
+    # Pins, each left out: as 'board' wires it; none: not wired (no cs_pin: the SPI
+    # device's own chip select).
+    # irq_pin =
+    # cs_pin =
+    # reset_pin =
+    # The gpiochip of the pins (auto: the Pi header's, found by its label).
+    gpio_chip
+    # /dev/spidev<spi_bus>.<spi_device>, and its clock in Hz.
+    spi_bus
+    spi_device
+    spi_speed
+    # The same packet from a node again within this many seconds is a retry and dropped
+    # (nodes whose [nodes] names start with MSG: the same message counter). 0: keep all.
+    duplicate_window
+    # Seconds without a packet (counted from the first) before the radio is reset and
+    # configured again. 0: never. watchdog_from_start: count from each start instead.
+    watchdog
+    watchdog_from_start
+    # Seconds between reads of the chip when the interrupt line gives no edge events.
+    poll_interval
+    # Broadcast the time [0, hour, minute, 0] every this many seconds for emonGLCD; 0: never.
+    sendtimeinterval
+    # A TCP port whose lines go out on the radio: "node v1 v2 ..." (packed per [nodes]
+    # [[node]] [[[tx]]]) or bytes as 12,34,s (to all) / 12,34,10s (to node 10). 0: none.
+    repeater_port
+    repeater_bind
+    nodelistonly
+    """
     SECRETS = ("encryption_key",)
     LIVE_SETTINGS = Listener.LIVE_SETTINGS | {"sendtimeinterval", "duplicate_window", "watchdog",
                                               "watchdog_from_start"}
@@ -149,6 +211,7 @@ class Rfm69Listener(Listener, RadioTransmitter):
         self._wake: Optional[tuple] = None   # a pipe: close() writes to it, the receiver stops waiting
         self._tx_failed: Optional[RadioError] = None   # set by the sender, handled by the receiver
         self._outbox: "queue.Queue" = queue.Queue(TX_QUEUE)
+        self._radio_ready = threading.Condition()   # the sender waits on it for state "open" (or stop)
         self._threads: List[threading.Thread] = []
         self._time_timer = None
         self.tx_problems = LogThrottle(self.log, schedule=self.loop.call_later)
@@ -258,6 +321,7 @@ class Rfm69Listener(Listener, RadioTransmitter):
         """Stop both threads (woken at once through the pipe and the queue) and release the radio."""
         self._stop.set()
         self._wake_receiver()
+        self._tell_sender()
         self._cancel_time()
         self.close_repeater()
         try:
@@ -295,9 +359,9 @@ class Rfm69Listener(Listener, RadioTransmitter):
                     self.watchdog.started()
                 except RadioError as again:
                     self._report(logging.WARNING, "%s: %s: reopening it", self, again)
-                    self.radio.close()
-                    self.state = "failed"
                     self.problem = str(again)
+                    self.state = "failed"        # before closing: the sender holds its packets from now
+                    self.radio.close()
 
     def missing_packages(self) -> List[str]:
         """The packages the radio needs that are not installed: spidev always, gpiod when a pin
@@ -323,6 +387,7 @@ class Rfm69Listener(Listener, RadioTransmitter):
             self.problem, self.state = str(exc), "failed"
             return False
         self.problem, self.state = None, "open"
+        self._tell_sender()
         self.watchdog.started()
         s = self.radio_settings
         how = "waiting on GPIO%s edges" % s.pins.irq if not self.radio.polling else \
@@ -419,6 +484,8 @@ class Rfm69Listener(Listener, RadioTransmitter):
             if item is None or self._stop.is_set():
                 return
             target, data = item
+            if not self._wait_until_open(target):
+                return
             try:
                 self.radio.transmit(target, data)
             except (RadioError, ValueError) as exc:
@@ -427,6 +494,22 @@ class Rfm69Listener(Listener, RadioTransmitter):
                 if isinstance(exc, RadioError) and self.radio.is_open:
                     self._tx_failed = exc      # the receiver initialises the radio again
                     self._wake_receiver()
+
+    def _wait_until_open(self, target: int) -> bool:
+        """Hold a packet until the receiver has opened the radio (packets are queued from the
+        start, the emonGLCD time at once; the radio may take a while, or be retried for long).
+        False when the listener is closing instead."""
+        with self._radio_ready:
+            if self.state != "open" and not self._stop.is_set():
+                self._report(logging.DEBUG, "%s: radio packet for node %s waits until the radio is open",
+                             self, target)
+            self._radio_ready.wait_for(lambda: self.state == "open" or self._stop.is_set())
+        return not self._stop.is_set()
+
+    def _tell_sender(self) -> None:
+        """Wake the sender waiting for the radio (it was opened, or the listener is closing)."""
+        with self._radio_ready:
+            self._radio_ready.notify_all()
 
     def _broadcast_time(self) -> None:
         """Broadcast [0, hour, minute, 0] now and every ``sendtimeinterval`` s (emonGLCD clocks)."""

@@ -77,6 +77,24 @@ class SerialListener(SerialPortListener):
     format = option('auto', 'nodeid_values', 'keyvalue', 'json', 'oem', default='auto')
     nodename = string(default=None)
     """
+    SAMPLE = """
+    # A device writing one reading per line to a serial port (USB adapter, UART).
+    [[...]]
+    com_port = /dev/ttyUSB0
+    # 9600 for the original gateway's devices; 115200 for an emonTx4 or emonPi2.
+    com_baud = 9600
+    # nodeid_values:  10 230.5 -12          (as the socket listener reads them)
+    # keyvalue:       MSG:123,Vrms:240.12,P1:100   (emonTx4, emonPi2)
+    # json:           {"MSG": 123, "Vrms": 240.12}
+    # auto:           any of these, line by line
+    # oem:            keyvalue and json, and radio packets relayed as OK 17 11 5 ... (-42)
+    #                 (emonhub's OEM interfacer)
+    format = auto
+    # The node of keyvalue and json lines, which carry none (default: this section's name).
+    # nodename = emontx4
+    idle_timeout
+    max_line
+    """
     LIVE_SETTINGS = SerialPortListener.LIVE_SETTINGS | {"format", "nodename"}
     BAUD_HINT = " (emonTx4 and emonPi2 send at 115200; the original gateway's devices at 9600)"
 

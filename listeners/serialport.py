@@ -121,6 +121,15 @@ class SerialPortListener(Listener):
     com_baud = integer(min=50, max=4000000, default=9600)
     idle_timeout = float(min=0, max=604800, default=0)
     """
+    SAMPLE_COMMON = """
+    # Settings every serial listener (serial, rfm2pi, rfm12pi) has:
+    #   com_port       the device, e.g. /dev/ttyUSB0 (better: its stable /dev/serial/by-id/...
+    #                  name), or a pyserial URL: socket://host:port, rfc2217://host:port, loop://
+    #   com_baud       bits per second (the default depends on the type)
+    #   idle_timeout = 0     reopen the port when it sent nothing for this many seconds (0: never)
+    # A port that is missing, unplugged or failing is reopened by itself (after 1 s, doubling
+    # up to 30 s); one warning when it goes, one line when it is back.
+    """
     LIVE_SETTINGS = Listener.LIVE_SETTINGS | {"max_line", "idle_timeout"}
     BAUD_HINT = ""   # what the usual baud rates are, for the wrong-baud hint
 

@@ -37,6 +37,7 @@ from gateway.logs import LogThrottle
 from listeners.base import Listener
 
 RECV_SIZE = 65536
+STOP_READS = 16        # reads per client at a stop (1 MiB): what it sent is read, a flood cannot hold the stop
 TOKEN_WAIT = 10.0      # s a new connection has to send the token, when one is set
 RESERVED_FILES = 64    # descriptors kept for the rest of the gateway (spool, servers, ports)
 ACCEPT_PAUSE = 1.0     # s without accepting when the process is out of descriptors
@@ -66,6 +67,28 @@ class SocketListener(Listener):
     max_clients = integer(min=1, max=10000, default=64)
     idle_timeout = float(min=0, max=604800, default=0)
     token = string(default='')
+    """
+    SAMPLE = """
+    # A TCP socket any program can send lines to:  printf '14 15 26\\r\\n' > /dev/tcp/127.0.0.1/50011
+    [[...]]
+    # Address to listen on. 127.0.0.1 accepts only programs on this machine; 0.0.0.0 (or
+    # :: for IPv6) accepts the whole network (warned about unless 'allow' or 'token' is
+    # set). A legacy section with only 'port_nb' and no 'bind' listens on all interfaces,
+    # as the original gateway did.
+    bind = 127.0.0.1
+    # TCP port. (The original name 'port_nb' is accepted too.)
+    port = 50011
+    # Addresses or networks allowed to connect, e.g. 192.168.1.0/24, 10.0.0.7 (empty:
+    # anyone who can reach 'bind'). Others are refused and logged.
+    allow
+    # Most connections at once. When full, a new connection is let in and the one idle
+    # longest is closed (one that never sent a whole line first); logged, rate-limited.
+    max_clients
+    # Close a connection that sends no complete line for this many seconds (0 = never).
+    idle_timeout
+    # If set, the first line of every connection must be this token (a shared secret;
+    # never logged); a connection that starts otherwise, or sends nothing for 10 s, is closed.
+    token
     """
     SECRETS = ("token",)
     RENAMED = {"port_nb": "port"}
@@ -170,7 +193,12 @@ class SocketListener(Listener):
         self.log.info("%s: listening on %s:%d", self, host, port)
 
     def close(self) -> None:
+        """Whole lines a client sent before the stop and the loop had not read yet are read
+        first (a half line is dropped: the client had not finished it)."""
         for sock in list(self._silent) + list(self._talking):
+            for _ in range(STOP_READS):
+                if not self._read(sock):
+                    break
             self._drop_client(sock)
         for timer in (self._idle_timer, self._accept_timer):
             if timer is not None:
@@ -312,14 +340,15 @@ class SocketListener(Listener):
         self._reschedule_idle_check()
 
     # -- reading ------------------------------------------------------------------------
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, sock: socket.socket) -> bool:
+        """Read once from a client; False when there was nothing (more) to read."""
         client = self._talking.get(sock) or self._silent.get(sock)
         if client is None:
-            return
+            return False
         try:
             data = sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             self.log.debug("%s: connection error: %s", self, exc)
             data = b""
@@ -337,18 +366,20 @@ class SocketListener(Listener):
             if not client.authenticated:
                 if not self._check_token(client, line):
                     self._drop_client(sock)
-                    return
+                    return False
                 continue
             self.handle_line(line)
         if not data:
             self.log.debug("%s: connection closed by the client", self)
             self._drop_client(sock)
-        elif spoke:
+            return False
+        if spoke:
             client.last_line = time.monotonic()
             if self._silent.pop(sock, None) is not None:
                 self._talking[sock] = client
             else:
                 self._talking.move_to_end(sock)
+        return True
 
     def _check_token(self, client: Client, line) -> bool:
         """The first line of a connection must be the token when one is set."""

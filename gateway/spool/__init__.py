@@ -7,6 +7,6 @@
 """
 
 from gateway.spool.cursors import BufferStats, Cursor, CursorStore  # noqa: F401
-from gateway.spool.folders import (SPOOL_SPEC, SpoolLockedError, build_spool, filesystem_type,  # noqa: F401
+from gateway.spool.folders import (SPOOL_SETTINGS, SPOOL_SPEC, SpoolLockedError, build_spool, filesystem_type,  # noqa: F401
                                    runtime_candidates, runtime_dir, spool_settings, state_dir)
 from gateway.spool.spool import SPILL_CHUNK, Spool, SpoolSettings  # noqa: F401

@@ -6,6 +6,7 @@ import logging
 import os
 from typing import List, Tuple
 
+from gateway.settings import GatewaySettings
 from gateway.spool.spool import Spool, SpoolSettings
 from gateway.spool.storage import MemoryFiles, OsFiles, UnsafeFolderError, open_regular, private_folder
 
@@ -23,6 +24,42 @@ spill_after = float(min=0, max=86400, default=60)
 spill_interval = float(min=1, max=3600, default=60)
 power_sync_interval = float(min=0.5, max=60, default=5)
 """
+SPOOL_SETTINGS = GatewaySettings(SPOOL_SPEC, sample="""
+# -- The spool: where readings wait until every buffer has delivered them --------------
+# none:    in memory only; a restart loses what is queued.
+# process: (default) every reading is kept on a tmpfs at once, so it survives kill -9,
+#          crashes and restarts at no flash cost; readings a destination has not taken
+#          for spill_after seconds are saved to the SD card every spill_interval seconds
+#          (one compressed batch, one fdatasync); a clean stop saves everything unsent.
+#          Nothing is written to the card while every destination is healthy.
+# power:   also saves undelivered readings to the card every power_sync_interval
+#          seconds, for systems without a UPS that prefer power-cut safety to flash life.
+durability
+# Folder on a tmpfs for the hot tier. Empty: $RUNTIME_DIRECTORY (set by systemd's
+# RuntimeDirectory= and the SysV script), else $XDG_RUNTIME_DIR/oemgateway, else
+# /run/oemgateway, else /dev/shm/oemgateway-<uid>. Only a folder of the gateway's user
+# that nobody else can change is used.
+runtime_dir
+# Folder on persistent storage for the cold tier. Empty: $STATE_DIRECTORY (systemd's
+# StateDirectory=, the SysV script), else /var/lib/oemgateway, else
+# ~/.local/state/oemgateway. The same rule applies.
+state_dir
+# Most RAM (MB) the hot tier may use; beyond it the oldest readings already saved to
+# disk leave RAM (or, if they cannot be saved, are dropped and counted).
+hot_max_mb
+# Most disk space (MB) the cold tier may use; beyond it the oldest readings are dropped
+# and counted. 64 MB holds about 2 weeks of 10 nodes every 10 s.
+max_disk_mb
+# Readings older than this many days are dropped (0 = no age limit).
+max_age
+# Seconds a destination may fail before its readings are saved to disk.
+spill_after
+# Seconds between saves to disk while saving is needed.
+spill_interval
+# With durability = power: seconds between saves to disk.
+power_sync_interval
+""", restart=("durability", "runtime_dir", "state_dir"))
+"""The spool's part of ``[gateway]`` (``gateway.settings``)."""
 
 
 class SpoolLockedError(RuntimeError):

@@ -82,8 +82,9 @@ def test_the_readmes_ways_of_sending_a_frame_work(gateway_factory, command, tmp_
     quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     line = next(line for line in quick.splitlines() if command in line and "50011" in line)
     port = free_port()
-    gw = gateway_factory(f"[listeners]\n[[s]]\ntype = socket\nport = {port}\n[buffers]\n[[f]]\ntype = file\n"
-                         "path = out.csv\n")
+    gw = gateway_factory(f"[gateway]\nloglevel = DEBUG\n[listeners]\n[[s]]\ntype = socket\nport = {port}\n"
+                         "[buffers]\n[[f]]\ntype = file\npath = out.csv\n")
     subprocess.run(["bash", "-c", line.split("#")[0].replace("50011", str(port))], check=True, timeout=60)
+    gw.wait_for_log("connection closed by the client")   # the gateway has read the frame: stop now
     assert gw.stop() == 0
     assert (gw.config_path.parent / "out.csv").read_text().splitlines()[1].endswith(",14,15,26")

@@ -216,6 +216,38 @@ def test_transmit_paths_send_through_the_radio(tmp_path):
         assert "a packet carries 1 to 61 bytes" in str(run.on_loop(lambda: _raises(run.listener.transmit, [1] * 62)))
 
 
+def test_a_packet_queued_before_the_radio_is_open_waits_for_it(tmp_path, caplog):
+    """The emonGLCD time is queued as the listener opens, before the receiver thread has opened
+    the radio: it is sent once the radio is open, not lost. The receiver is held until the
+    sender has dealt with the packet (dropped it, or said it waits), so the order is forced."""
+    caplog.set_level(logging.DEBUG, logger="oemgateway")
+    dealt_with = threading.Event()
+
+    class SenderDealtWith(logging.Handler):
+        def emit(self, record):
+            if "radio packet for node" in record.getMessage():
+                dealt_with.set()
+
+    watcher = SenderDealtWith()
+    logging.getLogger("oemgateway").addHandler(watcher)
+    try:
+        run = Running(tmp_path, "sendtimeinterval = 3600")
+        radio_open = run.listener.radio.open
+
+        def open_once_the_sender_has_the_packet():
+            dealt_with.wait(WAIT)
+            radio_open()
+
+        run.listener.radio.open = open_once_the_sender_has_the_packet
+        with run:
+            assert dealt_with.is_set()
+            assert run.listener.tx_dropped == 0
+            run.wait(lambda: len(run.chip.transmitted) == 1)
+            assert run.chip.transmitted[0].data[:5] == bytes([7, 255, 5, 0, 0])   # [0, hour, minute, 0] to all
+    finally:
+        logging.getLogger("oemgateway").removeHandler(watcher)
+
+
 def _raises(fn, *args):
     try:
         fn(*args)
