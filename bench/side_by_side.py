@@ -145,3 +145,42 @@ def _peak_rss_mb(pid: int) -> Optional[float]:
     except (OSError, ValueError):
         pass
     return None
+
+
+def compression(frames: int, link_kbps: float, runs: int, per_frame: int = 8) -> dict:
+    """The gateway's burst through a sink that reads no faster than ``link_kbps`` (a slow
+    uplink), with bulk bodies plain and zlib-compressed (emoncms' ``cb=1``): medians of
+    frames/s, CPU µs per frame and body bytes per frame."""
+    import statistics
+    out = {}
+    for mode in ("never", "always"):
+        results = [measure_one("gateway", frames, per_frame, list(range(1, 11)), 600, link_kbps,
+                               {"compress": mode}) for _ in range(runs)]
+        for result in results:
+            if result["checks"]["frames"] != frames or result["checks"]["lost"] or result["checks"]["doubled"]:
+                raise RuntimeError(f"compress = {mode}: delivery check failed: {result['checks']}")
+        out[mode] = {key: statistics.median(r[key] for r in results)
+                     for key in ("frames_per_s", "cpu_us_per_frame")}
+        out[mode]["body_bytes_per_frame"] = statistics.median(r["body_bytes"] / frames for r in results)
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m bench.side_by_side compress [--frames N] [--link-kbps K] [--runs R]``."""
+    import argparse
+    parser = argparse.ArgumentParser(description="emoncms bulk bodies plain and compressed "
+                                                 "(cb=1) through a slow link")
+    parser.add_argument("what", choices=["compress"])
+    parser.add_argument("--frames", type=int, default=20_000)
+    parser.add_argument("--link-kbps", type=float, default=1000.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    figures = compression(args.frames, args.link_kbps, args.runs)
+    for mode, values in figures.items():
+        print(f"compress = {mode:6s}  {values['frames_per_s']:9,.0f} frames/s  "
+              f"{values['cpu_us_per_frame']:6.1f} µs CPU/frame  {values['body_bytes_per_frame']:6.1f} body bytes/frame")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
