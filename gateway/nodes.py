@@ -20,7 +20,6 @@ Without a node section a radio payload is read as signed 16-bit pairs (the origi
 behaviour) and text values are kept as sent.
 """
 
-import decimal
 import logging
 import math
 import struct
@@ -136,6 +135,7 @@ def scaled(value: Number, scale: float) -> Number:
 def _decimal_places(number: float) -> int:
     """Decimal places of a number as written (its shortest repr): 0.01 -> 2, 24.15 -> 2,
     10.0 -> -1 (a multiple of ten), 1e-05 -> 5."""
+    import decimal   # (only for nodes with scales: a module the others need not load)
     exponent = decimal.Decimal(repr(number)).normalize().as_tuple().exponent
     return -exponent if isinstance(exponent, int) else 0
 
