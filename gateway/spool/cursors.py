@@ -109,6 +109,7 @@ class Cursor:
         self.inactive_since: Optional[int] = None
         self._in_flight: List[int] = []
         self._interrupted = False
+        self.linger_for = 0   # while lingering: the readings it waits for (see Spool.append)
         self.drop_log = LogThrottle(log, logging.WARNING, 60.0)
 
     # -- the queue interface the delivery engine uses -----------------------------------
