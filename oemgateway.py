@@ -264,9 +264,12 @@ def start_web_services(config: GatewayConfig, loader: ConfigLoader, gateway: Gat
         folders = {tier.name: getattr(tier.files, "folder", None) for tier in (spool.hot, spool.cold)
                    if tier is not None}
         data_folder = os.path.dirname(folders["cold"]) if folders.get("cold") else None
+        from gateway.web.history import InputHistory
+        history = InputHistory()   # the inputs' last 24 h, kept from now on, page open or not
+        gateway.nodes.on_decoded = history.record_frame
         return page_app(config, loader, take_snapshot, redactor, lambda: gateway.config.gateway["web_password_hash"],
                         lambda: on_loop(loop, lambda: gateway.reload("saved on the web page") or True),
-                        data_folder, [f for f in folders.values() if f])
+                        data_folder, [f for f in folders.values() if f], history, gateway.router.skipped)
 
     if not (config.gateway["status_port"] or config.gateway["web_port"]):
         return []

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Optional
 
 from bench import harness
+from tests.support.configs import socket_config
 
 # -- the proxy ------------------------------------------------------------------------------
 
@@ -176,22 +177,13 @@ class Gateway:
         self.folder = Path(tempfile.mkdtemp(prefix="oemgw-live-"))
         self.port, self.status_port = harness.free_port(), harness.free_port()
         config = self.folder / "oemgateway.conf"
-        config.write_text(textwrap.dedent(f"""\
-            [gateway]
-                loglevel = INFO
-                clock = trusted
-                status_port = {self.status_port}
-            [listeners]
-                [[tcp]]
-                    type = socket
-                    port = {self.port}
-            [buffers]
-                [[emoncms]]
-                    type = emoncms
-                    url = {url}
-                    apikey = {key}
-                    max_items = 500000
-            """) + buffer)
+        config.write_text(textwrap.dedent(socket_config(self.port, f"""
+            [[emoncms]]
+            type = emoncms
+            url = {url}
+            apikey = {key}
+            max_items = 500000
+            """, gateway=f"clock = trusted\n    status_port = {self.status_port}", loglevel="INFO")) + buffer)
         if env_shim:
             shim = self.folder / "shim"
             shim.mkdir()

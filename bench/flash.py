@@ -28,6 +28,7 @@ from gateway.spool import journal
 from gateway.spool import CursorStore
 from gateway.spool.storage import OsFiles
 from gateway.frame import Frame
+from tests.support.configs import socket_config
 
 RATE = 10.0          # readings per second sent (ten times real life)
 INTERVAL = 6         # spill_after and spill_interval (ten times shorter than the defaults)
@@ -71,24 +72,18 @@ def bytes_written(device: str) -> int:
 
 def write_config(folder: Path, port: int, url: str, apikey: str, state_dir: Path, extra: str = "") -> Path:
     path = folder / "oemgateway.conf"
-    path.write_text(f"""
-[gateway]
-    loglevel = INFO
+    path.write_text(socket_config(port, f"""
+    [[emoncms]]
+    type = emoncms
+    url = {url}
+    apikey = {apikey}
+    retry_max = 1
+    """, gateway=f"""
     state_dir = {state_dir}
     spill_after = {INTERVAL}
     spill_interval = {INTERVAL}
     {extra}
-[listeners]
-    [[tcp]]
-        type = socket
-        port = {port}
-[buffers]
-    [[emoncms]]
-        type = emoncms
-        url = {url}
-        apikey = {apikey}
-        retry_max = 1
-""")
+    """, loglevel="INFO"))
     return path
 
 

@@ -25,6 +25,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from tests.support.configs import socket_config
 from tests.support.daemon import GatewayProcess, free_port, runtime_dir_for
 from tests.support.mosquitto import Broker, Subscriber, find_program
 
@@ -50,15 +51,7 @@ def main(argv=None) -> int:
             subscriber = Subscriber(broker.port, ["emon/#", "emonhub/#", "homeassistant/#"])
             port = free_port()
             config = folder / "oemgateway.conf"
-            config.write_text(textwrap.dedent(f"""
-            [gateway]
-            loglevel = INFO
-            clock = trusted
-            [listeners]
-            [[tcp]]
-            type = socket
-            port = {port}
-            [buffers]
+            config.write_text(textwrap.dedent(socket_config(port, f"""
             [[mqtt]]
             type = mqtt
             host = 127.0.0.1
@@ -68,7 +61,7 @@ def main(argv=None) -> int:
             max_inflight = {args.max_inflight}
             batch_size = {args.batch_size}
             ha_discovery = {args.ha_discovery}
-            """))
+            """, gateway="clock = trusted", loglevel="INFO")))
             gateway = GatewayProcess(config).wait_ready()
             try:
                 # One reading first: the connection is open before the clock starts.

@@ -27,7 +27,7 @@ import traceback
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import psutil
 
@@ -211,25 +211,37 @@ def run_burst(ctx: Context) -> dict:
         }
 
 
+def paced_frames(count: int) -> Tuple[List[bytes], Dict[str, int]]:
+    """``count`` frame lines going round the nodes (frame ``i``: node ``i mod n``, its
+    ``i div n``-th frame) and how many frames each node gets."""
+    lines = [frame_line(NODES[i % len(NODES)], i // len(NODES), PER_FRAME) for i in range(count)]
+    counts = {str(node): len(range(i, count, len(NODES))) for i, node in enumerate(NODES)}
+    return lines, counts
+
+
+def paced_latencies(rig: Rig, answer: dict, counts: Dict[str, int], sent: List[float]) -> Tuple[dict, List[float]]:
+    """The delivery checks of a paced run and each frame's latency in ms (the arrival of its
+    first input minus its send time); Fail when rows did not all arrive."""
+    checks = check_delivery(rig.server.verify(counts, PER_FRAME))
+    if not answer["ok"]:
+        raise Fail(f"only {answer['count']} of {len(sent) * PER_FRAME} rows arrived")
+    arrived = {(node, int(value) // PER_FRAME): t for node, value, t in rig.server.arrivals_of("1")}
+    latencies = [(arrived[(str(NODES[i % len(NODES)]), i // len(NODES))] - t) * 1000.0
+                 for i, t in enumerate(sent)]
+    return checks, latencies
+
+
 def run_latency(ctx: Context) -> dict:
     rate, duration = 10.0, ctx.size["seconds"]
     count = int(rate * duration)
-    lines = [frame_line(NODES[i % len(NODES)], i // len(NODES), PER_FRAME) for i in range(count)]
-    counts = {str(node): len(range(i, count, len(NODES))) for i, node in enumerate(NODES)}
+    lines, counts = paced_frames(count)
     with Rig(ctx.server_kind, ctx.timeout) as rig, connect(rig.port) as sock:
         warm_up(rig, sock)
         sent = paced_send(sock, lines, rate, start=time.monotonic() + 0.05)
         rig.check()
         answer = rig.server.wait_rows(count * PER_FRAME, 15)
         rig.check()
-        checks = check_delivery(rig.server.verify(counts, PER_FRAME))
-        if not answer["ok"]:
-            raise Fail(f"only {answer['count']} of {count * PER_FRAME} rows arrived")
-        arrived = {(node, int(value) // PER_FRAME): t for node, value, t in rig.server.arrivals_of("1")}
-        latencies = []
-        for i, t_send in enumerate(sent):
-            key = (str(NODES[i % len(NODES)]), i // len(NODES))
-            latencies.append((arrived[key] - t_send) * 1000.0)
+        checks, latencies = paced_latencies(rig, answer, counts, sent)
         return {
             "metrics": {
                 "p50_ms": percentile(latencies, 50),
@@ -271,8 +283,7 @@ def run_idle_cpu(ctx: Context) -> dict:
 def run_steady(ctx: Context) -> dict:
     rate, duration = 100.0, ctx.size["seconds"]
     count = int(rate * duration)
-    lines = [frame_line(NODES[i % len(NODES)], i // len(NODES), PER_FRAME) for i in range(count)]
-    counts = {str(node): len(range(i, count, len(NODES))) for i, node in enumerate(NODES)}
+    lines, counts = paced_frames(count)
     with Rig(ctx.server_kind, ctx.timeout) as rig, connect(rig.port) as sock:
         d = rig.daemon
         warm_up(rig, sock)
@@ -282,12 +293,7 @@ def run_steady(ctx: Context) -> dict:
         c1, n1, t1 = d.cpu_seconds(), d.cpu_ns_precise(), time.monotonic()
         rss = d.rss_mb()
         rig.check()
-        checks = check_delivery(rig.server.verify(counts, PER_FRAME))
-        if not answer["ok"]:
-            raise Fail(f"only {answer['count']} of {count * PER_FRAME} rows arrived")
-        arrived = {(node, int(value) // PER_FRAME): t for node, value, t in rig.server.arrivals_of("1")}
-        latencies = [(arrived[(str(NODES[i % len(NODES)]), i // len(NODES))] - t) * 1000.0
-                     for i, t in enumerate(sent)]
+        checks, latencies = paced_latencies(rig, answer, counts, sent)
         wall = t1 - t0
         cpu = (n1 - n0) / 1e9 if n0 is not None and n1 is not None and n1 >= n0 else c1 - c0
         return {

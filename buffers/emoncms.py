@@ -106,10 +106,7 @@ class EmoncmsBuffer(HttpBuffer):
 
     @classmethod
     def check_settings(cls, settings: dict) -> List[str]:
-        problems = []
-        if not cls.base_url(settings).startswith(("http://", "https://")):
-            problems.append(f"url = {cls.base_url(settings)!r}: expected an http:// or https:// URL")
-        return problems
+        return cls.url_problems(cls.base_url(settings))
 
     @classmethod
     def warn_settings(cls, settings: dict) -> List[str]:

@@ -50,6 +50,13 @@ class HttpBuffer(Buffer):
     ca_file = path(default='')
     """
 
+    @staticmethod
+    def url_problems(url: str) -> List[str]:
+        """The problem of a ``url`` setting that is not an http:// or https:// URL (none if it is)."""
+        if url.startswith(("http://", "https://")):
+            return []
+        return [f"url = {url!r}: expected an http:// or https:// URL"]
+
     @classmethod
     def warn_settings(cls, settings: dict) -> List[str]:
         warnings = super().warn_settings(settings)

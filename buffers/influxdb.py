@@ -66,9 +66,7 @@ class InfluxDBBuffer(HttpBuffer):
 
     @classmethod
     def check_settings(cls, settings: dict) -> List[str]:
-        problems = []
-        if not settings["url"].startswith(("http://", "https://")):
-            problems.append(f"url = {settings['url']!r}: expected an http:// or https:// URL")
+        problems = cls.url_problems(settings["url"])
         measurement = settings["measurement"]
         if not measurement or measurement.startswith("#") or any(c in measurement for c in "\r\n"):
             problems.append(f"measurement = {measurement!r}: expected a name (not starting with #)")

@@ -184,9 +184,6 @@ class MqttBuffer(Buffer):
         if settings["qos"] == 0:
             warnings.append("qos = 0: readings count as delivered once written to the network; "
                             "a broker restart or a network cut can lose some")
-        if settings["persistent_session"] and settings["qos"] == 0:
-            warnings.append("persistent_session = True with qos = 0: the broker keeps nothing "
-                            "for a QoS 0 subscription while the gateway is away")
         return warnings
 
     def __init__(self, *args, **kwargs):

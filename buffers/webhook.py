@@ -51,9 +51,7 @@ class WebhookBuffer(HttpBuffer):
 
     @classmethod
     def check_settings(cls, settings: dict) -> List[str]:
-        problems = []
-        if settings["url"] and not settings["url"].startswith(("http://", "https://")):
-            problems.append(f"url = {settings['url']!r}: expected an http:// or https:// URL")
+        problems = cls.url_problems(settings["url"]) if settings["url"] else []
         for header in settings["headers"]:
             name, colon, _ = header.partition(":")
             if not colon or not name.strip() or any(c in header for c in "\r\n"):

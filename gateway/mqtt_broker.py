@@ -73,6 +73,7 @@ def broker_problems(settings: dict) -> List[str]:
 
 
 def broker_warnings(settings: dict) -> List[str]:
+    """The warnings every MQTT client's settings (a listener's, a buffer's) may deserve."""
     warnings = []
     if settings["tls"] and not settings["verify_tls"]:
         warnings.append("verify_tls = False: the broker's certificate is not checked, so anyone "
@@ -83,6 +84,9 @@ def broker_warnings(settings: dict) -> List[str]:
     if settings["password"] and not settings["tls"] and settings["host"] not in LOOPBACK:
         warnings.append(f"the password travels in clear to {settings['host']}: set tls = True "
                         "if the broker offers it")
+    if settings["persistent_session"] and settings["qos"] == 0:
+        warnings.append("persistent_session = True with qos = 0: the broker keeps nothing "
+                        "for a QoS 0 subscription while the gateway is away")
     return warnings
 
 

@@ -411,6 +411,8 @@ class NodeDecoder:
         self._nodes: "OrderedDict[Node, _NodeState]" = OrderedDict()
         self.templates = None        # a TemplateMatcher when [gateway] node_templates is on
         self.emonhub_values = False   # [gateway] emonhub_values
+        # Told of each decoded frame, with its node id as text (the web page's history).
+        self.on_decoded: Optional[Callable[[str, Frame], None]] = None
 
     def configure(self, table: NodeTable, node_templates: bool = False, emonhub_values: bool = False) -> None:
         """Use a new ``[nodes]`` table from now on; counters are kept. ``node_templates``: radio
@@ -477,6 +479,8 @@ class NodeDecoder:
         else:
             frame = Frame(node, values, item.time, names, item.rssi, item.source)
         stats.last_frame = frame   # (its values by name are worked out only when the status asks)
+        if self.on_decoded is not None:
+            self.on_decoded(str(item.node), frame)
         return frame
 
     def _values(self, item, spec: Optional[NodeSpec]) -> Tuple[Number, ...]:

@@ -186,11 +186,7 @@ class MqttListener(Listener):
 
     @classmethod
     def warn_settings(cls, settings: dict) -> List[str]:
-        warnings = broker_warnings(settings)
-        if settings["persistent_session"] and settings["qos"] == 0:
-            warnings.append("persistent_session = True with qos = 0: the broker keeps nothing "
-                            "for a QoS 0 subscription while the gateway is away")
-        return warnings
+        return broker_warnings(settings)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

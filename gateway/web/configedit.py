@@ -1,14 +1,20 @@
 """Editing ``oemgateway.conf`` from the web page: secrets masked, every change validated with
-the same ConfigLoader as ``--check`` before it is written, writes atomic with a backup.
+the same ConfigLoader as ``--check`` before it is written, writes atomic with a backup in the
+state folder (never beside the config, where a careless ``*.conf`` glob would pick it up).
 
 The file's text is kept as the user wrote it (comments, layout): secrets are masked and
-restored line by line; only the forms' section edits go through configobj's writer.
+restored line by line, and the forms' section edits change only the lines they must
+(``gateway.web.textedit``). Every save names the version of the file it was based on (a hash
+of its bytes, ``version()``): a save based on a file that has changed since (another save, an
+edit on disk) is refused with ``ConfigConflict``, never merged nor lost.
 """
 
+import hashlib
 import os
 import re
 import shutil
 import tempfile
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from configobj import ConfigObj, ConfigObjError, Section
@@ -17,11 +23,13 @@ from gateway import configtext
 from gateway.config import ConfigError, ConfigLoader, GatewayConfig, parse_problem, section_label
 from gateway.fileroots import FileRoots
 from gateway.logs import Redactor, mask_url_credentials
+from gateway.web import textedit
 
 MASK = "********"
 # Where a buffer sends (and with it, its secrets): changed on the page, its secrets are typed again.
 DESTINATION_KEYS = frozenset({"url", "host", "port", "domain", "protocol"})
 MAX_CONFIG_BYTES = 256 * 1024   # a big config is ~20 KiB; JSON may double it within LARGE_BODY
+BACKUPS_KEPT = 10               # copies of the config before a save, in the backup folder
 
 _PROBLEM_LINE = re.compile(r"^:(\d+): ")
 _PROBLEM_PLACE = re.compile(r"^((?:\[+[^\]]+\]+ ?)+?)(?: ?(?::\s*key '([^']+)'|:\s*'([^']+)'|([^\s:=]+) = ))")
@@ -34,6 +42,17 @@ class ConfigEditError(Exception):
     def __init__(self, problems: List[dict]):
         self.problems = problems
         super().__init__("\n".join(p["message"] for p in problems))
+
+
+class ConfigConflict(Exception):
+    """A save based on a version of the file that is no longer the one on disk."""
+
+    MESSAGE = ("Not saved: the config file changed after this page read it (saved from another "
+               "page, or edited on the machine). Nothing was lost: your entries are still here. "
+               "Reload the file to see the change, then make your edit again.")
+
+    def __init__(self):
+        super().__init__(self.MESSAGE)
 
 
 def _parse(text: str) -> ConfigObj:
@@ -49,10 +68,20 @@ class ConfigEditor:
     """Reads, checks and saves one config file for the web page."""
 
     def __init__(self, path: str, loader: ConfigLoader, data_folder: Optional[str] = None,
-                 protected: Sequence[str] = ()):
+                 protected: Sequence[str] = (), backup_folder: Optional[str] = None):
         self.path = os.path.abspath(path)
         self.loader = loader
-        self.file_roots = FileRoots(self.path, data_folder, protected)
+        self.backup_folder = backup_folder
+        self.file_roots = FileRoots(self.path, data_folder, [*protected, backup_folder])
+
+    def version(self, text: Optional[str] = None) -> str:
+        """A short hash of the file's text (or of ``text``): what a save must be based on."""
+        data = (self.read() if text is None else text).encode("utf-8")
+        return hashlib.sha256(data).hexdigest()[:16]
+
+    def _check_base(self, current: str, base_version: Optional[str]) -> None:
+        if base_version is not None and base_version != self.version(current):
+            raise ConfigConflict()
 
     # -- secrets ------------------------------------------------------------------------
     def secrets(self, text: str) -> Dict[configtext.Place, configtext.Secret]:
@@ -111,7 +140,7 @@ class ConfigEditor:
             text = text[:start] + value + text[end:]
         return text
 
-    def _scrubbed(self, problems: List[dict], *texts: str) -> List[dict]:
+    def scrubbed(self, problems: List[dict], *texts: str) -> List[dict]:
         """``problems`` with no secret of ``texts`` (nor a URL's credentials) in a message."""
         values = []
         for text in texts:
@@ -132,42 +161,36 @@ class ConfigEditor:
             return {"ok": False, "problems": exc.problems, "warnings": []}
         return {"ok": True, "problems": [], "warnings": warnings}
 
-    def save(self, text: str) -> dict:
-        """Validate, keep the current file as ``.bak``, write atomically. Raises ConfigEditError."""
+    def save(self, text: str, base_version: Optional[str] = None) -> dict:
+        """Validate, back the current file up, write atomically. Raises ConfigEditError, or
+        ConfigConflict if the file is no longer ``base_version`` (when given)."""
         if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
             raise ConfigEditError([self._problem("the config is too large", None, None)])
+        self._check_base(self.read(), base_version)
         full = self.unmask(text)
         warnings = self._validate(full)
-        self._write(full)
-        return {"ok": True, "problems": [], "warnings": warnings}
+        self._write(full, base_version)
+        return {"ok": True, "problems": [], "warnings": warnings, "version": self.version(full)}
 
-    def edit_section(self, path: Sequence[str], values: Optional[dict], remove: bool = False) -> dict:
+    def edit_section(self, path: Sequence[str], values: Optional[dict], remove: bool = False,
+                     base_version: Optional[str] = None) -> dict:
         """Set keys of a section (created if missing; an empty value removes the key) or
-        remove the section, then save as ``save`` does. A secret sent back as shown (masked)
-        keeps its saved value (``unmask``)."""
-        if not path or any(not isinstance(p, str) or not p.strip() for p in path):
-            raise ConfigEditError([self._problem("no section given", None, None)])
-        parsed = _parse(self.read())
-        parent = parsed
-        for name in path[:-1]:
-            if name not in parent:
-                parent[name] = {}
-            parent = parent[name]
-        if remove:
-            parent.pop(path[-1], None)
-        else:
-            section = parent.setdefault(path[-1], {})
-            for key, value in (values or {}).items():
-                if value in ("", None):
-                    section.pop(key, None)
-                else:
-                    section[key] = _form_value(value)
-        return self.save("\n".join(parsed.write()) + "\n")
+        remove the section, then save as ``save`` does. Only the lines of the keys changed are
+        touched (``gateway.web.textedit``). A secret sent back as shown (masked) keeps its
+        saved value (``unmask``)."""
+        current = self.read()
+        self._check_base(current, base_version)
+        text = self.section_text(path, values, remove)
+        return self.save(text, self.version(current))
 
     def _validate(self, text: str) -> List[dict]:
-        """Load ``text`` with the loader from a file beside the config (so relative paths mean
-        the same); raises ConfigEditError with each problem placed at its line. Returns the
-        warnings, placed too. No message holds a secret of the text or of the file."""
+        """Load ``text`` as ``load`` does; returns the warnings, placed at their lines."""
+        return self.load(text)[1]
+
+    def load(self, text: str) -> Tuple[GatewayConfig, List[dict]]:
+        """Load ``text`` (secrets in the clear) with the loader from a file beside the config (so
+        relative paths mean the same): the config and its warnings; raises ConfigEditError with
+        each problem placed at its line. No message holds a secret of the text or of the file."""
         folder = os.path.dirname(self.path)
         fd, temp = tempfile.mkstemp(prefix=".oemgateway-check-", suffix=".conf", dir=folder)
         try:
@@ -179,12 +202,26 @@ class ConfigEditor:
             except ConfigError as exc:
                 problems = exc.problems
             if problems:
-                raise ConfigEditError(self._scrubbed([self._locate(p.replace(temp, self.path), text)
+                raise ConfigEditError(self.scrubbed([self._locate(p.replace(temp, self.path), text)
                                                       for p in problems], text, self.read())) from None
-            return self._scrubbed([self._locate(w.replace(temp, self.path), text) for w in config.warnings],
-                                  text, self.read())
+            config.path = self.path
+            return config, self.scrubbed([self._locate(w.replace(temp, self.path), text) for w in config.warnings],
+                                          text, self.read())
         finally:
             os.unlink(temp)
+
+    def section_text(self, path: Sequence[str], values: Optional[dict], remove: bool = False) -> str:
+        """The (masked) file with one form's edit made: what ``edit_section`` would save."""
+        if not path or any(not isinstance(p, str) or not p.strip() or "[" in p or "]" in p or "\n" in p
+                           for p in path):
+            raise ConfigEditError([self._problem("no section given", None, None)])
+        for key in values or {}:
+            if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][\w.-]*", key):
+                raise ConfigEditError([self._problem(f"{key!r} is not a setting name", (tuple(path), str(key)), None)])
+        masked = self.masked_text()
+        if remove:
+            return textedit.remove_section(masked, path)
+        return textedit.set_values(masked, path, {k: _form_value(v) for k, v in (values or {}).items()})
 
     def _current(self) -> Tuple[Optional[GatewayConfig], List[str]]:
         """The config in the file (None if it does not load) and its ``[gateway] file_roots``."""
@@ -199,11 +236,27 @@ class ConfigEditor:
             roots = []
         return None, [roots] if isinstance(roots, str) else list(roots)
 
-    def _write(self, text: str) -> None:
-        """Copy the file to ``.bak``, then replace it with ``text`` in one rename (same mode)."""
+    def _backup(self) -> Optional[str]:
+        """Copy the file into the backup folder (the last BACKUPS_KEPT kept); its path, or None
+        without a backup folder."""
+        if not self.backup_folder:
+            return None
+        os.makedirs(self.backup_folder, mode=0o700, exist_ok=True)
+        name = os.path.basename(self.path)
+        target = os.path.join(self.backup_folder, f"{name}.{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}")
+        shutil.copy2(self.path, target)
+        kept = sorted(f for f in os.listdir(self.backup_folder) if f.startswith(name + "."))
+        for old in kept[:-BACKUPS_KEPT]:
+            os.unlink(os.path.join(self.backup_folder, old))
+        return target
+
+    def _write(self, text: str, base_version: Optional[str] = None) -> None:
+        """Back the file up, then replace it with ``text`` in one rename (same mode). A file
+        changed on disk while the new text was checked is not overwritten (ConfigConflict)."""
         folder = os.path.dirname(self.path)
         mode = os.stat(self.path).st_mode & 0o7777
-        shutil.copy2(self.path, self.path + ".bak")
+        self._check_base(self.read(), base_version)
+        self._backup()
         fd, temp = tempfile.mkstemp(prefix=".oemgateway-save-", suffix=".conf", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

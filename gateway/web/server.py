@@ -19,6 +19,7 @@ should be (or the reverse).
 import hmac
 import json
 import logging
+import urllib.parse
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
@@ -81,20 +82,22 @@ class PageHandler(_Handler):
     """The page: cookies, CSRF, JSON bodies and static files; the work is WebApp's."""
 
     ROUTES = {("GET", "/api/status"): "status", ("GET", "/api/config"): "config",
+              ("GET", "/api/history"): "history_series", ("GET", "/api/forms"): "forms",
               ("POST", "/api/config/check"): "check", ("POST", "/api/config"): "save",
-              ("POST", "/api/config/section"): "edit_section"}
+              ("POST", "/api/config/section"): "edit_section",
+              ("POST", "/api/config/section/check"): "check_section", ("POST", "/api/test"): "test"}
 
     @property
     def app(self):
         return self.server.app
 
     def do_GET(self):   # noqa: N802 - http.server's naming
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/api/session":
             csrf = self.app.csrf(self._cookie())
             return self._json(200, {"csrf": csrf}) if csrf else self._json(401, {"error": "log in"})
         if path.startswith("/api/"):
-            return self._api("GET", path)
+            return self._api("GET", path, params=dict(urllib.parse.parse_qsl(query)))
         return self._static(path)
 
     def do_POST(self):   # noqa: N802
@@ -110,7 +113,7 @@ class PageHandler(_Handler):
             return self._json(200, {}, self._session_cookie("", 0))
         return self._api("POST", path, body)
 
-    def _api(self, method: str, path: str, body: Optional[dict] = None):
+    def _api(self, method: str, path: str, body: Optional[dict] = None, params: Optional[dict] = None):
         action = self.ROUTES.get((method, path))
         if action is None:
             return self._json(404, {"error": "no such endpoint"})
@@ -119,7 +122,7 @@ class PageHandler(_Handler):
             return self._json(401, {"error": "log in"})
         if method == "POST" and not hmac.compare_digest(self.headers.get("X-CSRF-Token", ""), csrf):
             return self._json(403, {"error": "missing or wrong CSRF token"})
-        code, answer = getattr(self.app, action)(body) if body is not None else getattr(self.app, action)()
+        code, answer = getattr(self.app, action)(body if body is not None else params)
         return self._json(code, answer)
 
     def _body(self) -> Optional[dict]:

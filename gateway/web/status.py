@@ -30,6 +30,11 @@ def snapshot(gateway, version: str, started: float, redact: Callable[[str], str]
             "last_frame_age_s": _age(now, stats.last_frame_time),
             **listener.status_details(),
         }
+    for name, why in getattr(gateway, "failed", {}).items():   # could not open: tried again in the background
+        listeners.setdefault(name, {
+            "type": gateway.config.listeners[name].type_name if name in gateway.config.listeners else "?",
+            "state": "not running", "frames_good": 0, "frames_bad": 0, "last_frame_age_s": None,
+            "error": redact(why)})
     buffers = {}
     for name, buffer in gateway.buffers.items():
         stats = buffer.stats

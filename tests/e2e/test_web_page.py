@@ -129,7 +129,8 @@ def test_saving_applies_the_config_live_and_keeps_the_secrets(web, emoncms):
     assert code == 200 and answer["ok"] and answer["applied"]
     gw.wait_for_log(r"re-read \(saved on the web page\)")
     assert gw.config_path.read_text() == before.replace("nodename = house", "nodename = home")
-    assert (gw.config_path.parent / "oemgateway.conf.bak").read_text() == before
+    [backup] = (gw.config_path.parent / "state" / "config-backups").iterdir()   # in the state folder
+    assert backup.read_text() == before and not (gw.config_path.parent / "oemgateway.conf.bak").exists()
     send_lines(gw.port, b"10 1 2\n")
     assert emoncms.wait_for_rows(2)[-1].node == "home"
 
@@ -142,7 +143,7 @@ def test_a_refused_save_changes_nothing(web):
     code, answer = browser.json("POST", "/api/config", {"text": text.replace("\nport = ", "\nport = -")})
     assert code == 422 and not answer["ok"] and answer["problems"][0]["key"] == "port"
     assert gw.config_path.read_text() == before
-    assert not (gw.config_path.parent / "oemgateway.conf.bak").exists()
+    assert not (gw.config_path.parent / "state" / "config-backups").exists()
 
 
 def test_the_node_form_edits_one_section_live(web, emoncms):
@@ -175,3 +176,78 @@ def test_hash_password_command():
     empty = subprocess.run([sys.executable, str(DAEMON), "--hash-password"], input="\n",
                            capture_output=True, text=True, timeout=WAIT)
     assert empty.returncode == 1
+
+
+def test_the_watch_answers_hold_history_states_in_words_and_the_file_version(web, emoncms):
+    gw, browser = web
+    browser.login()
+    send_lines(gw.port, b"10 230.5 241\n")
+    emoncms.wait_for_rows(2)
+    code, status = browser.json("GET", "/api/status")
+    assert code == 200 and status["buffers"]["emoncms"]["words"] == "delivering"
+    assert len(status["config_version"]) == 16
+    code, history = browser.json("GET", "/api/history?node=10&minutes=5")
+    assert code == 200 and history["nodes"]["10"]["inputs"]["power"][-1] == 230.5
+    assert len(history["nodes"]["10"]["inputs"]["power"]) == 5
+    assert browser.json("GET", "/api/history?minutes=soon")[0] == 400
+    code, forms = browser.json("GET", "/api/forms")
+    assert code == 200 and {"emoncms", "mqtt", "file"} <= set(forms["buffers"]) and "socket" in forms["listeners"]
+
+
+def test_a_save_based_on_an_older_version_gets_409_and_changes_nothing(web):
+    gw, browser = web
+    browser.login()
+    version = browser.json("GET", "/api/config")[1]["version"]
+    edited = gw.config_path.read_text() + "# edited on the machine\n"
+    gw.config_path.write_text(edited)
+    code, answer = browser.json("POST", "/api/config/section",
+                                {"section": ["nodes", "10"], "values": {"nodename": "x"}, "version": version})
+    assert code == 409 and answer["conflict"] and "changed after this page read it" in answer["error"]
+    code, _ = browser.json("POST", "/api/config", {"text": "", "version": version})
+    assert code == 409 and gw.config_path.read_text() == edited
+
+
+def test_the_test_button_never_sends_a_kept_key_to_a_new_address(web, emoncms):
+    gw, browser = web
+    browser.login()
+    code, answer = browser.json("POST", "/api/test", {"section": ["buffers", "emoncms"], "values": {}})
+    assert code == 200 and answer["ok"], answer
+    emoncms.wait_until(lambda rows: any(r.node == "oemgateway" for r in rows), what="the test reading")
+    code, answer = browser.json("POST", "/api/test", {"section": ["buffers", "emoncms"],
+                                                      "values": {"url": "http://127.0.0.1:9/elsewhere"}})
+    assert code == 422 and answer["problems"][0]["key"] == "apikey"
+    code, answer = browser.json("POST", "/api/test", {"section": ["buffers", "emoncms"], "values": {"apikey": "f" * 32}})
+    assert code == 200 and not answer["ok"] and "API key" in answer["message"] and "f" * 32 not in json.dumps(answer)
+    code, answer = browser.json("POST", "/api/config/section/check", {"section": ["listeners", "tcp"],
+                                                                      "values": {"port": "0"}})
+    assert code == 422 and answer["problems"][0]["key"] == "port"
+
+
+def test_each_node_says_which_destinations_it_is_not_for(gateway_factory, emoncms):
+    port, web_port = free_port(), free_port()
+    routed = "[[only99]]\n    type = file\n    path = readings/{node}.csv\n    from_nodes = 99\n    [nodes]"
+    gw = gateway_factory(web_config(emoncms, port, web_port).replace("[nodes]", routed, 1))
+    gw.wait_for_log("web page on")
+    browser = Browser(web_port)
+    browser.login()
+    send_lines(port, b"10 1 2\n99 3\n")
+    emoncms.wait_for_rows(3)
+    nodes = browser.json("GET", "/api/status")[1]["nodes"]
+    assert nodes["10"]["not_for"] == ["only99"] and nodes["99"]["not_for"] == []
+
+
+def test_a_listener_that_cannot_start_is_shown_with_why(gateway_factory, emoncms):
+    import socket
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken, web_port = holder.getsockname()[1], free_port()
+    try:
+        gw = gateway_factory(web_config(emoncms, taken, web_port))
+        gw.wait_for_log("web page on")
+        browser = Browser(web_port)
+        browser.login()
+        tcp = browser.json("GET", "/api/status")[1]["listeners"]["tcp"]
+        assert tcp["state"] == "not running" and "in use" in tcp["error"]
+    finally:
+        holder.close()

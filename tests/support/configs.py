@@ -44,13 +44,13 @@ def listener_config(emoncms, listeners: str, extra: str = "", gateway: str = "cl
     """
 
 
-def socket_emoncms_config(port, url, gateway="", listener="", buffer="", apikey=None) -> str:
-    """The common end-to-end setup: DEBUG log, a socket listener ``[[tcp]]`` on ``port``, an
-    emoncms buffer sending to ``url`` that retries quickly. ``gateway``, ``listener`` and
-    ``buffer`` are extra lines for those sections."""
+def socket_config(port, buffers: str, gateway: str = "", listener: str = "", loglevel: str = "DEBUG") -> str:
+    """A config text: a socket listener ``[[tcp]]`` on ``port`` feeding ``buffers`` (the
+    sections under ``[buffers]``, as text). ``gateway`` and ``listener`` are extra lines for
+    those sections. The tests and the benchmarks build their daemons' configs on it."""
     return f"""
     [gateway]
-    loglevel = DEBUG
+    loglevel = {loglevel}
     {gateway}
     [listeners]
     [[tcp]]
@@ -58,34 +58,34 @@ def socket_emoncms_config(port, url, gateway="", listener="", buffer="", apikey=
     port = {port}
     {listener}
     [buffers]
+    {buffers}
+    """
+
+
+def socket_emoncms_config(port, url, gateway="", listener="", buffer="", apikey=None) -> str:
+    """The common end-to-end setup: DEBUG log, a socket listener ``[[tcp]]`` on ``port``, an
+    emoncms buffer sending to ``url`` that retries quickly. ``gateway``, ``listener`` and
+    ``buffer`` are extra lines for those sections."""
+    return socket_config(port, f"""
     [[emoncms]]
     type = emoncms
     url = {url}
     apikey = {apikey or WRITE_KEY}
     retry_max = 0.2
     {buffer}
-    """
+    """, gateway=gateway, listener=listener)
 
 
 def socket_buffer_config(port, name, buffer_type, settings: dict, nodes: str = "") -> str:
     """A socket listener ``[[tcp]]`` on ``port`` feeding one buffer ``[[name]]`` of
     ``buffer_type`` with ``settings``; DEBUG log, trusted clock, config checked every 0.2 s."""
     lines = "\n".join(f"    {key} = {value}" for key, value in settings.items())
-    return f"""
-    [gateway]
-    loglevel = DEBUG
-    clock = trusted
-    config_check_interval = 0.2
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {port}
-    [buffers]
+    return socket_config(port, f"""
     [[{name}]]
     type = {buffer_type}
 {lines}
     {nodes}
-    """
+    """, gateway="clock = trusted\n    config_check_interval = 0.2")
 
 
 def values_by_node(rows) -> dict:

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from tests.support.configs import socket_config
 from tests.support.daemon import GatewayProcess, free_port, runtime_dir_for, send_lines
 from tests.support.mosquitto import Broker, Subscriber
 
@@ -42,15 +43,7 @@ def central_broker(folder: Path, sites) -> Broker:
 
 
 def gateway_config(site: str, broker_port: int, listen_port: int) -> str:
-    return textwrap.dedent(f"""
-    [gateway]
-    loglevel = INFO
-    clock = trusted
-    [listeners]
-    [[tcp]]
-    type = socket
-    port = {listen_port}
-    [buffers]
+    return textwrap.dedent(socket_config(listen_port, f"""
     [[central]]
     type = mqtt
     host = 127.0.0.1
@@ -64,7 +57,7 @@ def gateway_config(site: str, broker_port: int, listen_port: int) -> str:
     [[sent]]
     type = file
     path = sent.csv
-    """)
+    """, gateway="clock = trusted", loglevel="INFO"))
 
 
 class Site:

@@ -112,7 +112,13 @@ def editor(tmp_path):
     path = tmp_path / "oemgateway.conf"
     path.write_text(CONFIG)
     path.chmod(0o640)
-    return ConfigEditor(str(path), ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC))
+    return ConfigEditor(str(path), ConfigLoader(LISTENERS, BUFFERS, SPOOL_SPEC),
+                        backup_folder=str(tmp_path / "state" / "config-backups"))
+
+
+def backups(editor):
+    folder = editor.backup_folder
+    return [open(os.path.join(folder, f)).read() for f in sorted(os.listdir(folder))] if os.path.isdir(folder) else []
 
 
 def test_secrets_are_masked_and_the_rest_of_the_file_kept(editor):
@@ -131,7 +137,8 @@ def test_saving_keeps_masked_secrets_writes_atomically_and_keeps_a_backup(editor
     assert answer["ok"] and answer["problems"] == []
     saved = editor.read()
     assert saved == CONFIG.replace("nodename = house", "nodename = home")
-    assert open(editor.path + ".bak").read() == CONFIG
+    assert backups(editor) == [CONFIG]                       # in the state folder,
+    assert os.listdir(os.path.dirname(editor.path)) == ["oemgateway.conf", "state"]   # nothing beside the config
     assert stat.S_IMODE(os.stat(editor.path).st_mode) == 0o640
     assert not [f for f in os.listdir(os.path.dirname(editor.path)) if f.startswith(".oemgateway-")]
 
@@ -152,7 +159,7 @@ def test_a_bad_value_is_refused_with_its_line_and_the_file_is_untouched(editor):
     assert "too small" in problem["message"] and editor.path in problem["message"]
     with pytest.raises(ConfigEditError):
         editor.save(bad)
-    assert editor.read() == CONFIG and not os.path.exists(editor.path + ".bak")
+    assert editor.read() == CONFIG and backups(editor) == []
 
 
 def test_syntax_errors_and_unknown_keys_are_placed_too(editor):
