@@ -29,10 +29,10 @@ SETTLE_S = 2.0   # after 'ready', before the idle RSS is read
 class Sink:
     """``bench.sink`` as a subprocess, spoken to over its stdin/stdout."""
 
-    def __init__(self, frames: int, per_frame: int, link_kbps: float = 0.0):
+    def __init__(self, frames: int, per_frame: int, link_kbps: float = 0.0, port: int = 0):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.sink", "--frames", str(frames), "--per-frame", str(per_frame),
-             "--link-kbps", str(link_kbps)],
+             "--link-kbps", str(link_kbps), "--port", str(port)],
             cwd=str(ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.port = self._read()["port"]
         self.url = f"http://127.0.0.1:{self.port}/emoncms"
@@ -165,16 +165,52 @@ def compression(frames: int, link_kbps: float, runs: int, per_frame: int = 8) ->
     return out
 
 
+def backlog(frames: int, per_frame: int = 2) -> dict:
+    """``frames`` readings queued while the sink is down (connections refused), then drained
+    into the fast sink: readings/s from its start to the last stored, and the peak RSS."""
+    port, sink_port = free_port(), free_port()
+    payload, _ = frames_payload(frames, list(range(1, 11)), per_frame)
+    folder = tempfile.mkdtemp(prefix="oemgw-sbs-")
+    runtime = tmpfs_folder("oemgw-sbs-run-")
+    gateway = sink = None
+    try:
+        config = write_config(Path(folder), port, f"http://127.0.0.1:{sink_port}/emoncms", WRITE_KEY,
+                              {"max_items": 0})
+        gateway = Daemon(config, runtime, str(Path(folder) / "state"))
+        gateway.wait_ready(30)
+        push_all(port, payload, timeout=600)
+        time.sleep(3.0)   # the spool settles (its hot tier spills to the cold one)
+        rss_queued = gateway.rss_mb()
+        t0 = time.monotonic()
+        sink = Sink(frames, per_frame, port=sink_port)
+        result = sink.wait()
+        elapsed = result["last_arrival"] - t0
+        return {"drain_readings_per_s": frames / elapsed, "drain_s": elapsed, "rss_queued_mb": rss_queued,
+                "peak_rss_mb": gateway.peak_rss_mb(),
+                "checks": {k: result[k] for k in ("frames", "lost", "doubled", "out_of_order")}}
+    finally:
+        if gateway is not None:
+            gateway.kill()
+        if sink is not None:
+            sink.kill()
+        for path in (folder, runtime):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def main(argv=None) -> int:
-    """``python -m bench.side_by_side compress [--frames N] [--link-kbps K] [--runs R]``."""
+    """``python -m bench.side_by_side compress [--frames N] [--link-kbps K] [--runs R]``;
+    ``python -m bench.side_by_side backlog [--frames N]``."""
     import argparse
     parser = argparse.ArgumentParser(description="emoncms bulk bodies plain and compressed "
                                                  "(cb=1) through a slow link")
-    parser.add_argument("what", choices=["compress"])
+    parser.add_argument("what", choices=["compress", "backlog"])
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--link-kbps", type=float, default=1000.0)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.what == "backlog":
+        print(json.dumps(backlog(args.frames)))
+        return 0
     figures = compression(args.frames, args.link_kbps, args.runs)
     for mode, values in figures.items():
         print(f"compress = {mode:6s}  {values['frames_per_s']:9,.0f} frames/s  "

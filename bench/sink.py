@@ -154,9 +154,10 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, required=True)
     parser.add_argument("--per-frame", type=int, default=8)
     parser.add_argument("--link-kbps", type=float, default=0.0)
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     store = Store(args.frames, args.per_frame)
-    listener = socket.create_server(("127.0.0.1", 0))
+    listener = socket.create_server(("127.0.0.1", args.port))
     link = args.link_kbps * 125.0
 
     def accept():
