@@ -26,6 +26,7 @@ setup(
         "paho-mqtt>=2,<3",    # the MQTT buffer: the Eclipse reference client
     ],
     extras_require={
+        "gpio": ["gpiod>=2"],   # pulse and gpio listeners: libgpiod 2, the kernel's GPIO character device
         # The RFM69 radio on the Pi's SPI bus (type = rfm69), imported only when one is configured.
         "radio": ["spidev>=3.5", "gpiod>=2"],
         "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8", "prometheus-client>=0.17",

@@ -123,9 +123,11 @@ INTERFACERS: Dict[str, Interfacer] = {
     "EmonHubDS18B20Interfacer": Interfacer("listeners", "ds18b20", {
         "read_interval": "interval", "nodename": "nodename", "ids": "ids", "names": "names"}),
     "EmonHubPulseCounterInterfacer": Interfacer("listeners", "pulse", {
-        "pulse_pin": "pin", "bouncetime": "debounce_ms", "rate_limit": "rate_limit"}),
+        "pulse_pin": "pin", "bouncetime": "debounce_ms", "rate_limit": "rate_limit"},
+        fixed={"pin_numbering": "board"}),   # emonhub's pins are the header's (RPi.GPIO BOARD)
     "EmonHubDigitalInputInterfacer": Interfacer("listeners", "gpio", {
-        "pins": "pins", "invert": "invert", "read_interval": "interval", "nodename": "nodename"}),
+        "pins": "pins", "invert": "invert", "read_interval": "interval", "nodename": "nodename"},
+        fixed={"pin_numbering": "board"}),
     # (emonhub has no MQTT input interfacer: its MQTT interfacer's TX subscription is the mqtt
     # buffer's tx_topic here. The gateway's own "mqtt" listener has no emonhub counterpart.)
 }

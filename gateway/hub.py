@@ -148,6 +148,7 @@ class Gateway:
                 return
             self._close_listener(plugin.name, "re-created with new settings")
         listener = plugin.cls(plugin.name, plugin.settings, self.loop, self.dispatch, nodes=self.nodes)
+        listener.gateway_dirs = (self.config.gateway["runtime_dir"], self.config.gateway["state_dir"])
         try:
             listener.open()
         except OSError as exc:

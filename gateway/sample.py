@@ -70,6 +70,9 @@ SHIPPED_LISTENERS: Sequence[Tuple[str, str, bool]] = (
     ("emontx", "oemserial", False),
     ("spi", "rfm69", False),
     ("broker", "mqtt", False),
+    ("temperatures", "ds18b20", False),
+    ("gas", "pulse", False),
+    ("digital", "gpio", False),
 )
 SHIPPED_BUFFERS: Sequence[Tuple[str, str, bool]] = (
     ("file", "file", True),

@@ -16,6 +16,9 @@ LISTENERS = Registry(
         "rfm69": "listeners.rfm69:Rfm69Listener",
         "oemserial": "listeners.oem_serial:OemSerialListener",
         "mqtt": "listeners.mqtt:MqttListener",
+        "pulse": "listeners.pulse:PulseListener",
+        "gpio": "listeners.gpio:GpioListener",
+        "ds18b20": "listeners.ds18b20:DS18B20Listener",
     },
     aliases={
         "OemGatewaySocketListener": "socket",

@@ -42,6 +42,9 @@ class Listener(Plugin):
     """
     LIVE_SETTINGS: FrozenSet[str] = frozenset({"nodelistonly"})
     """Settings ``update()`` applies without re-creating the listener (see ``apply_settings``)."""
+    gateway_dirs = ("", "")
+    """``[gateway] runtime_dir`` and ``state_dir`` as written ('' = the default places), for a
+    listener that keeps state across restarts (a pulse total); set before ``open()``."""
 
     def __init__(self, name: str, settings: dict, loop: EventLoop,
                  emit: Callable[[Union[Frame, RawFrame]], None], nodes: Optional[NodeDecoder] = None):

@@ -37,7 +37,6 @@ openenergymonitor/rpi-rfm69 (register values, LPL packet), JeeLabs ``rf69.h`` (n
 """
 
 import errno
-import glob
 import logging
 import select
 import struct
@@ -45,7 +44,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
+
+from protocols.gpio_pins import bcm_of_header_pin, find_header_chip, gpio_hint, import_gpiod
 
 log = logging.getLogger("oemgateway.rfm69")
 
@@ -167,25 +168,6 @@ def frf_for(frequency: float) -> int:
         raise ValueError(f"frequency {frequency} is neither a band code ({', '.join(map(str, BANDS))}) "
                          f"nor a frequency in MHz the RFM69 can tune (290-340, 424-510, 862-1020)")
     return round(frequency * 1_000_000 / FSTEP)
-
-
-# The Raspberry Pi's 40-pin header: physical pin -> BCM GPIO number (the gpiochip line offset).
-HEADER_TO_BCM: Dict[int, int] = {
-    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
-    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
-    36: 16, 37: 26, 38: 20, 40: 21,
-}
-_POWER_PINS = {1: "3.3 V", 17: "3.3 V", 2: "5 V", 4: "5 V", 6: "ground", 9: "ground",
-               14: "ground", 20: "ground", 25: "ground", 30: "ground", 34: "ground", 39: "ground"}
-
-
-def bcm_of_header_pin(pin: int) -> int:
-    """The BCM GPIO number of physical header pin ``pin``; ValueError for power and ground pins."""
-    if pin in HEADER_TO_BCM:
-        return HEADER_TO_BCM[pin]
-    if pin in _POWER_PINS:
-        raise ValueError(f"header pin {pin} is {_POWER_PINS[pin]}, not a GPIO")
-    raise ValueError(f"header pin {pin} does not exist (the Raspberry Pi header has pins 1-40)")
 
 
 @dataclass(frozen=True)
@@ -530,45 +512,14 @@ def message_counter(payload: bytes) -> Optional[int]:
 
 
 # -- GPIO -----------------------------------------------------------------------------------------
-HEADER_CHIP_LABELS = ("pinctrl-bcm2835", "pinctrl-bcm2711", "pinctrl-rp1", "pinctrl-bcm2712")
-
-
 def _import_gpiod():
     """The libgpiod v2 module; RadioError saying what to install when it is missing or v1."""
-    try:
-        import gpiod
-    except ImportError:
-        raise RadioError("the gpiod package (libgpiod 2 Python bindings) is not installed: "
-                         "pip install 'gpiod>=2'") from None
-    if not hasattr(gpiod, "request_lines"):
-        raise RadioError("the installed gpiod module is libgpiod 1.x (Debian's python3-libgpiod); "
-                         "the radio needs the 2.x bindings: pip install 'gpiod>=2'")
-    return gpiod
-
-
-def find_header_chip(gpiod, paths: Optional[Sequence[str]] = None) -> str:
-    """The gpiochip device of the Raspberry Pi's header, found by its label (its number differs
-    between models and kernels); /dev/gpiochip0 if none is labelled so."""
-    for path in sorted(glob.glob("/dev/gpiochip*")) if paths is None else paths:
-        try:
-            with gpiod.Chip(path) as chip:
-                if chip.get_info().label in HEADER_CHIP_LABELS:
-                    return path
-        except (OSError, ValueError):
-            continue
-    return "/dev/gpiochip0"
+    return import_gpiod(RadioError)
 
 
 def _gpio_hint(exc: OSError) -> str:
-    return {
-        errno.ENOENT: "no such GPIO chip (is this a Raspberry Pi? see gpio_chip)",
-        errno.ENODEV: "not a GPIO chip device (see gpio_chip)",
-        errno.EACCES: "permission denied: add the user to the gpio group",
-        errno.EPERM: "permission denied: add the user to the gpio group",
-        errno.EBUSY: "a driver or another program holds the line (the SPI driver owns CE0 = GPIO8 "
-                     "and CE1 = GPIO7 unless dtoverlay=spi0-cs moves them)",
-        errno.EINVAL: "the chip has no such line (pins are BCM numbers here)",
-    }.get(exc.errno, exc.strerror or str(exc))
+    return gpio_hint(exc, "gpio_chip", "the SPI driver owns CE0 = GPIO8 and CE1 = GPIO7 unless "
+                                       "dtoverlay=spi0-cs moves them")
 
 
 class RadioLines:

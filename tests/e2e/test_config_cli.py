@@ -3,10 +3,12 @@
 and its messages in detail: tests/unit/test_config.py.)"""
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -92,9 +94,12 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
     listener and buffer type at its maximum starts, takes a frame, re-reads its config and
     stops cleanly."""
     from gateway.config import GATEWAY_SPEC
+    from listeners.ds18b20 import DS18B20Listener
+    from listeners.gpio_lines import EdgeListener
     from listeners.serialport import SerialPortListener
     from listeners.socket import SocketListener
     from tests.support.emoncms_server import WRITE_KEY
+    from tests.support.gpiod_control import gpiod_env
     port = free_port()
     ports = dict(status_port=free_port(), web_port=free_port())
     given = {"emoncms": f"url = {emoncms.url}\napikey = {WRITE_KEY}", "file": f"path = {tmp_path / 'out.csv'}"}
@@ -105,6 +110,10 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
             extra = f"port = {port}"
         elif issubclass(cls, SerialPortListener):
             extra = f"com_port = {tmp_path / ('no-such-device-' + name)}"
+        elif issubclass(cls, EdgeListener):   # (the gpiod library faked: no GPIO chip here)
+            extra = {"pulse": "pin = 17", "gpio": "pins = 27,"}[name]
+        elif issubclass(cls, DS18B20Listener):
+            extra = f"w1_root = {tmp_path / 'w1'}"
         else:   # a buffer: the test servers take emoncms and files; the others are off
             extra = given.get(name, "active = False")
         return f"[[{name}]]\ntype = {name}\n{extra}\n" + at_maximum(
@@ -116,7 +125,8 @@ def test_every_number_at_its_maximum_runs(gateway_factory, emoncms, tmp_path):
         "[listeners]", *(section(LISTENERS, name) for name in LISTENERS.names()),
         "[buffers]", *(section(BUFFERS, name) for name in BUFFERS.names()),
     ])
-    gw = gateway_factory(text)
+    with tempfile.TemporaryDirectory(prefix="gpio-") as pins:
+        gw = gateway_factory(text, env=gpiod_env(os.path.join(pins, "pins")))
     send_lines(port, b"7 1 2\n")
     emoncms.wait_for_rows(2)
     gw.signal(signal.SIGHUP)

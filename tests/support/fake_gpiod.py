@@ -124,17 +124,19 @@ class FakeGpioChip:
         """Call ``callback(level)`` whenever a program changes output line ``offset``."""
         self._watchers.setdefault(offset, []).append(callback)
 
-    def drive(self, offset: int, level: bool) -> None:
-        """Outside hardware sets input line ``offset`` to ``level``: edges are queued."""
+    def drive(self, offset: int, level: bool, timestamp_ns: Optional[int] = None) -> None:
+        """Outside hardware sets input line ``offset`` to ``level``: edges are queued, stamped
+        ``timestamp_ns`` (CLOCK_MONOTONIC) if given, else now (a model may replay a pulse train
+        whose timing it chose, as the kernel stamps each edge when it happens)."""
         with self.gpiod.cond:
-            self._set_level(offset, level)
+            self._set_level(offset, level, timestamp_ns)
 
-    def _set_level(self, offset: int, level: bool) -> None:
+    def _set_level(self, offset: int, level: bool, timestamp_ns: Optional[int] = None) -> None:
         old = self.levels.get(offset, False)
         self.levels[offset] = level
         owner = self.owners.get(offset)
         if owner is not None and old != level:
-            owner._edge(offset, level)
+            owner._edge(offset, level, timestamp_ns)
 
     def _notify(self, offset: int, level: bool) -> None:
         for callback in self._watchers.get(offset, ()):
@@ -211,7 +213,7 @@ class FakeLineRequest:
             level = self.chip.levels.get(line, False)
             return Value.ACTIVE if level != self.settings[line].active_low else Value.INACTIVE
 
-    def _edge(self, offset: int, level: bool) -> None:
+    def _edge(self, offset: int, level: bool, timestamp_ns: Optional[int] = None) -> None:
         settings = self.settings[offset]
         rising = level != settings.active_low    # edges are logical, as the kernel reports them
         wanted = {Edge.RISING: rising, Edge.FALLING: not rising, Edge.BOTH: True}.get(settings.edge_detection)
@@ -219,7 +221,8 @@ class FakeLineRequest:
             return
         self._seqno += 1
         kind = EdgeEvent.Type.RISING_EDGE if rising else EdgeEvent.Type.FALLING_EDGE
-        self.events.append(EdgeEvent(kind, time.monotonic_ns(), offset, self._seqno, self._seqno))
+        stamp = time.monotonic_ns() if timestamp_ns is None else timestamp_ns
+        self.events.append(EdgeEvent(kind, stamp, offset, self._seqno, self._seqno))
         self._signal_fd()
         self.chip.gpiod.cond.notify_all()
 

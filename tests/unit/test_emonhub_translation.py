@@ -81,6 +81,19 @@ def test_every_shipped_config_loads(name):
     assert "MQTT" in config.buffers and config.buffers["MQTT"].settings["emonhub_payloads"] is True
 
 
+def test_emonhp_digital_input_is_the_header_pin_it_names():
+    """emonhub numbers GPIO pins as the header does: the emonHP's ``pins = 15,`` is GPIO22."""
+    from gateway.eventloop import EventLoop
+    from listeners.gpio import GpioListener
+    settings = loader().load(str(CONFIGS / "emonhp.default.emonhub.conf")).listeners["digital"].settings
+    assert settings["pin_numbering"] == "board"
+    loop = EventLoop()
+    listener = GpioListener("digital", settings, loop, lambda frame: None)
+    loop.close()
+    assert listener.pins() == [22] and listener.input_names == ("pin15",)
+    assert listener.settings["active_low"] is True     # invert = 1: a low line reads 1
+
+
 def test_autoconf_turns_the_built_in_templates_on(tmp_path):
     on = loader().load(str(CONFIGS / "default.emonhub.conf"))
     assert on.gateway["node_templates"] is True

@@ -88,9 +88,10 @@ def test_a_sample_key_the_spec_has_no_default_for_is_refused():
 def shared_settings_classes():
     from buffers.base import Buffer
     from listeners.base import Listener
+    from listeners.gpio_lines import EdgeListener
     from listeners.polling import PollingListener
     from listeners.serialport import SerialPortListener
-    return [Listener, SerialPortListener, PollingListener, Buffer]
+    return [Listener, SerialPortListener, PollingListener, EdgeListener, Buffer]
 
 
 @pytest.mark.parametrize("cls", shared_settings_classes(), ids=lambda cls: cls.__name__)
