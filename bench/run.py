@@ -478,6 +478,7 @@ def _serial_measure(ctx: Context, master: int, section: str) -> dict:
         per_frame = rig.server.count()
         rig.server.reset()
         payload = b"".join(line(seq) for seq in range(1, frames + 1))
+        c0 = rig.daemon.cpu_seconds()
         t0 = time.monotonic()
         write_all(payload)
         t_written = time.monotonic()
@@ -489,6 +490,7 @@ def _serial_measure(ctx: Context, master: int, section: str) -> dict:
             "metrics": {
                 "frames_per_s": frames / (answer["last_arrival"] - t0),
                 "read_frames_per_s": frames / (t_written - t0),
+                "cpu_us_per_frame": (rig.daemon.cpu_seconds() - c0) / frames * 1e6,
                 "rows_per_frame": per_frame,
             },
             "checks": {"rows": answer["count"]},
