@@ -22,7 +22,6 @@ setup(
     package_data={"gateway.web": ["static/*.html", "static/*.js", "static/*.css"]},   # the web page
     install_requires=[
         "configobj>=5.0.6",   # the config format users know; validation with configspecs
-        "requests>=2.25",     # HTTP with connection reuse, timeouts and TLS verification
         "pyserial>=3.5",      # serial ports and RFM2Pi boards
         "paho-mqtt>=2,<3",    # the MQTT buffer: the Eclipse reference client
         "pymodbus>=3.6",      # Modbus RTU and TCP meters: the maintained Python Modbus stack
@@ -32,7 +31,7 @@ setup(
         # The RFM69 radio on the Pi's SPI bus (type = rfm69), imported only when one is configured.
         "radio": ["spidev>=3.5", "gpiod>=2"],
         "test": ["pytest>=7", "hypothesis>=6", "psutil>=5.8", "prometheus-client>=0.17",
-                 "selenium>=4.10"],
+                 "selenium>=4.10", "requests>=2.25"],
     },
     entry_points={"console_scripts": ["oemgateway = oemgateway:main"]},
     data_files=[("share/oemgateway", ["oemgateway.conf"])],

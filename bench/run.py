@@ -36,6 +36,7 @@ from bench.harness import (ROOT, Daemon, DaemonError, check_config, connect, fra
                            free_port, paced_send, percentile, push_all, tmpfs_folder,
                            write_config)
 from bench.server import WRITE_KEY, make_server
+from bench.side_by_side import measure_one
 
 NODES = list(range(1, 11))  # 10 nodes
 PER_FRAME = 8               # values per frame (an emonTx-like frame), everywhere but where stated
@@ -477,6 +478,7 @@ def _serial_measure(ctx: Context, master: int, section: str) -> dict:
         per_frame = rig.server.count()
         rig.server.reset()
         payload = b"".join(line(seq) for seq in range(1, frames + 1))
+        c0 = rig.daemon.cpu_seconds()
         t0 = time.monotonic()
         write_all(payload)
         t_written = time.monotonic()
@@ -488,6 +490,7 @@ def _serial_measure(ctx: Context, master: int, section: str) -> dict:
             "metrics": {
                 "frames_per_s": frames / (answer["last_arrival"] - t0),
                 "read_frames_per_s": frames / (t_written - t0),
+                "cpu_us_per_frame": (rig.daemon.cpu_seconds() - c0) / frames * 1e6,
                 "rows_per_frame": per_frame,
             },
             "checks": {"rows": answer["count"]},
@@ -539,6 +542,28 @@ def _quote(text: str) -> str:
     return quote_plus(text)
 
 
+def run_side_by_side(ctx: Context) -> dict:
+    """The same burst through the minimal reference gateway, then through ours, each into a
+    fresh fast sink (``bench/side_by_side.py``)."""
+    frames = ctx.size["frames"]
+    ref = measure_one("reference", frames, ctx.size["values"], NODES, ctx.timeout / 2)
+    ours = measure_one("gateway", frames, ctx.size["values"], NODES, ctx.timeout / 2)
+    for who, figures in (("reference", ref), ("gateway", ours)):
+        checks = figures["checks"]
+        if checks["frames"] != frames or checks["lost"] or checks["doubled"] or checks["out_of_order"]:
+            raise Fail(f"{who}: delivery check failed: {checks}")
+    return {
+        "metrics": {
+            "ratio": ours["frames_per_s"] / ref["frames_per_s"],
+            "frames_per_s": ours["frames_per_s"], "ref_frames_per_s": ref["frames_per_s"],
+            "cpu_us_per_frame": ours["cpu_us_per_frame"], "ref_cpu_us_per_frame": ref["cpu_us_per_frame"],
+            "rss_idle_mb": ours["rss_idle_mb"], "ref_rss_idle_mb": ref["rss_idle_mb"],
+            "peak_rss_mb": ours["peak_rss_mb"], "ref_peak_rss_mb": ref["peak_rss_mb"],
+        },
+        "checks": ours["checks"],
+    }
+
+
 SCENARIOS: Dict[str, Scenario] = {s.name: s for s in [
     Scenario("burst", "frames pushed as fast as accepted, end to end", run_burst,
              lambda q: {"frames": 10_000 if q else 100_000, "nodes": 10, "values": PER_FRAME},
@@ -564,6 +589,10 @@ SCENARIOS: Dict[str, Scenario] = {s.name: s for s in [
     Scenario("serial", "RFM2Pi listener decoding a pty at full rate", run_serial,
              lambda q: {"frames": 2_000 if q else 20_000},
              lambda q: 60 if q else 180),
+    Scenario("side_by_side", "burst through a minimal reference gateway, then ours, same fast sink",
+             run_side_by_side,
+             lambda q: {"frames": 20_000 if q else 50_000, "nodes": 10, "values": 5},
+             lambda q: 120 if q else 240),
     Scenario("fake_ceiling", "calibration: the fake emoncms alone, bulk posts", run_fake_ceiling,
              lambda q: {"batches": 10 if q else 40, "batch": 500, "values": PER_FRAME},
              lambda q: 60 if q else 120),
@@ -578,6 +607,8 @@ TARGETS = {
     ("memory", "rss_queued_mb"): ("<", 40, "< 40 MB", ("frames", 100_000)),
     ("backlog", "rss_queued_mb"): ("<=", 100, "<= 100 MB", ("frames", 1_000_000)),
     ("steady", "rss_mb"): ("<", 30, "< 30 MB", None),
+    ("side_by_side", "ratio"): (">=", 1.0, ">= 1.0", None),
+    ("side_by_side", "rss_idle_mb"): ("<=", 25, "<= 25 MiB", None),
 }
 
 UNITS = {
@@ -590,6 +621,8 @@ UNITS = {
     "rss_mb": "MB", "peak_rss_mb": "MB", "rss_idle_mb": "MB", "rss_queued_mb": "MB",
     "bytes_per_frame": "B", "achieved_rate": "frames/s", "spool_tmpfs_mb": "MB",
     "ram_total_mb": "MB", "peak_rss_drain_mb": "MB", "spool_disk_mb": "MB", "drain_s": "s",
+    "ref_frames_per_s": "frames/s", "cpu_us_per_frame": "µs", "ref_cpu_us_per_frame": "µs",
+    "ref_rss_idle_mb": "MB", "ref_peak_rss_mb": "MB", "ratio": "×",
 }
 
 

@@ -46,6 +46,7 @@ class Buffer(Plugin, metaclass=_ConfiguredWhenBuilt):
     max_items = integer(min=0, max=100000000, default=0)
     batch_size = integer(min=1, max=100000, default=500)
     retry_max = float(min=0.01, max=86400, default=5)
+    linger = float(min=0, max=1, default=0.01)
     """ + ROUTING_SPEC   # from_listeners, from_nodes: see gateway.routing
     SAMPLE_COMMON = """
     # Settings every buffer has:
@@ -58,6 +59,8 @@ class Buffer(Plugin, metaclass=_ConfiguredWhenBuilt):
     #   retry_max = 5        while a destination fails, each retry is one reading; the
     #                        wait doubles from 0.5 s up to this many seconds, a random half
     #                        to all of it (a refused key or URL: 12 x this)
+    #   linger = 0.01        seconds a reading waits for others to share its request when
+    #                        it arrives alone (cut short once batch_size are queued); 0: none
     #   from_listeners =     take only the readings of these listeners (their section names);
     #                        empty: every listener. emonhub's subchannels become this.
     #   from_nodes =         take only the readings of these nodes (id or nodename); empty:

@@ -1,4 +1,4 @@
-"""What the buffers that POST over HTTP share: one requests session built from the common
+"""What the buffers that POST over HTTP share: one kept-alive client built from the common
 settings, transport failures turned into DeliveryErrors, and what HTTP status codes mean.
 
 A plugin subclasses ``HttpBuffer``, calls ``self.post(...)`` and hands the reply to
@@ -17,21 +17,20 @@ other 4xx (400, 422, ...)               the batch holds a reading it will never 
                                         (RejectedError: the base splits it to find it)
 ======================================  =====================================================
 
-Redirects are not followed: requests would turn a redirected POST into a GET, and the GET's
+Redirects are not followed: following one would turn a redirected POST into a GET, and the GET's
 200 would look like a delivery. A 3xx is reported with its target, to be put in ``url``.
 """
 
-import email.utils
 import errno
 import re
 import socket
+import sys
 import time
 import urllib.parse
 from typing import List, Optional
 
-import requests
-
 from buffers.base import AuthError, Buffer, RejectedError, TooLargeError, TransientError
+from buffers.httpclient import HttpClient, Reply
 from gateway import __version__
 from gateway.logs import mask_url_credentials
 
@@ -42,7 +41,8 @@ RETRY_STATUSES = frozenset({408, 425, 429})
 
 
 class HttpBuffer(Buffer):
-    """A buffer that delivers with HTTP requests through one kept-alive session."""
+    """A buffer that delivers with HTTP requests through one kept-alive client
+    (``buffers.httpclient``; ``self.session.headers`` go with every request)."""
 
     SPEC = """
     timeout = float(min=0.1, max=3600, default=10)
@@ -68,29 +68,17 @@ class HttpBuffer(Buffer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
-        # requests would re-read proxy settings from the environment for every request (a
-        # good part of the CPU a single post costs); read them once per URL instead.
-        self.session.trust_env = False
-        self._proxies: dict = {}
+        self.session = HttpClient(USER_AGENT)
 
     def configure(self) -> None:
         """Apply the settings to the session; subclasses add their headers after this."""
         self.session.verify = self.settings["ca_file"] or self.settings["verify_tls"]
 
-    def _proxies_for(self, url: str) -> dict:
-        """The environment's proxies (HTTPS_PROXY, NO_PROXY, ...) for ``url``, looked up once."""
-        proxies = self._proxies.get(url)
-        if proxies is None:
-            proxies = self._proxies[url] = requests.utils.get_environ_proxies(url)
-        return proxies
-
     def close_transport(self) -> None:
         self.session.close()
 
-    def post(self, url: str, **kwargs) -> requests.Response:
-        """POST through the session; transport failures raise DeliveryErrors.
+    def post(self, url: str, **kwargs) -> Reply:
+        """POST through the client; transport failures raise DeliveryErrors.
 
         A certificate that is not trusted is an AuthError (nothing gets through until the
         settings change); no answer in ``timeout`` seconds, a refused or cut connection are
@@ -99,17 +87,17 @@ class HttpBuffer(Buffer):
         timeout = self.settings["timeout"]
         shown = mask_url_credentials(url.split("?", 1)[0])
         try:
-            return self.session.post(url, timeout=(timeout, timeout), allow_redirects=False,
-                                     proxies=self._proxies_for(url), **kwargs)
-        except requests.exceptions.SSLError as exc:
-            raise AuthError(f"TLS certificate of {shown} not trusted: {short_error(exc)} "
-                            f"(set ca_file to trust a private CA)") from None
-        except requests.exceptions.Timeout:
+            return self.session.post(url, timeout=timeout, **kwargs)
+        except socket.timeout:
             raise TransientError(f"no answer from {shown} within {timeout:g} s") from None
-        except requests.exceptions.RequestException as exc:
+        except OSError as exc:
+            ssl = sys.modules.get("ssl")   # (imported only when a URL is https://)
+            if ssl is not None and isinstance(exc, ssl.SSLError):
+                raise AuthError(f"TLS certificate of {shown} not trusted: {short_error(exc)} "
+                                f"(set ca_file to trust a private CA)") from None
             raise TransientError(connection_problem(exc, url)) from None
 
-    def judge(self, reply: requests.Response, service: str, detail: str = "") -> None:
+    def judge(self, reply: Reply, service: str, detail: str = "") -> None:
         """Return if ``reply`` says delivered (2xx), else raise the DeliveryError it means.
 
         ``service`` names the server in messages (``InfluxDB``); ``detail`` is what the
@@ -136,13 +124,14 @@ class HttpBuffer(Buffer):
         raise TransientError(f"unexpected answer: {said}")
 
 
-def retry_after(reply: requests.Response) -> Optional[float]:
+def retry_after(reply: Reply) -> Optional[float]:
     """Seconds the server asked us to wait (``Retry-After``: seconds or an HTTP date), or None."""
     value = reply.headers.get("Retry-After", "").strip()
     if not value:
         return None
     if value.isdigit():
         return float(value)
+    import email.utils   # (only here: 1.3 MB of modules a daemon rarely needs)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -152,7 +141,7 @@ def retry_after(reply: requests.Response) -> Optional[float]:
     return max(0.0, when.timestamp() - time.time())
 
 
-def error_detail(reply: requests.Response, limit: int = 200) -> str:
+def error_detail(reply: Reply, limit: int = 200) -> str:
     """What a server said in an error body: a JSON ``message``/``error`` field, else the text."""
     try:
         body = reply.json()
@@ -178,13 +167,13 @@ def connection_problem(exc: Exception, url: str) -> str:
         return f"cannot connect to {where}: no such host ({(cause.strerror or str(cause)).lower()})"
     if cause is not None and (cause.strerror or cause.errno):
         return f"cannot connect to {where}: {(cause.strerror or errno.errorcode.get(cause.errno, '')).lower()}"
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(exc, ConnectionError):
         return f"cannot connect to {where}: the connection was cut"
     return f"cannot send to {where}: {short_error(exc)}"
 
 
 def _root_os_error(exc: BaseException) -> Optional[OSError]:
-    """The operating system's error under a requests/urllib3 one (refused, reset, no route)."""
+    """The operating system's error under ``exc`` (refused, reset, no route)."""
     seen, todo = set(), [exc]
     while todo:
         item = todo.pop()
@@ -199,7 +188,7 @@ def _root_os_error(exc: BaseException) -> Optional[OSError]:
 
 
 def short_error(exc: Exception) -> str:
-    """The last, most specific part of a requests/urllib3 error chain."""
+    """The last, most specific part of an error's text."""
     text = str(exc)
     match = re.search(r"\(Caused by \w+\((?:<[^>]*>, )?'?(.*?)'?\)\)", text)
     return (match.group(1) if match else text)[:200]

@@ -7,9 +7,8 @@ Listeners (``listeners/``) and buffers (``buffers/``) are plugins built on these
 __version__ = "2.0.0.dev0"
 
 # The packages ``pip install .`` brings (setup.py's install_requires), by the modules they give.
-DEPENDENCIES = {"configobj": "configobj", "validate": "configobj", "requests": "requests",
-                "urllib3": "requests", "charset_normalizer": "requests", "idna": "requests",
-                "certifi": "requests", "serial": "pyserial", "paho": "paho-mqtt",
+DEPENDENCIES = {"configobj": "configobj", "validate": "configobj", "serial": "pyserial",
+                "paho": "paho-mqtt",
                 "pymodbus": "pymodbus"}
 INSTALL = "python3 -m venv .venv && .venv/bin/pip install ."
 

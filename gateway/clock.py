@@ -7,7 +7,6 @@ not jump, so the error is known exactly once the clock is synchronised: it is ho
 """
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 import threading
@@ -24,11 +23,15 @@ STEP_THRESHOLD = 1.0  # seconds; smaller corrections are NTP's ordinary slewing
 
 @functools.lru_cache(maxsize=1)
 def _adjtimex() -> Optional[Callable]:
-    """libc's adjtimex, looked up once (finding libc runs ``ldconfig``); None where there is none."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).adjtimex
-    except (OSError, AttributeError):
-        return None
+    """libc's adjtimex, looked up once; None where there is none. The process's own symbols
+    (libc among them) are searched first: ``ctypes.util.find_library`` would run ``ldconfig``
+    and import 1.5 MB of modules (shutil, subprocess, tempfile, bz2, lzma) kept for good."""
+    for library in (None, "libc.so.6"):
+        try:
+            return ctypes.CDLL(library, use_errno=True).adjtimex
+        except (OSError, AttributeError):
+            continue
+    return None
 
 
 def kernel_says_synchronised() -> bool:
@@ -79,6 +82,8 @@ class ClockWatch:
             self._ask()
 
     def synchronised(self) -> bool:
+        if self.mono() - self._checked_at < self.recheck:
+            return self._synced   # (asked for every reading: no lock while the answer is fresh)
         with self._lock:
             if self.mono() - self._checked_at >= self.recheck:
                 self._ask()

@@ -306,7 +306,15 @@ class Delivery:
                 if not draining and not self.recording:
                     self.queue.wait(None)  # paused until the settings change
                     continue
-                batch = self.queue.take(self._batch_limit(), block=not draining)
+                limit = self._batch_limit()
+                batch = self.queue.take(limit, block=not draining)
+                if batch and len(batch) < limit and self.settings.get("linger") and not draining \
+                        and not self._backoff.failures:
+                    # Readings arriving one by one share a request when more come within
+                    # ``linger`` s: a bounded wait, cut short once a full batch is there.
+                    self.queue.release()
+                    self.queue.linger(limit, self.settings["linger"])
+                    batch = self.queue.take(limit, block=False)
                 if batch:
                     self._deliver(batch)
         finally:

@@ -2,7 +2,6 @@
 
 import logging
 import os
-import logging.handlers
 import re
 import threading
 import time
@@ -74,15 +73,17 @@ def setup_logging(redactor: Redactor, logfile: Optional[str] = None, max_bytes: 
                   backups: int = 1, syslog: bool = False) -> None:
     """Send the root logger to stderr (journald under systemd), or to a rotating ``logfile``;
     and to the local syslog too if ``syslog``."""
+    if logfile or syslog:
+        from logging import handlers as log_handlers   # (only then: 0.6 MB of modules, pickle among them)
     if logfile:
-        handlers: List[logging.Handler] = [logging.handlers.RotatingFileHandler(
+        handlers: List[logging.Handler] = [log_handlers.RotatingFileHandler(
             logfile, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")]
     else:
         handlers = [logging.StreamHandler()]
     for handler in handlers:
         handler.setFormatter(RedactingFormatter(redactor))
     if syslog and os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler = log_handlers.SysLogHandler(address="/dev/log")
         handler.setFormatter(RedactingFormatter(redactor, "oemgateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
         handlers.append(handler)
     root = logging.getLogger()

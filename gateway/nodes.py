@@ -20,7 +20,6 @@ Without a node section a radio payload is read as signed 16-bit pairs (the origi
 behaviour) and text values are kept as sent.
 """
 
-import decimal
 import logging
 import math
 import struct
@@ -136,6 +135,7 @@ def scaled(value: Number, scale: float) -> Number:
 def _decimal_places(number: float) -> int:
     """Decimal places of a number as written (its shortest repr): 0.01 -> 2, 24.15 -> 2,
     10.0 -> -1 (a multiple of ten), 1e-05 -> 5."""
+    import decimal   # (only for nodes with scales: a module the others need not load)
     exponent = decimal.Decimal(repr(number)).normalize().as_tuple().exponent
     return -exponent if isinstance(exponent, int) else 0
 
@@ -159,7 +159,7 @@ class Layout:
 
     def apply_scales(self, values: Sequence[Number]) -> Tuple[Number, ...]:
         if not self.scales and self.scale == 1:
-            return tuple(values)
+            return values if values.__class__ is tuple else tuple(values)
         return tuple(scaled(v, self.scale_for(i)) for i, v in enumerate(values))
 
     def scale_for(self, index: int) -> float:
@@ -379,7 +379,7 @@ class NodeStats:
     last_msg: Optional[int] = None
     rssi: Optional[int] = None
     last_seen: Optional[float] = None
-    values: Optional[dict] = None   # the last frame's values by input name
+    last_frame: Optional[Frame] = None   # the status shows its values by input name
 
 
 @dataclass
@@ -473,8 +473,12 @@ class NodeDecoder:
         node = spec.nodename if spec is not None and spec.nodename is not None else item.node
         if self.emonhub_values and names and names[0].lower() == MSG_NAME and isinstance(values[0], int):
             values, names = self._with_missed(state, values, names)
-        frame = Frame(node, values, item.time, names, item.rssi, item.source)
-        stats.values = frame.named_values()
+        if (item.__class__ is Frame and node == item.node and names is item.names
+                and values is item.values):
+            frame = item   # nothing to change: no second Frame for each reading
+        else:
+            frame = Frame(node, values, item.time, names, item.rssi, item.source)
+        stats.last_frame = frame   # (its values by name are worked out only when the status asks)
         if self.on_decoded is not None:
             self.on_decoded(str(item.node), frame)
         return frame
@@ -562,7 +566,13 @@ class NodeDecoder:
 
     def snapshot(self) -> Dict[str, dict]:
         """Per-node counters as plain data (for the status)."""
-        return {str(node): dict(vars(state.stats)) for node, state in self._nodes.items()}
+        snapshot = {}
+        for node, state in self._nodes.items():
+            stats = dict(vars(state.stats))
+            frame = stats.pop("last_frame")
+            stats["values"] = frame.named_values() if frame is not None else None
+            snapshot[str(node)] = stats
+        return snapshot
 
     # -- sending ------------------------------------------------------------------------
     def encode(self, node: Node, values: Sequence[Number]) -> bytes:

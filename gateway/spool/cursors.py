@@ -109,6 +109,7 @@ class Cursor:
         self.inactive_since: Optional[int] = None
         self._in_flight: List[int] = []
         self._interrupted = False
+        self.linger_for = 0   # while lingering: the readings it waits for (see Spool.append)
         self.drop_log = LogThrottle(log, logging.WARNING, 60.0)
 
     # -- the queue interface the delivery engine uses -----------------------------------
@@ -138,6 +139,10 @@ class Cursor:
 
     def wait(self, timeout: Optional[float]) -> bool:
         return self.spool.wait_interrupt(self, timeout)
+
+    def linger(self, count: int, timeout: float) -> None:
+        """Wait up to ``timeout`` s for ``count`` readings to be queued (see ``Delivery``)."""
+        self.spool.wait_for_readings(self, count, timeout)
 
     def interrupt(self) -> None:
         self.spool.interrupt(self)

@@ -82,6 +82,7 @@ class Spool:
         self.corrections: List[List[float]] = []   # [first_seq, last_seq, seconds]: clock fixes
         self._lock = threading.RLock()
         self._data = threading.Condition(self._lock)
+        self._full = threading.Condition(self._lock)   # a lingering cursor has its batch
         self._maintenance = threading.Lock()   # the spool thread's, or the last one at close
         self._spill_due = threading.Event()
         self._stopping = False
@@ -259,6 +260,8 @@ class Spool:
                         cursor.skips.append([seq, seq])
                 elif cursor.recording:
                     cursor.stats.accepted += 1
+                    if cursor.linger_for and seq - cursor.acked >= cursor.linger_for:
+                        self._full.notify_all()
                     if cursor.max_items and seq - cursor.acked > cursor.max_items:
                         self._drop(cursor, seq - cursor.max_items, "overflow")
                 elif cursor.acked == seq - 1:
@@ -404,10 +407,21 @@ class Spool:
             interrupted, cursor._interrupted = cursor._interrupted, False
             return interrupted
 
+    def wait_for_readings(self, cursor: Cursor, count: int, timeout: float) -> None:
+        """Wait until ``count`` readings are after the cursor, or ``timeout`` s, or an interrupt
+        (which stays pending for the next ``read``)."""
+        with self._lock:
+            cursor.linger_for = count   # append() wakes it when that many are there, not before
+            try:
+                self._full.wait_for(lambda: cursor._interrupted or self.head - cursor.acked >= count, timeout)
+            finally:
+                cursor.linger_for = 0
+
     def interrupt(self, cursor: Cursor) -> None:
         with self._lock:
             cursor._interrupted = True
             self._data.notify_all()
+            self._full.notify_all()
 
     # -- skips --------------------------------------------------------------------------
     def _skipped(self, cursor: Cursor, after: int, through: int) -> int:

@@ -416,3 +416,26 @@ def test_readings_emoncms_cannot_store_are_found_before_sending(emoncms):
     assert buffer.check(readings((1, 1e39))[0]) and buffer.check(readings((1, float("nan")))[0])
     assert buffer.check(readings((1, 3.4028234663852886e38))[0]) is None
     assert buffer.check(Frame(1, (1,), 2.0 ** 31, None, None, "t"))   # beyond input.time (INT)
+
+
+@pytest.mark.parametrize("compress", ["never", "always"])
+def test_bulk_bodies_plain_or_compressed_store_every_value_exactly(emoncms, compress):
+    """A bulk body goes as a form (only the characters a form gives a meaning escaped: the
+    ``+`` of ``1e+20``) or zlib-compressed (``cb=1``); emoncms stores the same rows either way."""
+    buffer = plugin(emoncms.url)
+    buffer.settings["compress"] = compress
+    buffer.configure()
+    batch = readings((1, 1e20, -2.5, 0), ("emontx4_17", 3.25e-7, 7), (1, 12, 1e+15 + 0.5))
+    buffer.send(batch + [Frame("named", (1.5, -1e21), 1_700_000_010.0, ("a.b", "c-d_e"), -70, "t")])
+    stored = [(r.node, r.name, r.value) for r in emoncms.rows]
+    assert stored == [("1", "1", 1e20), ("1", "2", -2.5), ("1", "3", 0),
+                      ("emontx4_17", "1", 3.25e-7), ("emontx4_17", "2", 7),
+                      ("1", "1", 12), ("1", "2", 1e+15 + 0.5),
+                      ("named", "a.b", 1.5), ("named", "c-d_e", -1e21), ("named", "rssi", -70)]
+    assert [p for _, p, _ in emoncms.requests_seen] == ["/input/bulk"]
+
+
+def test_compression_is_automatic_for_a_remote_emoncms_only():
+    assert plugin("http://localhost/emoncms").compress_from is None
+    assert plugin("http://127.0.0.1:8080/emoncms").compress_from is None
+    assert plugin("https://emoncms.org").compress_from == 1400

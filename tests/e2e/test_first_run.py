@@ -34,8 +34,8 @@ def test_started_without_its_packages_it_says_which_and_how_to_install(tmp_path)
 
 
 def test_a_package_a_plugin_needs_is_named_too(tmp_path):
-    """configobj there (Debian's python3-configobj, say) but not requests: the config names an
-    emoncms buffer, whose module needs it."""
+    """configobj there (Debian's python3-configobj, say) but not paho-mqtt: the config names an
+    mqtt buffer, whose module needs it."""
     import configobj
     import validate
     folder = tmp_path / "only-configobj"
@@ -44,10 +44,10 @@ def test_a_package_a_plugin_needs_is_named_too(tmp_path):
         source = os.path.dirname(module.__file__) if module.__file__.endswith("__init__.py") else module.__file__
         os.symlink(source, folder / os.path.basename(source))
     conf = tmp_path / "oemgateway.conf"
-    conf.write_text("[buffers]\n[[e]]\ntype = emoncms\n")
+    conf.write_text("[buffers]\n[[m]]\ntype = mqtt\n")
     result = run_bare_python("--config-file", str(conf), "--check", path_entries=[folder])
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("oemgateway: the Python package 'requests' is missing"), result.stderr
+    assert result.stderr.startswith("oemgateway: the Python package 'paho-mqtt' is missing"), result.stderr
     assert "could not be checked" not in result.stderr and "Traceback" not in result.stderr
 
 

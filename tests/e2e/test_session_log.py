@@ -146,12 +146,13 @@ class PlainEmoncms:
 
 
 def test_at_debug_the_libraries_stay_quiet_unless_asked_for(gateway_factory):
-    """DEBUG shows the gateway's own details, not a charset detector's lines for every HTTP
-    reply; log_levels names a library to see its lines too."""
+    """DEBUG shows the gateway's own details, not a library's lines for every HTTP reply (the
+    HTTP buffers use the standard library's client, which logs nothing); log_levels may still
+    name a library's logger."""
     from tests.support.configs import socket_emoncms_config
     server = PlainEmoncms()
     try:
-        for name, extra, quiet in (("first.conf", "", True), ("second.conf", "log_levels = charset_normalizer=DEBUG", False)):
+        for name, extra in (("first.conf", ""), ("second.conf", "log_levels = urllib3=DEBUG")):
             port = free_port()
             gw = gateway_factory(socket_emoncms_config(port, server.url, gateway=extra), name=name)
             send_lines(port, b"1 1\n")
@@ -159,8 +160,8 @@ def test_at_debug_the_libraries_stay_quiet_unless_asked_for(gateway_factory):
             server.posted.clear()
             assert gw.stop() == 0
             assert " DEBUG oemgateway" in gw.log
-            libraries = re.findall(r" (?:DEBUG|INFO) (charset_normalizer|urllib3|requests)\S*: ", gw.log)
-            assert (libraries == []) == quiet, (name, libraries)
+            assert "is not part=LEVEL" not in gw.log   # accepted, no problem reported
+            assert re.findall(r" (?:DEBUG|INFO) (charset_normalizer|urllib3|requests)\S*: ", gw.log) == []
     finally:
         server.close()
 
