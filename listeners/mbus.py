@@ -32,7 +32,8 @@ Settings of ``mbus`` (serial), with their defaults:
 
 A meter's sub-section: ``address`` (1; 0-250, or 254 for the only meter on the bus), ``meter``
 (a preset, default ``standard``: every present value) or ``type`` (emonhub's), and ``naming``
-(``descriptive``, or ``emonhub`` for emonhub's input names; the default with ``type``).
+(``descriptive``, or ``emonhub`` for emonhub's input names; the default with ``type``; with the
+``standard`` preset it also reports every record emonhub's ``standard`` reports).
 """
 
 import select
@@ -218,6 +219,8 @@ class MBusMeter(MeterDevice):
             self.listener.log.info("%s: meter %s (%s): its telegrams do not hold %s", self.listener, self.name,
                                    self.meter.meter.name, ", ".join(read.missing))
             self.missing = read.missing
+        if self.meter.naming == "emonhub":           # emonhub's own names, "Ontime Hours" with its space
+            return [tuple(r) for r in read.readings], read.errors
         return [(input_name(r.name), r.value, r.unit) for r in read.readings], read.errors
 
     def describe(self) -> dict:

@@ -17,7 +17,10 @@ Two naming styles:
   ``protocols.mbus_telegram`` (``energy``, ``flow_temp``, ``power_max``...) or a preset's names;
 * ``emonhub`` (the default with ``type =``, so an emonhub.conf keeps its emoncms inputs):
   emonhub's names (``Energy``, ``FlowT``, ``ReturnT``, ``Power_Max``, ``Energy2`` for a
-  second energy record...) and its ``heat_calc``.
+  second energy record, ``Ontime Hours`` with its space...) and its ``heat_calc``. With the
+  ``standard`` preset it also reports what emonhub's ``standard`` does: every record emonhub
+  decodes (stored values, ``_Max`` values, the fabrication number, dates as emonhub's integer),
+  where ``descriptive`` reports the present measurements only.
 """
 
 import difflib
@@ -183,6 +186,8 @@ def readings(telegram: Telegram, picks: Optional[Sequence[Pick]] = None,
     emonhub = emonhub_names(telegram) if naming == "emonhub" else None
     chosen: List[Tuple[str, Record, str]] = []
     missing: List[str] = []
+    if picks is None and emonhub is not None:
+        return _emonhub_standard(telegram, emonhub), []
     if picks is None:
         chosen = [(r.name, r, DEFAULT_UNITS.get(r.unit, r.unit)) for r in standard_records(telegram)]
     else:
@@ -242,6 +247,44 @@ def _emonhub_unit(record: Record, unit: str) -> str:
     if record.quantity == "on_time" and record.vif and record.vif[0] & 0x7F == 0x22:
         return "h"                  # emonhub reports the meter's hours as they come
     return unit
+
+
+# DIF data fields emonhub decodes (integers, the 32-bit real, BCD): it reads no other record
+_EMONHUB_DATA_FIELDS = frozenset((1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14))
+
+
+def _emonhub_value(record: Record) -> Optional[Union[int, float]]:
+    """The value emonhub reports for ``record``, None for a record it does not report.
+
+    A number is reported as ours (the meter's decimals); a date or time as emonhub reads any
+    integer field: the little-endian integer of its data bytes (signed for 2 and 4 bytes).
+    """
+    if not record.dif or record.dif[0] & 0x0F not in _EMONHUB_DATA_FIELDS:
+        return None
+    if record.is_number:
+        return record.value
+    if len(record.data) in (1, 3):
+        return int.from_bytes(record.data, "little")
+    if len(record.data) in (2, 4):
+        return int.from_bytes(record.data, "little", signed=True)
+    return None
+
+
+def _emonhub_standard(telegram: Telegram, names: List[str]) -> List[Reading]:
+    """emonhub's ``type = standard``: every record it decodes, stored and ``_Max`` values
+    included, by its record name, then ``heat_calc``."""
+    out = []
+    for record in telegram.records:
+        value = _emonhub_value(record)
+        if value is None:
+            continue
+        if record.is_number:
+            unit = _emonhub_unit(record, DEFAULT_UNITS.get(record.unit, record.unit))
+            value = convert(value, record.unit, unit)
+        else:
+            unit = ""
+        out.append(Reading(names[record.index], value, unit))
+    return out + _heat_calc(out)
 
 
 def _heat_calc(out: List[Reading]) -> List[Reading]:

@@ -292,15 +292,17 @@ def test_an_edited_emonhub_conf_applies_live(gateway_factory, broker):
 # -- the emonHP bundle, every device simulated ---------------------------------------------------
 EMONTX4_NAMES = ["MSG", "Vrms", *(f"P{i}" for i in range(1, 7)), *(f"E{i}" for i in range(1, 7)), "T1", "T2", "T3",
                  "pulse", "missed", "missedprc", "rssi"]
-# The Kamstrup 601's telegram as the M-Bus listener reports it for ``type = standard`` (emonhub's
-# record names, ``heat_calc`` last). emonhub 2.7.19 publishes these with the same values (its
-# ReturnT as 46.160000000000004, its zero volumes as 0.0, "Ontime Hours" with its space), and
-# also the records the listener leaves out: FabNo, DateTime, Record27, the _Max records and the
-# previous period's (storage 1) Energy5-8, Volume4-6, Power_Max2, FlowRate_Max2 (docs/emonhub.md).
+# The Kamstrup 601's telegram as emonhub 2.7.19 publishes it for ``type = standard``: every record
+# it decodes by emonhub's record name (stored values, _Max values, dates as the integer of their
+# data bytes, "Ontime Hours" with its space), ``heat_calc`` last. Values are the meter's decimals
+# (emonhub's floating point gives ReturnT 46.160000000000004 and the zero volumes 0.0; docs/emonhub.md).
 KAMSTRUP_601_EMONHUB = [
-    ("Energy", "37351"), ("Volume", "561.08"), ("Ontime_Hours", "985"), ("FlowT", "101.69"), ("ReturnT", "46.16"),
-    ("DeltaT", "55.53"), ("Power", "34700"), ("FlowRate", "0.543"), ("Energy2", "0"), ("Energy3", "0"),
-    ("Volume2", "0"), ("Volume3", "0"), ("Energy4", "0"), ("heat_calc", "34759.46625")]
+    ("FabNo", "6855817"), ("Energy", "37351"), ("Volume", "561.08"), ("Ontime Hours", "985"), ("FlowT", "101.69"),
+    ("ReturnT", "46.16"), ("DeltaT", "55.53"), ("Power", "34700"), ("Power_Max", "44800"), ("FlowRate", "0.543"),
+    ("FlowRate_Max", "0.628"), ("Energy2", "0"), ("Energy3", "0"), ("Volume2", "0"), ("Volume3", "0"),
+    ("Energy4", "0"), ("DateTime", "291843866"), ("Energy5", "33361"), ("Volume4", "500.98"), ("Power_Max2", "55000"),
+    ("FlowRate_Max2", "1.027"), ("Energy6", "0"), ("Energy7", "0"), ("Volume5", "0"), ("Volume6", "0"),
+    ("Energy8", "0"), ("Record27", "7263"), ("heat_calc", "34759.46625")]
 THERMOMETER = "28-000008e2db06"
 
 

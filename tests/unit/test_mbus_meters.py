@@ -117,6 +117,32 @@ def test_emonhub_names_for_an_emonhub_config():
     assert [r.name for r in q][:2] == ["Energy", "Cooling"]
 
 
+# What emonhub 2.7.19 publishes for this telegram with ``type = standard`` (its float values
+# written as the meter's decimals): every record it decodes, stored values and _Max included,
+# dates as the integer of their data bytes, then heat_calc. The manufacturer data is not one.
+KAMSTRUP_601_EMONHUB = [
+    ("FabNo", 6855817, ""), ("Energy", 37351, "kWh"), ("Volume", 561.08, "m³"), ("Ontime Hours", 985, "h"),
+    ("FlowT", 101.69, "°C"), ("ReturnT", 46.16, "°C"), ("DeltaT", 55.53, "K"), ("Power", 34700, "W"),
+    ("Power_Max", 44800, "W"), ("FlowRate", 0.543, "m³/h"), ("FlowRate_Max", 0.628, "m³/h"),
+    ("Energy2", 0, "kWh"), ("Energy3", 0, "kWh"), ("Volume2", 0, "m³"), ("Volume3", 0, "m³"),
+    ("Energy4", 0, "kWh"), ("DateTime", 291843866, ""), ("Energy5", 33361, "kWh"), ("Volume4", 500.98, "m³"),
+    ("Power_Max2", 55000, "W"), ("FlowRate_Max2", 1.027, "m³/h"), ("Energy6", 0, "kWh"), ("Energy7", 0, "kWh"),
+    ("Volume5", 0, "m³"), ("Volume6", 0, "m³"), ("Energy8", 0, "kWh"), ("Record27", 7263, "")]
+
+
+def test_standard_with_emonhub_names_reports_every_record_emonhub_does():
+    got, absent = readings(telegram("kamstrup_multical_601"), naming="emonhub")
+    assert absent == []
+    assert [tuple(r) for r in got[:-1]] == KAMSTRUP_601_EMONHUB
+    assert got[-1].name == "heat_calc" and len(got) == 28
+
+
+def test_a_preset_with_emonhub_names_still_reports_only_its_picks():
+    got, _ = readings(telegram("kamstrup_multical_601"), preset("kamstrup403").steps[0].picks, naming="emonhub")
+    assert [r.name for r in got] == ["Energy", "Volume", "FlowT", "ReturnT", "DeltaT", "Power", "FlowRate",
+                                     "Ontime Hours", "heat_calc"]
+
+
 def test_conversions():
     assert meters.convert(37351000, "Wh", "kWh") == 37351
     assert meters.convert(7200, "s", "h") == 2
