@@ -36,10 +36,15 @@ class W1Bus:
     def set(self, sensor_id: str, milli: int, crc_ok: bool = True) -> None:
         """The sensor is on the bus and reads ``milli`` m°C (its CRC check as given)."""
         folder = self.root / sensor_id
-        folder.mkdir(exist_ok=True)
         pad = scratchpad(milli)
         crc = pad.rsplit(" ", 1)[1]
         text = f"{pad} : crc={crc} {'YES' if crc_ok else 'NO'}\n{pad} t={milli}\n"
+        if not folder.exists():   # a new sensor appears whole, as the kernel adds it: never a folder without w1_slave
+            staging = self.root.parent / f".{sensor_id}.new"
+            staging.mkdir(exist_ok=True)
+            (staging / "w1_slave").write_text(text)
+            staging.rename(folder)
+            return
         tmp = folder / "w1_slave.tmp"
         tmp.write_text(text)
         tmp.replace(folder / "w1_slave")
