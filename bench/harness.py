@@ -158,14 +158,7 @@ class Daemon(GatewayProcess):
 
     def peak_rss_mb(self) -> Optional[float]:
         """VmHWM: the highest RSS the process had."""
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except (OSError, ValueError):
-            pass
-        return None
+        return peak_rss_mb(self.pid)
 
     def spool_ram_mb(self) -> Optional[float]:
         """Memory the spool's hot tier takes on its tmpfs (outside the RSS), or None."""
@@ -273,3 +266,15 @@ def percentile(values: List[float], q: float) -> Optional[float]:
     low = int(pos)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def peak_rss_mb(pid: int) -> Optional[float]:
+    """VmHWM of process ``pid``: the highest RSS it had, in MB (None when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None

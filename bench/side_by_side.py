@@ -19,8 +19,8 @@ from typing import Optional
 
 import psutil
 
-from bench.harness import ROOT, Daemon, connect, frame_line, frames_payload, free_port, push_all, \
-    tmpfs_folder, write_config
+from bench.harness import ROOT, Daemon, connect, frame_line, frames_payload, free_port, peak_rss_mb, \
+    push_all, tmpfs_folder, write_config
 from bench.server import WRITE_KEY
 
 SETTLE_S = 2.0   # after 'ready', before the idle RSS is read
@@ -123,7 +123,7 @@ def measure_one(kind: str, frames: int, per_frame: int, nodes, timeout: float,
         elapsed = result["last_arrival"] - t0
         return {"frames_per_s": frames / elapsed, "ingest_frames_per_s": frames / (t_accepted - t0),
                 "cpu_us_per_frame": (c1 - c0) / frames * 1e6, "rss_idle_mb": rss_idle,
-                "peak_rss_mb": _peak_rss_mb(ps.pid), "requests": result["requests"],
+                "peak_rss_mb": peak_rss_mb(ps.pid), "requests": result["requests"],
                 "body_bytes": result["body_bytes"], "elapsed_s": elapsed,
                 "checks": {k: result[k] for k in ("frames", "lost", "doubled", "out_of_order")}}
     finally:
@@ -134,17 +134,6 @@ def measure_one(kind: str, frames: int, per_frame: int, nodes, timeout: float,
         for path in (folder, runtime):
             if path:
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def _peak_rss_mb(pid: int) -> Optional[float]:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 def compression(frames: int, link_kbps: float, runs: int, per_frame: int = 8) -> dict:
