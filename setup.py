@@ -11,8 +11,8 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "gateway" / "__init__.py
 setup(
     name="oemgateway",
     version=VERSION,
-    description="Forwards energy-monitor readings (RFM2Pi, serial, TCP) to emoncms and other "
-                "servers without losing any",
+    description="Forwards energy-monitor readings (radios, serial, TCP, MQTT, meters, sensors) "
+                "to emoncms and other servers without losing any",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="GPL-3.0-or-later",
